@@ -1,0 +1,220 @@
+"""Typed run configuration: one source of truth for the CLI, the pipeline and its components.
+
+A YAML file maps onto nested dataclasses. Unknown fields and wrong types are refused with a
+:class:`ConfigError` naming the dotted field, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from videostar.errors import ConfigError
+
+DEFAULT_TEMPLATES: dict[str, list[str]] = {
+    "action_recognition": [
+        "What is happening in this video?",
+        "Describe what you see in this video.",
+        "What is shown in this video?",
+    ],
+    "action_quality": [
+        "How well is the action in this video performed? Give a score.",
+        "Assess the quality of the performance in this video and give its score.",
+    ],
+    "dive_quality": [
+        "Describe the dive in this video step by step, name its difficulty and give its score.",
+        "Which moves make up this dive, how difficult is it, and what score does it earn?",
+    ],
+    "subaction_order": [
+        "Which move comes {relation} the {anchor} in this dive?",
+    ],
+    "temporal_localization": [
+        "When does the event described as '{query}' happen in this video?",
+    ],
+    "shape_timing": [
+        "When is the shape visible in this video?",
+    ],
+}
+
+
+@dataclass
+class VideoConfig:
+    """Frame sampling: ``num_frames`` uniform frames, or frames at ``fps`` when set."""
+
+    num_frames: int = 8
+    fps: float | None = None
+    max_frames: int = 32
+
+
+@dataclass
+class GenerateConfig:
+    """Answer generation (the released recipe: temperature 0.2, one sample, 1024 new tokens)."""
+
+    temperature: float = 0.2
+    max_new_tokens: int = 1024
+    batch_size: int = 8
+    seed: int = 0
+    instruction: str = "Explain step by step."
+
+
+@dataclass
+class RationalizeConfig:
+    """Label rationalization: the label is given as a hint, then the answer is verified."""
+
+    hint: str = "Answer: {label}. Explain step by step how one arrives at this."
+
+
+@dataclass
+class VerifyConfig:
+    """Parser-Verifier thresholds, per label type (DESIGN §3.2)."""
+
+    class_ratio: float = 0.85
+    class_min_token_len: int = 3
+    sentence_threshold: float = 0.6
+    sequence_threshold: float = 0.25
+    float_rel_tol: float = 0.10
+    timestamp_tol: float = 0.10
+    range_iou: float = 0.5
+    bbox_iou: float = 0.5
+    bbox_format: str = "xyxy"
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = True
+    r: int = 64
+    alpha: int = 16
+    dropout: float = 0.05
+    targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class SFTConfig:
+    """Instruction tuning, always from the base checkpoint (released: lr 2e-5, cosine, 1 epoch)."""
+
+    lr: float = 2e-5
+    epochs: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    curriculum: bool = False
+    deepspeed: str | None = None
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class DecideConfig:
+    """When the cycle stops: budget reached, or the metric improved by less than ``min_delta``."""
+
+    max_cycles: int = 3
+    min_delta: float = 0.01
+    metric: str = "total_yield"
+
+
+@dataclass
+class RunConfig:
+    video: VideoConfig = field(default_factory=VideoConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    decide: DecideConfig = field(default_factory=DecideConfig)
+    templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(tp)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _check_type(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (tp in (int, float) and isinstance(value, bool)) or not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{path}: unknown field (known: {', '.join(sorted(names))})")
+        kwargs[key] = _check_type(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a plain mapping into a :class:`RunConfig`."""
+    cfg = _build(RunConfig, data, "")
+    _validate_ranges(cfg)
+    return cfg
+
+
+def _validate_ranges(cfg: RunConfig) -> None:
+    checks = [
+        ("video.num_frames", cfg.video.num_frames >= 1),
+        ("generate.temperature", cfg.generate.temperature >= 0),
+        ("generate.max_new_tokens", cfg.generate.max_new_tokens >= 1),
+        ("generate.batch_size", cfg.generate.batch_size >= 1),
+        ("sft.lr", cfg.sft.lr > 0),
+        ("sft.batch_size", cfg.sft.batch_size >= 1),
+        ("sft.grad_accum", cfg.sft.grad_accum >= 1),
+        ("sft.epochs", cfg.sft.epochs > 0),
+        ("decide.max_cycles", cfg.decide.max_cycles >= 1),
+        ("verify.bbox_format", cfg.verify.bbox_format in ("xyxy", "xywh")),
+        ("rationalize.hint", "{label}" in cfg.rationalize.hint),
+    ]
+    for name, ok in checks:
+        if not ok:
+            raise ConfigError(f"{name}: invalid value")
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a YAML run configuration; ``None`` gives the defaults."""
+    if path is None:
+        return RunConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

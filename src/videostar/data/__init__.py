@@ -1,0 +1,1 @@
+"""Record schema and supervision adapters that turn labeled video datasets into records."""

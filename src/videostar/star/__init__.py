@@ -1,0 +1,1 @@
+"""The Video-STaR steps: generate, verify, rationalize, and the cycle decision."""

@@ -1,0 +1,767 @@
+"""Parser-Verifier: keep an answer only if it contains every label of its record (DESIGN §3.2).
+
+A registry maps each label type to one small verifier class; adding a type is one class with
+``@register("name")`` and its thresholds in :class:`~videostar.config.VerifyConfig`. Verifiers
+parse free text with rules only (no model), never raise on arbitrary answer text, and turn a
+malformed label value into a failed verdict whose reason says so.
+
+Deliberate choices, relative to the released verifier:
+
+- class words are matched with difflib's ratio (> ``class_ratio``); candidates are pruned by
+  exact upper bounds of that ratio (length bound, ``quick_ratio``), so the decisions equal an
+  exhaustive pairwise scan. Numeric label tokens ("1.5") are kept however short and must match
+  exactly.
+- sentence similarity is a *lexical fallback* (no embedding model here): the fraction of the
+  ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of one
+  answer sentence.
+- sentence_sequence follows the release: every ground-truth sentence's best-matching answer
+  sentence must reach ``sequence_threshold``, at non-decreasing answer positions.
+- float counts only the number right after a mention of the label's name when the name occurs.
+- bbox ``xywh`` means top-left corner plus size (torchvision's convention); ``cxcywh``
+  (the release's centre format) is understood too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from videostar.config import VerifyConfig
+from videostar.data.records import LABEL_TYPES, Record
+from videostar.errors import RecordError
+
+_STOPWORD_TEXT = """
+    a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for
+    from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your yours
+    yourself yourselves
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+FLOAT_NAME_WINDOW = 40  # chars between a mention of the label's name and its number
+ITEM_WORD_GAP = 3  # answer words allowed between two words of one sequence item
+
+_TOKEN_RE = re.compile(r"[^\W_]+(?:\.\d+)*")
+_NUMERIC_TOKEN_RE = re.compile(r"\d+(?:\.\d+)*")
+_DROP_APOSTROPHES = str.maketrans("", "", "'\u2019`")
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_GROUPED_NUMBER_RE = re.compile(
+    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)(\s*%)?"
+)
+_PLAIN_NUMBER_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?|-?\.\d+)(\s*%)?")
+_YES_NO_RE = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+_NO_DECISION_BEFORE_RE = re.compile(r"(?:^|[.!?:;\n\"(]|\banswer(?:\s+is)?|\bsay)\s*$", re.I)
+_NO_DECISION_AFTER_RE = re.compile(
+    r"\s*(?:[^\w\s-]|$)|\s+(?:because|since|but|so|as|it|they|he|she|this|that|i|we)\b", re.I
+)
+_CHOICE_RE = re.compile(
+    r"\(([A-Z])\)"
+    r"|(?i:\b(?:option|choice|answer(?:\s+is)?)\s*[:\-]?\s*)\(?([A-Z])\b"
+    r"|\b([A-E])[.)](?!\w)"
+    r"|\b([B-E])\b"
+    r"|\b(A)\b(?!\s+(?!(?:is|was)\b)[a-z])"
+)
+_OPTION_VALUE_RE = re.compile(r"\s*\(?([A-Za-z])(?:[.):\]]|\s|$)")
+_STEM_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+class MalformedLabel(ValueError):
+    """A label value a verifier cannot use (wrong shape or type)."""
+
+
+@dataclass
+class LabelVerdict:
+    """Whether one label was found in the answer, and a short human reason."""
+
+    name: str
+    type: str
+    passed: bool
+    reason: str
+
+
+@dataclass
+class Verdict:
+    """An answer passes only when every label passes."""
+
+    passed: bool
+    labels: list[LabelVerdict] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "labels": {
+                lv.name: {"type": lv.type, "passed": lv.passed, "reason": lv.reason}
+                for lv in self.labels
+            },
+        }
+
+
+@dataclass
+class VerifyResult:
+    """Rows split by verdict, plus the step's metrics."""
+
+    passed: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- text parsing
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    """Lowercased word tokens; apostrophes vanish ("person's" -> "persons"), decimals stay."""
+    return tuple(_TOKEN_RE.findall(text.casefold().translate(_DROP_APOSTROPHES)))
+
+
+def _is_numeric(token: str) -> bool:
+    return token[0].isdigit() and _NUMERIC_TOKEN_RE.fullmatch(token) is not None
+
+
+@lru_cache(maxsize=1 << 16)
+def label_words(label: str, min_len: int) -> tuple[str, ...]:
+    """Content words of a label, in order: no stopwords, no short words (numbers always kept).
+
+    Cached: the same few thousand labels recur across a whole dataset.
+    """
+    return tuple(
+        t for t in tokens(label)
+        if _is_numeric(t) or (t not in STOPWORDS and len(t) >= min_len)
+    )
+
+
+@lru_cache(maxsize=64)
+def _answer_tokens(answer: str) -> tuple[str, ...]:
+    return tokens(answer)
+
+
+@lru_cache(maxsize=64)
+def _answer_vocab(answer: str) -> frozenset[str]:
+    return frozenset(_answer_tokens(answer))
+
+
+@lru_cache(maxsize=64)
+def answer_numbers(answer: str, grouped: bool = True) -> tuple[tuple[float, int, int, bool], ...]:
+    """(value, start, end, is_percent) of every number in the text.
+
+    ``grouped``: "1,234.5" is one number (scores); otherwise commas separate numbers, as in
+    box and range lists written without spaces ("[120,340,560,780]").
+    """
+    out = []
+    for m in (_GROUPED_NUMBER_RE if grouped else _PLAIN_NUMBER_RE).finditer(answer):
+        value = float(m.group(1).replace(",", ""))
+        if math.isfinite(value):
+            out.append((value, m.start(1), m.end(), m.group(2) is not None))
+    return tuple(out)
+
+
+def _fractions(answer: str, grouped: bool = True) -> list[float]:
+    """Numbers of the answer with percentages as fractions ("25%" -> 0.25)."""
+    return [v / 100 if pct else v for v, _, _, pct in answer_numbers(answer, grouped)]
+
+
+def _stem(word: str) -> str:
+    for suffix in _STEM_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+@lru_cache(maxsize=1 << 14)
+def _sentence_words(sentence: str, min_len: int) -> tuple[str, ...]:
+    """Stemmed content words of a ground-truth sentence (all its words if none is content)."""
+    words = label_words(sentence, min_len) or tokens(sentence)
+    return tuple(dict.fromkeys(_stem(w) for w in words))
+
+
+@lru_cache(maxsize=64)
+def _answer_sentences(answer: str) -> tuple[frozenset[str], ...]:
+    parts = (p for p in _SENTENCE_SPLIT_RE.split(answer) if p.strip())
+    return tuple(frozenset(_stem(w) for w in tokens(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------- fuzzy words
+
+
+@lru_cache(maxsize=1 << 20)
+def _pair_ratio(word: str, cand: str, threshold: float) -> float:
+    """difflib ratio of (label word, answer word), or -1 when ``quick_ratio`` rules it out.
+
+    quick_ratio is an upper bound of ratio, so a pruned pair could never pass. Cached: answer
+    vocabularies are Zipfian, so the same pairs recur across answers.
+    """
+    matcher = SequenceMatcher(None, word, cand)
+    if matcher.quick_ratio() <= threshold:
+        return -1.0
+    return matcher.ratio()
+
+
+@lru_cache(maxsize=1 << 16)
+def _ratio(word: str, cand: str) -> float:
+    return SequenceMatcher(None, word, cand).ratio()
+
+
+def _length_bounds(n: int, threshold: float) -> tuple[float, float]:
+    """Answer-word lengths outside (lo, hi) cannot reach ratio > threshold with an n-char word.
+
+    ratio <= 2*min(n, m) / (n + m); a small margin keeps the bound conservative.
+    """
+    if threshold <= 0:
+        return -1.0, math.inf
+    return n * threshold / (2 - threshold) - 1e-9, n * (2 - threshold) / threshold + 1e-9
+
+
+def best_match(
+    word: str, vocab: Iterable[str], threshold: float, explain: bool = True
+) -> tuple[bool, str, float]:
+    """Whether ``word`` matches some answer word (ratio > threshold), and that word and ratio.
+
+    Exact membership short-cuts; otherwise only candidates that the ratio's upper bounds
+    (length, quick_ratio) leave open are scored, so the decision equals scoring every pair.
+    On failure, with ``explain``, the nearest candidate of similar length is reported.
+    """
+    if threshold < 1 and isinstance(vocab, frozenset | set) and word in vocab:
+        return True, word, 1.0
+    if _is_numeric(word):
+        return False, "", 0.0
+    lo, hi = _length_bounds(len(word), threshold)
+    near = [cand for cand in vocab if lo < len(cand) < hi]
+    for cand in near:
+        ratio = _pair_ratio(word, cand, threshold)
+        if ratio > threshold:
+            return True, cand, ratio
+    if not (near and explain):
+        return False, "", 0.0
+    best = max(near, key=lambda cand: _ratio(word, cand))
+    return False, best, _ratio(word, best)
+
+
+def _word_matches(word: str, cand: str, threshold: float) -> bool:
+    if word == cand:
+        return threshold < 1
+    if _is_numeric(word):
+        return False
+    lo, hi = _length_bounds(len(word), threshold)
+    return lo < len(cand) < hi and _pair_ratio(word, cand, threshold) > threshold
+
+
+# --------------------------------------------------------------------------- value parsing
+
+
+def _as_text(value: Any) -> str:
+    if not isinstance(value, str) or not tokens(value):
+        raise MalformedLabel(f"expected text with at least one word, got {value!r:.60}")
+    return value
+
+
+def _as_texts(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise MalformedLabel(f"expected a non-empty list of text, got {value!r:.60}")
+    return [_as_text(v) for v in items]
+
+
+def _as_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise MalformedLabel(f"expected a number, got {value!r:.60}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise MalformedLabel(f"expected a number, got {value!r:.60}") from None
+    if not math.isfinite(number):
+        raise MalformedLabel(f"expected a finite number, got {value!r:.60}")
+    return number
+
+
+def _as_numbers(value: Any, count: int) -> list[float]:
+    if not isinstance(value, list | tuple) or len(value) != count:
+        raise MalformedLabel(f"expected {count} numbers, got {value!r:.60}")
+    return [_as_number(v) for v in value]
+
+
+def _as_fraction(value: Any) -> float:
+    number = _as_number(value)
+    if not 0 <= number <= 1:
+        raise MalformedLabel(f"expected a normalized time in [0, 1], got {number}")
+    return number
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class Verifier:
+    """One label type: ``parse`` validates the label value, ``judge`` reads the answer."""
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, cfg: VerifyConfig) -> None:
+        self.cfg = cfg
+
+    def check(self, answer: str, value: Any, name: str) -> LabelVerdict:
+        """Verdict for one label; a malformed value fails with a reason instead of raising."""
+        try:
+            parsed = self.parse(value)
+        except MalformedLabel as exc:
+            return LabelVerdict(name, self.type_name, False, f"malformed label: {exc}")
+        if not isinstance(answer, str):
+            return LabelVerdict(name, self.type_name, False, "answer is not text")
+        passed, reason = self.judge(answer, parsed, name)
+        return LabelVerdict(name, self.type_name, passed, reason)
+
+    def parse(self, value: Any) -> Any:
+        return value
+
+    def judge(self, answer: str, value: Any, name: str) -> tuple[bool, str]:
+        raise NotImplementedError
+
+
+VERIFIERS: dict[str, type[Verifier]] = {}
+
+
+def register(type_name: str) -> Callable[[type[Verifier]], type[Verifier]]:
+    """Class decorator adding a verifier for ``type_name`` to the registry."""
+
+    def add(cls: type[Verifier]) -> type[Verifier]:
+        cls.type_name = type_name
+        VERIFIERS[type_name] = cls
+        return cls
+
+    return add
+
+
+def get_verifier(type_name: str, cfg: VerifyConfig) -> Verifier:
+    """The verifier for a label type, configured; an unknown type is a record error."""
+    try:
+        return VERIFIERS[type_name](cfg)
+    except KeyError:
+        known = ", ".join(sorted(VERIFIERS))
+        raise RecordError(f"no verifier for label type {type_name!r} (known: {known})") from None
+
+
+# --------------------------------------------------------------------------- verifiers
+
+
+def match_class(label: str, answer: str, cfg: VerifyConfig) -> tuple[bool, str]:
+    """Every content word of the label must fuzzily match an answer word.
+
+    A label with no content word left (e.g. "up") must appear as a whole phrase instead.
+    """
+    words = label_words(label, cfg.class_min_token_len)
+    if not words:
+        phrase = " ".join(tokens(label))
+        found = f" {phrase} " in f" {' '.join(_answer_tokens(answer))} "
+        return found, f"phrase '{phrase}' {'found' if found else 'not found'} (no content word)"
+    vocab = _answer_vocab(answer)
+    for word in dict.fromkeys(words):
+        ok, best, ratio = best_match(word, vocab, cfg.class_ratio)
+        if not ok:
+            near = f" (best '{best}' {ratio:.2f})" if best else ""
+            return False, f"label word '{word}' not found{near}"
+    return True, f"all label words found: {', '.join(dict.fromkeys(words))}"
+
+
+@register("class")
+class ClassVerifier(Verifier):
+    """A class name (e.g. a Kinetics action): all its content words appear in the answer."""
+
+    def parse(self, value: Any) -> str:
+        return _as_text(value)
+
+    def judge(self, answer: str, value: str, name: str) -> tuple[bool, str]:
+        return match_class(value, answer, self.cfg)
+
+
+def sentence_similarity(gt_words: Sequence[str], sentence: frozenset[str], ratio: float) -> float:
+    """Lexical fallback for embedding similarity: share of gt words found in the sentence."""
+    if not gt_words:
+        return 0.0
+    found = sum(best_match(w, sentence, ratio, explain=False)[0] for w in gt_words)
+    return found / len(gt_words)
+
+
+def _best_sentence(gt: str, answer: str, cfg: VerifyConfig) -> list[float]:
+    """Similarity of a ground-truth sentence to each answer sentence, in answer order."""
+    words = _sentence_words(gt, cfg.class_min_token_len)
+    sentences = _answer_sentences(answer)
+    return [sentence_similarity(words, s, cfg.class_ratio) for s in sentences]
+
+
+@register("sentence")
+class SentenceVerifier(Verifier):
+    """Each ground-truth sentence is similar (>= sentence_threshold) to some answer sentence."""
+
+    def parse(self, value: Any) -> list[str]:
+        return _as_texts(value)
+
+    def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
+        threshold = self.cfg.sentence_threshold
+        for i, gt in enumerate(value, 1):
+            best = max(_best_sentence(gt, answer, self.cfg), default=0.0)
+            if best < threshold:
+                return False, (f"sentence {i}/{len(value)} '{gt.strip():.50}' not found "
+                               f"(best lexical similarity {best:.2f} < {threshold})")
+        return True, f"all {len(value)} sentences found (lexical similarity >= {threshold})"
+
+
+@register("sentence_sequence")
+class SentenceSequenceVerifier(Verifier):
+    """Ground-truth sentences appear in order, as in the release: each one's best-matching
+    answer sentence reaches ``sequence_threshold`` and those positions never go backwards
+    (ties resolve to the earliest position that keeps the order). A text value is split into
+    its sentences.
+    """
+
+    def parse(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [part for part in _SENTENCE_SPLIT_RE.split(value) if part.strip()]
+        return _as_texts(value)
+
+    def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
+        threshold, pos = self.cfg.sequence_threshold, 0
+        for i, gt in enumerate(value, 1):
+            sims = _best_sentence(gt, answer, self.cfg)
+            best = max(sims, default=0.0)
+            where = f"sentence {i}/{len(value)} '{gt.strip():.50}'"
+            if best < threshold or not sims:
+                return False, f"{where} not found (best similarity {best:.2f} < {threshold})"
+            tops = [j for j, s in enumerate(sims) if s == best]
+            at = next((j for j in tops if j >= pos), tops[0])
+            if at < pos:
+                return False, f"{where} best matches answer sentence {at + 1}, before {pos + 1}"
+            pos = at
+        return True, f"all {len(value)} sentences found in order"
+
+
+def _find_item(words: Sequence[str], toks: Sequence[str], start: int, ratio: float) -> int | None:
+    """End position of the first occurrence of an item's words at or after ``start``."""
+    for anchor in range(start, len(toks)):
+        if not _word_matches(words[0], toks[anchor], ratio):
+            continue
+        end: int | None = anchor
+        for word in words[1:]:
+            window = range(end + 1, min(end + 2 + ITEM_WORD_GAP, len(toks)))
+            end = next((k for k in window if _word_matches(word, toks[k], ratio)), None)
+            if end is None:
+                break
+        if end is not None:
+            return end
+    return None
+
+
+@register("sequence")
+class SequenceVerifier(Verifier):
+    """Class names (e.g. dive sub-actions, which repeat) found in the answer in this order."""
+
+    def parse(self, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise MalformedLabel(f"expected a list of class names, got {value!r:.60}")
+        return _as_texts(value)
+
+    def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
+        toks, pos = _answer_tokens(answer), 0
+        for i, item in enumerate(value, 1):
+            words = label_words(item, self.cfg.class_min_token_len) or tokens(item)
+            end = _find_item(words, toks, pos, self.cfg.class_ratio)
+            if end is None:
+                where = "in the answer" if i == 1 else f"after item {i - 1}"
+                return False, f"item {i}/{len(value)} '{item}' not found {where}"
+            pos = end + 1
+        return True, f"all {len(value)} items found in order"
+
+
+def _name_pattern(name: str) -> re.Pattern[str] | None:
+    words = re.findall(r"[^\W_]+", name)
+    return _compiled_name(tuple(words)) if words else None
+
+
+@lru_cache(maxsize=256)
+def _compiled_name(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b" + r"[\s_-]*".join(map(re.escape, words)), re.IGNORECASE)
+
+
+def _numbers_after_name(answer: str, pattern: re.Pattern[str]) -> list[float] | None:
+    """The first number after each mention of the name (within the window); None: no mention."""
+    numbers = answer_numbers(answer)
+    ends = [m.end() for m in pattern.finditer(answer)]
+    if not ends:
+        return None
+    picked = []
+    for end in ends:
+        nxt = next(((v, s) for v, s, _, _ in numbers if s >= end), None)
+        if nxt is not None and nxt[1] - end <= FLOAT_NAME_WINDOW:
+            picked.append(nxt[0])
+    return picked
+
+
+@register("float")
+class FloatVerifier(Verifier):
+    """A number (e.g. a dive score) within ``float_rel_tol`` relative error of the label.
+
+    Stricter than the release: if the label's name (underscores as spaces) is mentioned, only
+    the first number following a mention counts, so "difficulty 3.5" cannot pass "score 3.5".
+    """
+
+    def parse(self, value: Any) -> float:
+        return _as_number(value)
+
+    def judge(self, answer: str, value: float, name: str) -> tuple[bool, str]:
+        pattern = _name_pattern(name)
+        after = _numbers_after_name(answer, pattern) if pattern else None
+        numbers = [v for v, _, _, _ in answer_numbers(answer)] if after is None else after
+        scope = "" if after is None else f" after '{name.replace('_', ' ')}'"
+        if not numbers:
+            return False, f"no number{scope} in the answer"
+        tol = self.cfg.float_rel_tol
+        closest = min(numbers, key=lambda x: abs(x - value))
+        allowed = tol * abs(value) if value else tol
+        verdict = "within" if abs(closest - value) <= allowed + 1e-12 else "not within"
+        return verdict == "within", f"found {closest}{scope} {verdict} {tol:.0%} of {value}"
+
+
+@register("timestamp")
+class TimestampVerifier(Verifier):
+    """A normalized time: some number of the answer (or percentage) within ``timestamp_tol``."""
+
+    def parse(self, value: Any) -> float:
+        return _as_fraction(value)
+
+    def judge(self, answer: str, value: float, name: str) -> tuple[bool, str]:
+        numbers = _fractions(answer)
+        if not numbers:
+            return False, "no number in the answer"
+        closest = min(numbers, key=lambda x: abs(x - value))
+        ok = abs(closest - value) <= self.cfg.timestamp_tol + 1e-12
+        word = "within" if ok else "not within"
+        return ok, f"found {closest:g} {word} {self.cfg.timestamp_tol:g} of {value:g}"
+
+
+def interval_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """1-D IoU; two identical points count as a perfect match."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    if union <= 0:
+        return 1.0 if tuple(a) == tuple(b) else 0.0
+    return inter / union
+
+
+@register("temporal_range")
+class TemporalRangeVerifier(Verifier):
+    """[start, end] normalized: some pair of consecutive answer numbers has IoU > range_iou."""
+
+    def parse(self, value: Any) -> list[float]:
+        start, end = _as_numbers(value, 2)
+        if not 0 <= start <= end <= 1:
+            raise MalformedLabel(f"expected 0 <= start <= end <= 1, got {value!r:.60}")
+        return [start, end]
+
+    def judge(self, answer: str, value: list[float], name: str) -> tuple[bool, str]:
+        numbers = _fractions(answer, grouped=False)
+        pairs = [sorted(p) for p in zip(numbers, numbers[1:], strict=False)]
+        if not pairs:
+            return False, "fewer than two numbers in the answer"
+        best = max(pairs, key=lambda p: interval_iou(p, value))
+        iou = interval_iou(best, value)
+        ok = iou > self.cfg.range_iou
+        shown = f"[{best[0]:g}, {best[1]:g}]"
+        return ok, f"range {shown} has IoU {iou:.2f} with [{value[0]:g}, {value[1]:g}]"
+
+
+def to_xyxy(box: Sequence[float], fmt: str) -> tuple[float, float, float, float]:
+    """Corners of a box given as xyxy, xywh (top-left + size) or cxcywh (centre + size)."""
+    a, b, c, d = box
+    if fmt == "xywh":
+        return a, b, a + c, b + d
+    if fmt == "cxcywh":
+        return a - c / 2, b - d / 2, a + c / 2, b + d / 2
+    if fmt == "xyxy":
+        return a, b, c, d
+    raise MalformedLabel(f"unknown box format {fmt!r}")
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two xyxy boxes; a box with non-positive width or height has IoU 0."""
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    union = area_a + area_b - inter_w * inter_h
+    return inter_w * inter_h / union if union > 0 else 0.0
+
+
+@register("bbox")
+class BoxVerifier(Verifier):
+    """A box in ``bbox_format``: 4 consecutive answer numbers, read alike, with IoU > bbox_iou."""
+
+    def parse(self, value: Any) -> tuple[float, float, float, float]:
+        box = to_xyxy(_as_numbers(value, 4), self.cfg.bbox_format)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise MalformedLabel(f"box {value!r:.60} has no area in {self.cfg.bbox_format}")
+        return box
+
+    def judge(self, answer: str, value: tuple[float, ...], name: str) -> tuple[bool, str]:
+        numbers = [v for v, _, _, _ in answer_numbers(answer, grouped=False)]
+        fmt = self.cfg.bbox_format
+        boxes = [numbers[i : i + 4] for i in range(len(numbers) - 3)]
+        if not boxes:
+            return False, "fewer than four numbers in the answer"
+        best = max(boxes, key=lambda b: box_iou(to_xyxy(b, fmt), value))
+        iou = box_iou(to_xyxy(best, fmt), value)
+        shown = ", ".join(f"{x:g}" for x in best)
+        return iou > self.cfg.bbox_iou, f"box [{shown}] ({fmt}) has IoU {iou:.2f} with the label"
+
+
+def last_yes_no(answer: str) -> str | None:
+    """The last yes/no decision: every "yes"; a "no" only when it is not a determiner.
+
+    "No" counts at a sentence start, after "answer is"/"say", or before punctuation or a
+    clause ("no, ...", "no because ..."); "there is no dog" is not a decision.
+    """
+    decision = None
+    for m in _YES_NO_RE.finditer(answer):
+        word = m.group(1).lower()
+        if (
+            word == "yes"
+            or _NO_DECISION_BEFORE_RE.search(answer, max(0, m.start() - 30), m.start())
+            or _NO_DECISION_AFTER_RE.match(answer, m.end())
+        ):
+            decision = word
+    return decision
+
+
+@register("yes_no")
+class YesNoVerifier(Verifier):
+    """The last yes/no decision in the answer agrees with the label."""
+
+    def parse(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
+            return value.strip().lower()
+        raise MalformedLabel(f"expected yes/no, got {value!r:.60}")
+
+    def judge(self, answer: str, value: str, name: str) -> tuple[bool, str]:
+        decision = last_yes_no(answer)
+        if decision is None:
+            return False, "no yes/no decision in the answer"
+        return decision == value, f"last decision is '{decision}', label is '{value}'"
+
+
+def last_choice(answer: str) -> str | None:
+    """The last option letter chosen: "(B)", "B.", "B)", "option B", "answer is B", bare "B".
+
+    A bare "A" followed by a lowercase word is the article, not option A.
+    """
+    letter = None
+    for m in _CHOICE_RE.finditer(answer):
+        letter = next(g for g in m.groups() if g)
+    return letter
+
+
+@register("multiple_choice")
+class MultipleChoiceVerifier(Verifier):
+    """The last option letter chosen in the answer is the label's ("B" or "B. text")."""
+
+    def parse(self, value: Any) -> str:
+        m = _OPTION_VALUE_RE.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise MalformedLabel(f"expected an option letter like 'B', got {value!r:.60}")
+        return m.group(1).upper()
+
+    def judge(self, answer: str, value: str, name: str) -> tuple[bool, str]:
+        choice = last_choice(answer)
+        if choice is None:
+            return False, "no option letter chosen in the answer"
+        return choice == value, f"last choice is '{choice}', label is '{value}'"
+
+
+# --------------------------------------------------------------------------- records and rows
+
+
+def verify_record(record: Record, answer: str, cfg: VerifyConfig) -> Verdict:
+    """Check every label of the record; the answer passes only if all of them pass."""
+    labels = [get_verifier(t, cfg).check(answer, v, n) for n, t, v in record.labels()]
+    return Verdict(all(lv.passed for lv in labels), labels)
+
+
+def _counter() -> dict[str, Any]:
+    return {"total": 0, "passed": 0, "yield": 0.0}
+
+
+def _count(table: dict[str, dict[str, Any]], key: str, passed: bool) -> None:
+    entry = table.setdefault(key, _counter())
+    entry["total"] += 1
+    entry["passed"] += int(passed)
+    entry["yield"] = entry["passed"] / entry["total"]
+
+
+def _verify_row(row: Any, cfg: VerifyConfig, answer_key: str) -> tuple[Record, Verdict]:
+    """Parse and verify one row; raises RecordError with the reason when it cannot."""
+    try:
+        record = Record.from_json(row)
+    except (RecordError, TypeError) as exc:
+        raise RecordError(f"not a valid record ({exc})") from None
+    answer = row.get(answer_key)
+    if not isinstance(answer, str):
+        raise RecordError(f"no {answer_key!r} text to verify")
+    return record, verify_record(record, answer, cfg)
+
+
+def _record_metrics(metrics: dict[str, Any], record: Record, verdict: Verdict) -> None:
+    """Per label type (once per type a row has: passed when all its labels of that type
+    passed), per task, and the reasons of a rejection."""
+    types: dict[str, bool] = {}
+    for lv in verdict.labels:
+        types[lv.type] = types.get(lv.type, True) and lv.passed
+    for kind, ok in types.items():
+        _count(metrics["per_label_type"], kind, ok)
+    _count(metrics["per_task"], record.task, verdict.passed)
+    if not verdict.passed:
+        reasons = {lv.name: lv.reason for lv in verdict.labels if not lv.passed}
+        metrics["rejects"].append({"id": record.id, "reasons": reasons})
+
+
+def verify_rows(
+    rows: list[dict[str, Any]], cfg: VerifyConfig, answer_key: str = "answer"
+) -> VerifyResult:
+    """Verify answered rows (``Record.to_json()`` plus an answer) into passed / rejected.
+
+    Every output row is a copy with a ``verdict``. Rows that are not valid records or lack an
+    answer are rejected with an ``error`` in their verdict and listed in ``metrics["errors"]``;
+    they count in ``total`` but in no per-type or per-task table.
+    """
+    metrics: dict[str, Any] = {
+        "step": "verify", "total": len(rows), "passed": 0, "yield": 0.0,
+        "per_label_type": {}, "per_task": {}, "rejects": [], "errors": [],
+    }
+    passed: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        try:
+            record, verdict = _verify_row(row, cfg, answer_key)
+        except RecordError as exc:
+            rid = row.get("id", f"#{i}") if isinstance(row, dict) else f"#{i}"
+            metrics["errors"].append(f"{rid}: {exc}")
+            out = dict(row) if isinstance(row, dict) else {"row": row}
+            rejected.append({**out, "verdict": {"passed": False, "labels": {}, "error": str(exc)}})
+            continue
+        _record_metrics(metrics, record, verdict)
+        (passed if verdict.passed else rejected).append({**row, "verdict": verdict.to_json()})
+    metrics["passed"] = len(passed)
+    metrics["yield"] = len(passed) / len(rows) if rows else 0.0
+    return VerifyResult(passed, rejected, metrics)
+
+
+def _check_registry() -> None:
+    missing = set(LABEL_TYPES) - set(VERIFIERS)
+    if missing:
+        raise RuntimeError(f"label types without a verifier: {sorted(missing)}")
+
+
+_check_registry()

@@ -1,0 +1,141 @@
+"""The tiny video LMM used by tests and the demo: a real Qwen2.5-VL checkpoint, ~0.3M parameters.
+
+It is written exactly like a hub checkpoint (config, safetensors, tokenizer, processor, chat
+template), so it loads through the same ``AutoProcessor``/``AutoModelForImageTextToText`` path
+as a 7B model. A randomly initialised model cannot learn through LoRA (its logits stay flat),
+so the builder first fully fine-tunes it briefly on partly noisy captions of synthetic shape
+videos: a weak but real starting point, as a pretrained base is for Video-STaR.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videostar.config import DEFAULT_TEMPLATES, LoraConfig, SFTConfig, VideoConfig
+from videostar.data.synthetic import COLOURS, SHAPES, SYNTHETIC_TASKS, build_synthetic, reference_answer
+from videostar.model import LoadedModel, load_model, save_model
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+FRAME_SIZE = 56
+"""Frames are resized to 56x56: 4x4 patches of 14 px, merged 2x2, so 8 frames give 16 tokens."""
+
+
+def _corpus(templates: dict[str, list[str]]) -> list[str]:
+    words = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    text = [q for qs in templates.values() for q in qs]
+    text += [f"I see a {w} on a dark background. The answer is a {w}." for w in words]
+    text += [f"Its score is {n}. from {a:.2f} to {b:.2f} of the video." for n in range(100)
+             for a, b in ((0, 0.5), (0.25, 0.75))]
+    text += ["Explain step by step. Answer: how one arrives at this. visible drawn well"]
+    return text
+
+
+def build_tokenizer(templates: dict[str, list[str]]) -> Any:
+    """A 1024-token byte-level BPE trained here in well under a second (any text encodes)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(templates) * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+
+
+def build_random(seed: int = 0) -> LoadedModel:
+    """The untrained tiny Qwen2.5-VL with its processor."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tok = build_tokenizer(DEFAULT_TEMPLATES)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    size = {"shortest_edge": FRAME_SIZE * FRAME_SIZE, "longest_edge": FRAME_SIZE * FRAME_SIZE}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        video_processor=Qwen2VLVideoProcessor(size=size),
+        tokenizer=tok, chat_template=CHAT_TEMPLATE,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 4096, "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": [4, 6, 6]},
+        },
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+            "out_hidden_size": 64, "fullatt_block_indexes": [1], "window_size": 112,
+            "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    return LoadedModel(model.eval(), processor, "tiny", "")
+
+
+def _noisy(answer: str, rng: random.Random, noise: float) -> str:
+    """Swap the colour or shape word for a random one with probability ``noise``."""
+    if rng.random() >= noise:
+        return answer
+    words = list(COLOURS) if rng.random() < 0.5 else list(SHAPES)
+    present = [w for w in words if w in answer]
+    return answer.replace(present[0], rng.choice(words)) if present else answer
+
+
+def build_tiny(
+    out: str | Path, videos: int = 64, steps: int = 120, noise: float = 0.5, lr: float = 3e-3,
+    seed: int = 0, progress: bool = True,
+) -> dict[str, Any]:
+    """Write the tiny base to ``out``: random init, then a short full fine-tune on noisy captions.
+
+    ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
+    of about half on synthetic recognition questions.
+    """
+    from videostar.train.sft import Example, train
+
+    lm = build_random(seed)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="videostar-tiny-") as tmp:
+        data = build_synthetic(tmp, videos, DEFAULT_TEMPLATES, seed=10_000 + seed,
+                               tasks=SYNTHETIC_TASKS)
+        examples = [
+            Example(r.id, r.video, f"{r.question} Explain step by step.",
+                    _noisy(r.meta["reference"], rng, noise))
+            for r in data.records
+        ]
+        cfg = SFTConfig(lr=lr, epochs=steps * 8 / len(examples), batch_size=8, warmup_ratio=0.05,
+                        seed=seed, lora=LoraConfig(enabled=False))
+        metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
+    save_model(lm, out, "pretrained", {"recipe": "tiny", "noise": noise, "steps": steps})
+    return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters()),
+            "pretrain_loss": metrics["train_loss"], "seconds": metrics["seconds"]}
+
