@@ -24,6 +24,7 @@ from videostar.config import SFTConfig, VideoConfig
 from videostar.data.records import Record, read_rows
 from videostar.errors import VideoError, VideostarError
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
+from videostar.star.generate import answer_prompt
 from videostar.video import read_frames
 
 DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
@@ -41,12 +42,17 @@ class Example:
     end: float | None = None
 
 
-def examples_from_rows(rows: list[dict[str, Any]]) -> list[Example]:
-    """Training pairs from verified rows (answers and rationales alike)."""
+def examples_from_rows(rows: list[dict[str, Any]], instruction: str) -> list[Example]:
+    """Training pairs from verified rows (answers and rationales alike).
+
+    The prompt is the one answer generation uses (question + instruction), so the next
+    cycle's model is tuned on exactly what it will be asked; a rationale's hint is never in it.
+    """
+    prompt = answer_prompt(instruction)
     out = []
     for row in rows:
         rec = Record.from_json(row)
-        out.append(Example(rec.id, rec.video, rec.question, row["answer"], rec.start, rec.end))
+        out.append(Example(rec.id, rec.video, prompt(rec), row["answer"], rec.start, rec.end))
     return out
 
 
@@ -153,7 +159,7 @@ def train(
 
 def sft(
     base: str, data_paths: list[str | Path], out: str | Path, cfg: SFTConfig, video: VideoConfig,
-    progress: bool = True,
+    instruction: str, progress: bool = True,
 ) -> dict[str, Any]:
     """Instruction-tune a fresh copy of ``base`` on the verified rows and save it to ``out``.
 
@@ -163,7 +169,7 @@ def sft(
     if Path(out).exists():
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
     rows = [row for path in data_paths for row in read_rows(path)]
-    examples = examples_from_rows(rows)
+    examples = examples_from_rows(rows, instruction)
     if not examples:
         raise VideostarError(f"no verified examples in {', '.join(map(str, data_paths))}")
     card = read_card(resolve(base))

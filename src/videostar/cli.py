@@ -1,0 +1,248 @@
+"""The ``videostar`` command: every Video-STaR step reads and writes files.
+
+Exit codes: 0 done, 1 a step failed (one line says what and where), 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from videostar.config import ConfigError, RunConfig, load_config
+from videostar.data.records import AdapterResult, read_records, read_rows, write_json, write_jsonl
+from videostar.errors import VideostarError
+
+
+def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
+    """A short, readable summary: scalar fields only (full metrics are in the JSON file)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in metrics.items():
+        if isinstance(value, int | float | str | bool) or value is None:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
+
+
+def _report_problems(label: str, items: list[Any]) -> None:
+    for item in items:
+        text = item if isinstance(item, str) else f"{item['id']}: {item['video']}: {item['reason']}"
+        print(f"{label}: {text}", file=sys.stderr)
+
+
+def _write_dataset(result: AdapterResult, out: Path) -> int:
+    write_jsonl(out / "records.jsonl", result.records)
+    write_json(out / "summary.json", result.summary())
+    _report_problems("missing video", result.missing)
+    _report_problems("malformed", result.errors)
+    print(f"{len(result.records)} records -> {out / 'records.jsonl'} "
+          f"({len(result.missing)} missing videos, {len(result.errors)} malformed)")
+    return 0
+
+
+def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.tiny import build_tiny
+
+    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed")}
+    info = build_tiny(args.out, **{k: v for k, v in options.items() if v is not None})
+    print(json.dumps(info))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
+    out = Path(args.out)
+    if args.source == "synthetic":
+        from videostar.data.synthetic import build_synthetic
+
+        result = build_synthetic(out, args.count, cfg.templates, seed=args.seed)
+    elif args.source == "kinetics700":
+        from videostar.data.kinetics700 import build_kinetics700
+
+        result = build_kinetics700(args.csv, args.videos, cfg.templates, split=args.split)
+    elif args.source == "finediving":
+        from videostar.data.finediving import build_finediving
+
+        result = build_finediving(args.root, args.coarse, args.fine, args.split_keys,
+                                  args.subactions, cfg.templates)
+    else:
+        from videostar.data.activitynet import build_activitynet
+
+        result = build_activitynet(args.json, args.videos, cfg.templates)
+    return _write_dataset(result, out)
+
+
+def cmd_generate(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.model import load_model
+    from videostar.star.generate import answer_prompt, generate_answers
+
+    errors: list[str] = []
+    records = read_records(args.data, errors)
+    _report_problems("malformed", errors)
+    out = Path(args.out)
+    metrics = generate_answers(load_model(args.model), records, out / "answers.jsonl",
+                               cfg.generate, cfg.video, answer_prompt(cfg.generate.instruction))
+    metrics["input_errors"] = errors
+    write_json(out / "metrics.json", metrics)
+    _report_problems("video error", metrics["video_errors"])
+    _print_metrics("generate", metrics)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.star.cycle import verify_step
+
+    metrics = verify_step(args.answers, args.out, cfg.verify)
+    _print_metrics("verify", metrics)
+    return 0
+
+
+def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.model import load_model
+    from videostar.star.rationalize import rationalize
+
+    metrics = rationalize(load_model(args.model), args.rejected, args.out, cfg)
+    _report_problems("video error", metrics["generation"]["video_errors"])
+    _print_metrics("rationalize", metrics)
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.train.sft import sft
+
+    out = Path(args.out)
+    metrics = sft(args.base, args.data, out / "model", cfg.sft, cfg.video,
+                  cfg.generate.instruction)
+    write_json(out / "metrics.json", metrics)
+    _report_problems("video error", metrics["skipped_videos"])
+    _print_metrics("sft", metrics)
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.star.cycle import cycle_summary
+
+    verify = json.loads(Path(args.verify).read_text())
+    rational = json.loads(Path(args.rationalize).read_text()) if args.rationalize else None
+    summary = cycle_summary(args.cycle, verify, rational)
+    write_json(args.out, summary)
+    _print_metrics(f"cycle {args.cycle}", summary)
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.star.cycle import decide
+
+    history = [json.loads(Path(p).read_text()) for p in args.history]
+    decision = decide(history, cfg.decide)
+    if args.out:
+        write_json(args.out, decision)
+    print(json.dumps(decision))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
+    """Print a few rows of a JSONL file, for eyeballing answers and verdicts."""
+    for row in read_rows(args.file)[: args.n]:
+        verdict = row.get("verdict", {})
+        print(f"[{row['id']}] {row['question']}\n  answer: {row.get('answer', '')}\n"
+              f"  passed: {verdict.get('passed')}  {verdict.get('labels', '')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videostar", description=__doc__)
+    parser.add_argument("--config", help="run configuration (YAML); defaults when omitted")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    model = sub.add_parser("model", help="model utilities").add_subparsers(dest="what", required=True)
+    tiny = model.add_parser("tiny", help="write the tiny Qwen2.5-VL test checkpoint")
+    tiny.add_argument("--out", required=True)
+    tiny.add_argument("--videos", type=int, help="synthetic videos to pretrain on")
+    tiny.add_argument("--steps", type=int, help="pretraining steps (fewer: a weaker start)")
+    tiny.add_argument("--noise", type=float, help="fraction of captions with a wrong word")
+    tiny.add_argument("--seed", type=int)
+    tiny.set_defaults(func=cmd_model_tiny)
+
+    data = sub.add_parser("data", help="build records from a labeled dataset")
+    sources = data.add_subparsers(dest="source", required=True)
+    syn = sources.add_parser("synthetic", help="write synthetic shape videos and records")
+    syn.add_argument("--count", type=int, default=48)
+    syn.add_argument("--seed", type=int, default=0)
+    k700 = sources.add_parser("kinetics700", help="Kinetics-700 annotation CSV + clip folder")
+    k700.add_argument("--csv", required=True)
+    k700.add_argument("--videos", required=True)
+    k700.add_argument("--split")
+    fd = sources.add_parser("finediving", help="FineDiving frame folders + annotation pickles")
+    fd.add_argument("--root", required=True)
+    fd.add_argument("--coarse", required=True)
+    fd.add_argument("--fine", required=True)
+    fd.add_argument("--split-keys", required=True)
+    fd.add_argument("--subactions", required=True)
+    anet = sources.add_parser("activitynet", help="ActivityNet-Captions-style JSON + videos")
+    anet.add_argument("--json", required=True)
+    anet.add_argument("--videos", required=True)
+    for p in (syn, k700, fd, anet):
+        p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
+    data.set_defaults(func=cmd_data)
+
+    gen = sub.add_parser("generate", help="answer every record's question")
+    gen.add_argument("--model", required=True)
+    gen.add_argument("--data", required=True, help="records.jsonl")
+    gen.add_argument("--out", required=True, help="folder for answers.jsonl + metrics.json")
+    gen.set_defaults(func=cmd_generate)
+
+    ver = sub.add_parser("verify", help="keep answers that contain every label")
+    ver.add_argument("--answers", required=True)
+    ver.add_argument("--out", required=True, help="folder for verified/rejected.jsonl")
+    ver.set_defaults(func=cmd_verify)
+
+    rat = sub.add_parser("rationalize", help="retry rejected records with the label as a hint")
+    rat.add_argument("--model", required=True)
+    rat.add_argument("--rejected", required=True)
+    rat.add_argument("--out", required=True)
+    rat.set_defaults(func=cmd_rationalize)
+
+    sft = sub.add_parser("sft", help="instruction-tune the base model on verified answers")
+    sft.add_argument("--base", required=True)
+    sft.add_argument("--data", required=True, nargs="+", help="verified.jsonl files")
+    sft.add_argument("--out", required=True, help="folder for model/ + metrics.json")
+    sft.set_defaults(func=cmd_sft)
+
+    summ = sub.add_parser("summarize", help="a cycle's yields from its verify/rationalize metrics")
+    summ.add_argument("--cycle", type=int, required=True)
+    summ.add_argument("--verify", required=True)
+    summ.add_argument("--rationalize")
+    summ.add_argument("--out", required=True)
+    summ.set_defaults(func=cmd_summarize)
+
+    dec = sub.add_parser("decide", help="continue with another cycle, or stop")
+    dec.add_argument("--history", nargs="+", required=True, help="cycle summaries, in order")
+    dec.add_argument("--out")
+    dec.set_defaults(func=cmd_decide)
+
+    show = sub.add_parser("show", help="print rows of a JSONL output")
+    show.add_argument("file")
+    show.add_argument("-n", type=int, default=5)
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        return args.func(args, cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except (VideostarError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from videostar.cli import main
+from videostar.config import RunConfig, config_from_dict, load_config
+from videostar.errors import ConfigError
+
+
+def test_defaults_follow_the_released_recipe():
+    cfg = RunConfig()
+    assert cfg.generate.temperature == 0.2 and cfg.generate.max_new_tokens == 1024
+    assert cfg.video.num_frames == 8 and cfg.sft.lr == 2e-5
+    assert (cfg.sft.lora.r, cfg.sft.lora.alpha) == (64, 16)
+    assert cfg.verify.class_ratio == 0.85 and cfg.verify.range_iou == 0.5
+
+
+def test_nested_fields_and_int_to_float():
+    cfg = config_from_dict({"sft": {"lr": 1, "lora": {"r": 8}}, "decide": {"max_cycles": 5}})
+    assert cfg.sft.lr == 1.0 and isinstance(cfg.sft.lr, float)
+    assert cfg.sft.lora.r == 8 and cfg.sft.lora.alpha == 16 and cfg.decide.max_cycles == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"generate": {"temprature": 0.5}}, "generate.temprature: unknown field"),
+        ({"sft": {"lora": {"r": "big"}}}, "sft.lora.r: expected int"),
+        ({"sft": {"lora": {"enabled": 1}}}, "sft.lora.enabled: expected bool"),
+        ({"video": {"num_frames": True}}, "video.num_frames: expected int"),
+        ({"generate": {"batch_size": 0}}, "generate.batch_size: invalid value"),
+        ({"rationalize": {"hint": "no placeholder"}}, "rationalize.hint: invalid value"),
+        ({"templates": {"x": "not a list"}}, "templates.x: expected a list"),
+        ({"verify": []}, "verify: expected a mapping"),
+    ],
+)
+def test_bad_fields_are_named(data, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        config_from_dict(data)
+
+
+def test_load_config_names_the_file(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("sft:\n  lr: [1]\n")
+    with pytest.raises(ConfigError, match=f"{path}: sft.lr: expected float"):
+        load_config(path)
+
+
+def test_cli_exits_2_on_bad_config(tmp_path: Path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("decide:\n  max_cycle: 3\n")
+    code = main(["--config", str(path), "decide", "--history", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "decide.max_cycle: unknown field" in err[0]
+
+
+def test_console_script_exit_code(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text(": not yaml : [")
+    proc = subprocess.run([sys.executable, "-m", "videostar.cli", "--config", str(path),
+                           "decide", "--history", "x"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr
