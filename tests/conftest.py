@@ -22,9 +22,22 @@ def gradient_video(frames: int = 24, size: int = 32) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pretrained base, built once per test session (about half a minute)."""
-    from videostar.tiny import build_tiny
+    """The tiny pretrained base, built once per test session through the CLI (about 30 s)."""
+    from videostar.cli import main
 
     out = tmp_path_factory.mktemp("tiny") / "base"
-    build_tiny(out, progress=False)
+    assert main(["model", "tiny", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 synthetic shape videos x 3 tasks = 144 records; returns records.jsonl."""
+    from videostar.cli import main
+
+    out = tmp_path_factory.mktemp("synthetic")
+    assert main(["data", "synthetic", "--count", "48", "--seed", "0", "--out", str(out)]) == 0
+    return out / "records.jsonl"
+
+
+WALKTHROUGH = Path(__file__).resolve().parents[1] / "configs" / "walkthrough.yaml"
