@@ -34,8 +34,9 @@ def test_two_cycles_raise_the_verified_yield(tiny_base: Path, synthetic_data: Pa
     c0 = _cycle(0, tiny_base, tiny_base, synthetic_data, tmp_path, history)
     c1 = _cycle(1, c0 / "sft/model", tiny_base, synthetic_data, tmp_path, history)
     s0, s1 = (json.loads((c / "summary.json").read_text()) for c in (c0, c1))
-    print("cycle 0:", json.dumps({k: s0[k] for k in ("answer_yield", "rationalization_yield", "total_yield")}))
-    print("cycle 1:", json.dumps({k: s1[k] for k in ("answer_yield", "rationalization_yield", "total_yield")}))
+    keys = ("answer_yield", "rationalization_yield", "total_yield")
+    for k, s in enumerate((s0, s1)):
+        print(f"cycle {k}:", json.dumps({key: round(s[key], 4) for key in keys}))
 
     assert 0.2 < s0["answer_yield"] < 0.8, "the tiny base should be a weak but real start"
     assert s1["answer_yield"] > s0["answer_yield"]

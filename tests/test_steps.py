@@ -88,7 +88,8 @@ def test_label_text_states_each_label_type():
 
 
 def test_curriculum_puts_short_answers_first(synthetic_data: Path):
-    rows = [r.to_json() | {"answer": "x" * n} for n, r in zip((30, 5, 17), read_records(synthetic_data))]
+    records = read_records(synthetic_data)[:3]
+    rows = [r.to_json() | {"answer": "x" * n} for n, r in zip((30, 5, 17), records, strict=True)]
     cfg = load_config(WALKTHROUGH).sft
     cfg.curriculum = True
     examples = examples_from_rows(rows, "Explain.")
