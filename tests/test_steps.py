@@ -114,8 +114,9 @@ def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, t
 
 def test_cycle_summary_yields():
     verify = {"total": 10, "passed": 4, "per_label_type": {"class": {"total": 10, "passed": 4}}}
-    rational = {"passed": 3, "per_label_type": {"class": {"passed": 3}}}
-    s = cycle_summary(2, verify, rational)
+    shards = [{"passed": 2, "per_label_type": {"class": {"passed": 2}}},
+              {"passed": 1, "per_label_type": {"class": {"passed": 1}}}]
+    s = cycle_summary(2, verify, shards)
     assert (s["answer_yield"], s["rationalization_yield"], s["total_yield"]) == (0.4, 0.5, 0.7)
     assert s["per_label_type"]["class"] == {"total": 10, "answer_yield": 0.4, "total_yield": 0.7}
 

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from videostar.config import ConfigError, RunConfig, load_config
-from videostar.data.records import AdapterResult, read_records, read_rows, write_json, write_jsonl
-from videostar.errors import VideostarError
+from videostar import steps
+from videostar.config import RunConfig, load_config
+from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
+from videostar.errors import ConfigError, VideostarError
 
 
 def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
@@ -76,47 +77,29 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.model import load_model
-    from videostar.star.generate import answer_prompt, generate_answers
-
-    errors: list[str] = []
-    records = read_records(args.data, errors)
-    _report_problems("malformed", errors)
-    out = Path(args.out)
-    metrics = generate_answers(load_model(args.model), records, out / "answers.jsonl",
-                               cfg.generate, cfg.video, answer_prompt(cfg.generate.instruction))
-    metrics["input_errors"] = errors
-    write_json(out / "metrics.json", metrics)
+    metrics = steps.generate(args.model, args.data, args.out, cfg, args.base, args.shard, args.num_shards)
+    _report_problems("malformed", metrics["input_errors"])
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("generate", metrics)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.star.cycle import verify_step
-
-    metrics = verify_step(args.answers, args.out, cfg.verify)
-    _print_metrics("verify", metrics)
+    _print_metrics("verify", steps.verify(args.answers, args.out, cfg))
     return 0
 
 
 def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.model import load_model
-    from videostar.star.rationalize import rationalize
-
-    metrics = rationalize(load_model(args.model), args.rejected, args.out, cfg)
+    metrics = steps.rationalize(args.model, args.rejected, args.out, cfg, args.base, args.shard,
+                                args.num_shards)
     _report_problems("video error", metrics["generation"]["video_errors"])
     _print_metrics("rationalize", metrics)
     return 0
 
 
 def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.train.sft import sft
-
     out = Path(args.out)
-    metrics = sft(args.base, args.data, out / "model", cfg.sft, cfg.video,
-                  cfg.generate.instruction)
-    write_json(out / "metrics.json", metrics)
+    metrics = steps.sft(args.base, args.data, out / "model", out / "metrics.json", cfg)
     _report_problems("video error", metrics["skipped_videos"])
     _print_metrics("sft", metrics)
     return 0
@@ -126,8 +109,8 @@ def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.star.cycle import cycle_summary
 
     verify = json.loads(Path(args.verify).read_text())
-    rational = json.loads(Path(args.rationalize).read_text()) if args.rationalize else None
-    summary = cycle_summary(args.cycle, verify, rational)
+    shards = [json.loads(Path(p).read_text()) for p in args.rationalize]
+    summary = cycle_summary(args.cycle, verify, shards)
     write_json(args.out, summary)
     _print_metrics(f"cycle {args.cycle}", summary)
     return 0
@@ -196,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     ver = sub.add_parser("verify", help="keep answers that contain every label")
-    ver.add_argument("--answers", required=True)
+    ver.add_argument("--answers", required=True, nargs="+", help="answers.jsonl of every shard")
     ver.add_argument("--out", required=True, help="folder for verified/rejected.jsonl")
     ver.set_defaults(func=cmd_verify)
 
@@ -205,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     rat.add_argument("--rejected", required=True)
     rat.add_argument("--out", required=True)
     rat.set_defaults(func=cmd_rationalize)
+    for p in (gen, rat):
+        p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
+        p.add_argument("--shard", type=int, default=0, help="this shard's index")
+        p.add_argument("--num-shards", type=int, default=1)
 
     sft = sub.add_parser("sft", help="instruction-tune the base model on verified answers")
     sft.add_argument("--base", required=True)
@@ -215,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summarize", help="a cycle's yields from its verify/rationalize metrics")
     summ.add_argument("--cycle", type=int, required=True)
     summ.add_argument("--verify", required=True)
-    summ.add_argument("--rationalize")
+    summ.add_argument("--rationalize", nargs="*", default=[], help="metrics of every shard")
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 

@@ -7,6 +7,7 @@ A YAML file maps onto nested dataclasses. Unknown fields and wrong types are ref
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,7 +124,88 @@ class DecideConfig:
 
 
 @dataclass
+class Toleration:
+    key: str
+    operator: str = "Exists"
+    value: str | None = None
+    effect: str | None = "NoSchedule"
+
+
+@dataclass
+class StepResources:
+    """Where and how one pipeline step runs on the cluster (ignored by the local runner)."""
+
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+    cpu: str | None = None
+    memory: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[Toleration] = field(default_factory=list)
+    shm_size: str | None = None
+    retries: int = 0
+    backoff: str = "60s"
+    cache: bool = True
+
+
+def _gpu_step(memory: str) -> StepResources:
+    return StepResources(
+        accelerator_type="nvidia.com/gpu", accelerator_count=1, cpu="8", memory=memory,
+        node_selector={"videostar.ai/pool": "gpu"},
+        tolerations=[Toleration(key="nvidia.com/gpu")], shm_size="16Gi", retries=2,
+    )
+
+
+def _cpu_step() -> StepResources:
+    return StepResources(cpu="2", memory="4Gi", node_selector={"videostar.ai/pool": "cpu"}, retries=1)
+
+
+@dataclass
+class Images:
+    """Step images (built from ``images/``): generation and training on GPU, the rest on CPU."""
+
+    gpu: str = "ghcr.io/videostar/videostar-gpu:0.1.0"
+    cpu: str = "ghcr.io/videostar/videostar-cpu:0.1.0"
+
+
+@dataclass
+class SecretEnv:
+    """A Kubernetes Secret whose keys become environment variables of every step."""
+
+    secret: str
+    env: dict[str, str]
+
+
+@dataclass
+class PipelineConfig:
+    """The cyclic KFP pipeline: inputs, sharding, images and per-step scheduling.
+
+    The cycles are unrolled at compile time up to ``decide.max_cycles``.
+    """
+
+    name: str = "videostar-self-training"
+    base_model: str = ""
+    dataset: str = ""
+    num_shards: int = 2
+    experiment: str = "videostar"
+    pvc: str | None = None
+    pvc_mount: str = "/data"
+    images: Images = field(default_factory=Images)
+    secrets: list[SecretEnv] = field(default_factory=lambda: [
+        SecretEnv("videostar-s3", {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                   "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+                                   "VIDEOSTAR_S3_ENDPOINT": "VIDEOSTAR_S3_ENDPOINT"}),
+        SecretEnv("videostar-mlflow", {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}),
+    ])
+    generate: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    rationalize: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    sft: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    verify: StepResources = field(default_factory=_cpu_step)
+    decide: StepResources = field(default_factory=_cpu_step)
+
+
+@dataclass
 class RunConfig:
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)
@@ -171,7 +253,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key not in names:
             raise ConfigError(f"{path}: unknown field (known: {', '.join(sorted(names))})")
         kwargs[key] = _check_type(value, hints[key], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -192,6 +277,7 @@ def _validate_ranges(cfg: RunConfig) -> None:
         ("sft.grad_accum", cfg.sft.grad_accum >= 1),
         ("sft.epochs", cfg.sft.epochs > 0),
         ("decide.max_cycles", cfg.decide.max_cycles >= 1),
+        ("pipeline.num_shards", cfg.pipeline.num_shards >= 1),
         ("verify.bbox_format", cfg.verify.bbox_format in ("xyxy", "xywh")),
         ("rationalize.hint", "{label}" in cfg.rationalize.hint),
     ]
@@ -218,3 +304,12 @@ def load_config(path: str | Path | None) -> RunConfig:
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def config_to_json(cfg: RunConfig) -> str:
+    """The whole configuration as one JSON string: how it travels to every pipeline step."""
+    return json.dumps(config_to_dict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> RunConfig:
+    return config_from_dict(json.loads(text))

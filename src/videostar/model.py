@@ -126,12 +126,14 @@ def default_device() -> str:
 
 
 def load_model(
-    uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True
+    uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True,
+    base: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint folder: a pretrained model, full SFT weights, or a LoRA adapter.
 
-    An adapter is applied to the base named in its model card; ``merge`` folds it into the
-    weights, which is what generation wants (no adapter overhead per token).
+    An adapter is applied to the base named in its model card, or to ``base`` when given (a
+    pipeline step receives the base as its own input, at a path of its own); ``merge`` folds
+    the adapter into the weights, which is what generation wants (no per-token overhead).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -143,8 +145,8 @@ def load_model(
     if card["kind"] == "lora":
         from peft import PeftModel
 
-        base = load_model(card["base"], device, dtype, merge=False)
-        model = PeftModel.from_pretrained(base.model, path)
+        base_lm = load_model(base or card["base"], device, dtype, merge=False)
+        model = PeftModel.from_pretrained(base_lm.model, path)
         if merge:
             model = model.merge_and_unload()
         return LoadedModel(model.eval(), processor, str(uri), card["base"])

@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from videostar.config import DecideConfig, VerifyConfig
-from videostar.data.records import read_rows, write_json, write_jsonl
-from videostar.star.verify import verify_rows
-
-
-def verify_step(answers_path: str | Path, out_dir: str | Path, cfg: VerifyConfig) -> dict[str, Any]:
-    """Verify generated answers into ``verified.jsonl`` / ``rejected.jsonl`` + ``metrics.json``."""
-    out_dir = Path(out_dir)
-    result = verify_rows(read_rows(answers_path), cfg)
-    write_jsonl(out_dir / "verified.jsonl", result.passed)
-    write_jsonl(out_dir / "rejected.jsonl", result.rejected)
-    write_json(out_dir / "metrics.json", result.metrics)
-    return result.metrics
+from videostar.config import DecideConfig
 
 
 def cycle_summary(
-    cycle: int, verify: dict[str, Any], rationalize: dict[str, Any] | None
+    cycle: int, verify: dict[str, Any], rationalize: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Answer-generation, rationalization and total yield of a cycle, overall and per label type.
 
     Yields are fractions of the cycle's questions; the rationalization yield is the fraction
-    of rejected questions that a hinted rationale recovered.
+    of rejected questions that a hinted rationale recovered. ``rationalize`` holds the metrics
+    of every rationalization shard (none when rationalization was skipped).
     """
     total = verify["total"]
     answered = verify["passed"]
-    rationalized = rationalize["passed"] if rationalize else 0
+    rationalized = sum(m["passed"] for m in rationalize)
     per_type: dict[str, dict[str, float]] = {}
     for kind, counts in verify["per_label_type"].items():
-        extra = (rationalize or {}).get("per_label_type", {}).get(kind, {}).get("passed", 0)
+        extra = sum(m.get("per_label_type", {}).get(kind, {}).get("passed", 0) for m in rationalize)
         per_type[kind] = {
             "total": counts["total"],
             "answer_yield": _ratio(counts["passed"], counts["total"]),

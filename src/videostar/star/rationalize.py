@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar.config import RunConfig
-from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.data.records import Record, read_rows, write_jsonl
 from videostar.model import LoadedModel
 from videostar.star.generate import generate_answers
 from videostar.star.verify import verify_rows
@@ -45,19 +45,17 @@ def strip_hint(answer: str, hint: str) -> str:
 
 def rationalize(
     lm: LoadedModel,
-    rejected_path: str | Path,
+    records: list[Record],
     out_dir: str | Path,
     cfg: RunConfig,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Rationalize the rejected records of a cycle and keep the rationales that verify.
+    """Rationalize rejected records and keep the rationales that verify.
 
-    Writes ``rationales.jsonl`` (all), ``verified.jsonl`` (passed), ``rejected.jsonl`` and
-    ``metrics.json`` into ``out_dir``; returns the metrics.
+    Writes ``rationales.jsonl`` (all), ``verified.jsonl`` (passed) and ``rejected.jsonl`` into
+    ``out_dir``; returns the metrics.
     """
     out_dir = Path(out_dir)
-    errors: list[str] = []
-    records = read_records(rejected_path, errors)
     for rec in records:
         rec.extra = {}  # drop the failed answer and its verdict
     prompt = hint_prompt(cfg.rationalize.hint)
@@ -71,8 +69,5 @@ def rationalize(
     result = verify_rows(read_rows(out_dir / "rationales.jsonl"), cfg.verify)
     write_jsonl(out_dir / "verified.jsonl", result.passed)
     write_jsonl(out_dir / "rejected.jsonl", result.rejected)
-    metrics = {**result.metrics, "step": "rationalize", "generation": gen,
-               "input_errors": errors, "inputs": len(records)}
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return {**result.metrics, "step": "rationalize", "generation": gen, "inputs": len(records)}
 

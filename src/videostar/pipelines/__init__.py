@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines: the step components and the cyclic self-training pipeline."""

@@ -1,0 +1,108 @@
+"""One KFP component per Video-STaR step.
+
+Each is a lightweight Python component whose body only parses its inputs and calls
+:mod:`videostar.steps`; the step images have ``videostar`` installed, and the local runner
+uses the current environment, so the same component runs in both. Every step writes its
+folder of outputs into ``out`` and its headline numbers into ``metrics`` (shown by the KFP UI).
+"""
+
+from dataclasses import dataclass
+from typing import Any, List, Optional  # noqa: UP035 - KFP reads these annotations
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from videostar.config import Images
+
+
+def generate_op(config: str, model: Input[Model], base: Input[Model], records: Input[Dataset],
+                shard: int, num_shards: int, out: Output[Dataset], metrics: Output[Metrics]):
+    """Answer one shard of the questions with the current cycle's model."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics, records_file
+    from videostar.steps import generate
+
+    result = generate(model.path, records_file(records.path), out.path, config_from_json(config),
+                      base=base.path, index=shard, count=num_shards, progress=False)
+    log_metrics(metrics, result)
+
+
+def verify_op(config: str, answers: Input[List[Dataset]], out: Output[Dataset],
+              metrics: Output[Metrics]):
+    """Keep the answers of all shards that contain every label."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics
+    from videostar.steps import verify
+
+    result = verify([a.path + "/answers.jsonl" for a in answers], out.path, config_from_json(config))
+    log_metrics(metrics, result)
+
+
+def rationalize_op(config: str, model: Input[Model], base: Input[Model], verification: Input[Dataset],
+                   shard: int, num_shards: int, out: Output[Dataset], metrics: Output[Metrics]):
+    """Retry one shard of the rejected questions with the label as a hint."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics
+    from videostar.steps import rationalize
+
+    result = rationalize(model.path, verification.path + "/rejected.jsonl", out.path,
+                         config_from_json(config), base=base.path, index=shard, count=num_shards,
+                         progress=False)
+    log_metrics(metrics, result)
+
+
+def sft_op(config: str, base: Input[Model], verification: Input[Dataset],
+           rationales: Input[List[Dataset]], model: Output[Model], out: Output[Dataset],
+           metrics: Output[Metrics]):
+    """Instruction-tune the base checkpoint on every verified answer and rationale of the cycle."""
+    import os
+
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics
+    from videostar.steps import sft
+
+    data = [verification.path + "/verified.jsonl"] + [r.path + "/verified.jsonl" for r in rationales]
+    os.makedirs(out.path, exist_ok=True)
+    result = sft(base.path, data, model.path, out.path + "/metrics.json", config_from_json(config),
+                 progress=False)
+    log_metrics(metrics, result)
+
+
+def decide_op(config: str, cycle: int, verification: Input[Dataset], rationales: Input[List[Dataset]],
+              out: Output[Dataset], metrics: Output[Metrics],
+              previous: Optional[Input[Dataset]] = None) -> bool:
+    """Summarize the cycle's yields, append them to the history, and decide on another cycle."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics, read_history, write_decision
+    from videostar.steps import summarize
+
+    history = read_history(previous.path if previous is not None else None)
+    summary, decision = summarize(cycle, verification.path + "/metrics.json",
+                                  [r.path + "/metrics.json" for r in rationales], history,
+                                  config_from_json(config))
+    write_decision(out.path, summary, decision, [*history, summary])
+    log_metrics(metrics, summary)
+    return decision["continue"]
+
+
+@dataclass(frozen=True)
+class Components:
+    generate: Any
+    verify: Any
+    rationalize: Any
+    sft: Any
+    decide: Any
+
+
+def build_components(images: Images) -> Components:
+    """The components with their images: generation and training on GPU, the rest on CPU."""
+    def make(func, image):
+        return dsl.component(func, base_image=image)
+
+    return Components(
+        generate=make(generate_op, images.gpu),
+        verify=make(verify_op, images.cpu),
+        rationalize=make(rationalize_op, images.gpu),
+        sft=make(sft_op, images.gpu),
+        decide=make(decide_op, images.cpu),
+    )

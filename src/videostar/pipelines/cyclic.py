@@ -1,0 +1,95 @@
+"""The cyclic self-training pipeline: Video-STaR cycles unrolled at compile time.
+
+KFP v2 has no recursion, so cycle k+1 is nested in ``dsl.If(cycle k decided to continue)``,
+up to ``decide.max_cycles``. Generation and rationalization fan out over ``num_shards`` with
+``dsl.ParallelFor`` and are gathered with ``dsl.Collected``. Every SFT starts from the base
+checkpoint; a cycle generates with the previous cycle's model.
+
+No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types.
+"""
+
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Dataset, Model
+
+from videostar.config import PipelineConfig, RunConfig, StepResources, config_to_json
+from videostar.pipelines.components import Components, build_components
+
+
+def schedule(task: Any, res: StepResources, pipeline: PipelineConfig) -> Any:
+    """Apply a step's resources, node pool, secrets, volumes, retries and caching to a task."""
+    if res.accelerator_type and res.accelerator_count:
+        task.set_accelerator_type(res.accelerator_type)
+        task.set_accelerator_limit(res.accelerator_count)
+    if res.cpu:
+        task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
+    if res.memory:
+        task.set_memory_request(res.memory).set_memory_limit(res.memory)
+    for key, value in res.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for tol in res.tolerations:
+        kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value,
+                                  effect=tol.effect)
+    if res.shm_size:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm",
+                                   medium="Memory", size_limit=res.shm_size)
+    if pipeline.pvc:
+        kubernetes.mount_pvc(task, pvc_name=pipeline.pvc, mount_path=pipeline.pvc_mount)
+    for secret in pipeline.secrets:
+        kubernetes.use_secret_as_env(task, secret_name=secret.secret,
+                                     secret_key_to_env=secret.env)
+    if res.retries:
+        task.set_retry(num_retries=res.retries, backoff_duration=res.backoff, backoff_factor=2.0)
+    task.set_caching_options(res.cache)
+    return task
+
+
+def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, model: Any, base: Any,
+           records: Any, previous: Any = None) -> None:
+    p = cfg.pipeline
+    shards = list(range(p.num_shards))
+    with dsl.ParallelFor(items=shards, parallelism=p.num_shards) as shard:
+        gen = schedule(ops.generate(config=config, model=model, base=base, records=records,
+                                    shard=shard, num_shards=p.num_shards), p.generate, p)
+        gen.set_display_name(f"cycle-{k}-generate")
+    ver = schedule(ops.verify(config=config, answers=dsl.Collected(gen.outputs["out"])), p.verify, p)
+    ver.set_display_name(f"cycle-{k}-verify")
+    with dsl.ParallelFor(items=shards, parallelism=p.num_shards) as shard:
+        rat = schedule(ops.rationalize(config=config, model=model, base=base,
+                                       verification=ver.outputs["out"], shard=shard,
+                                       num_shards=p.num_shards), p.rationalize, p)
+        rat.set_display_name(f"cycle-{k}-rationalize")
+    # one Collected per consumer: the KFP compiler cannot share one between two tasks
+    sft = schedule(ops.sft(config=config, base=base, verification=ver.outputs["out"],
+                           rationales=dsl.Collected(rat.outputs["out"])), p.sft, p)
+    sft.set_display_name(f"cycle-{k}-sft")
+    history = {} if previous is None else {"previous": previous}
+    dec = schedule(ops.decide(config=config, cycle=k, verification=ver.outputs["out"],
+                              rationales=dsl.Collected(rat.outputs["out"]), **history),
+                   p.decide, p)
+    dec.set_display_name(f"cycle-{k}-decide")
+    if k + 1 < cfg.decide.max_cycles:
+        with dsl.If(dec.outputs["Output"] == True, name=f"cycle-{k + 1}"):  # noqa: E712
+            _cycle(k + 1, ops, cfg, config, sft.outputs["model"], base, records, dec.outputs["out"])
+
+
+def build_pipeline(cfg: RunConfig) -> Any:
+    """The pipeline function for ``cfg``: its parameters default to the config's values."""
+    ops = build_components(cfg.pipeline.images)
+
+    @dsl.pipeline(name=cfg.pipeline.name,
+                  description="Video-STaR self-training: generate, verify, rationalize, SFT, decide")
+    def videostar_self_training(
+        base_model: str = cfg.pipeline.base_model,
+        dataset: str = cfg.pipeline.dataset,
+        config: str = config_to_json(cfg),
+    ):
+        base = dsl.importer(artifact_uri=base_model, artifact_class=Model, reimport=False)
+        base.set_display_name("base-model")
+        data = dsl.importer(artifact_uri=dataset, artifact_class=Dataset, reimport=False)
+        data.set_display_name("dataset")
+        _cycle(0, ops, cfg, config, base.output, base.output, data.output)
+
+    return videostar_self_training
