@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: test lint bench walkthrough clean system-deps
+.PHONY: test demo lint bench walkthrough clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -22,6 +22,12 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/pytest -q
 
+# The cyclic KFP pipeline on this machine (kfp.local): tiny model, synthetic videos, 3 cycles, 2 shards.
+demo: $(STAMP)
+	test -f demo/base/videostar_model.json || $(VENV)/bin/videostar model tiny --out demo/base
+	test -f demo/data/records.jsonl || $(VENV)/bin/videostar data synthetic --count 48 --seed 0 --out demo/data
+	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 
@@ -29,10 +35,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_generate.py
 	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_verify.py
+	$(PY) bench/bench_local_runner.py
 
 # The README's CLI walk-through: tiny model -> synthetic data -> two Video-STaR cycles.
 walkthrough: $(STAMP)
 	bash scripts/walkthrough.sh $(WORK)
 
 clean:
-	rm -rf $(VENV) $(WORK) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WORK) demo .pytest_cache .ruff_cache

@@ -19,7 +19,6 @@ interleaved, over all videos and the best round of each is reported (the machine
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from videostar.data.records import write_json
 from videostar.video import probe, read_frames, sample_indices, write_video
 
 try:
@@ -179,8 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"(worst video {summary['max_video_mean_abs_diff']:.3f}) on 0-255; "
           f"off by one frame it would be {summary['neighbour_frame_mean_abs_diff']:.3f}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(summary, fh, indent=2)
+        write_json(args.json, summary)
     return summary
 
 

@@ -24,7 +24,6 @@ against 34 s with 1 on a 2-core machine with one core busy). ``--threads 0`` kee
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import tempfile
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from videostar.config import DEFAULT_TEMPLATES, GenerateConfig
-from videostar.data.records import Record, read_records
+from videostar.data.records import Record, read_records, write_json
 from videostar.data.synthetic import build_synthetic
 from videostar.model import LoadedModel, load_model
 from videostar.star.generate import answer_prompt, generate_batch
@@ -174,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"bs={row['batch_size']} first mismatch {m['id']}:\n  batched:       "
                   f"{m['batched']!r}\n  one-at-a-time: {m['one_at_a_time']!r}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(summary, fh, indent=2)
+        write_json(args.json, summary)
     return summary
 
 

@@ -15,7 +15,6 @@ ranges. Generation is not timed. The baseline is slow, so it runs on the first
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import time
@@ -24,7 +23,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from videostar.config import VerifyConfig
-from videostar.data.records import Record
+from videostar.data.records import Record, write_json
 from videostar.star import verify as V
 
 try:
@@ -262,8 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{cls['baseline_per_s']:,.0f}/s -> {summary['class_only']['speedup']:.1f}x")
     print(f"class decisions agree: {same:,}/{total:,} = {summary['class_agreement']:.2%}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(summary, fh, indent=2)
+        write_json(args.json, summary)
     return summary
 
 

@@ -5,7 +5,7 @@ set -euo pipefail
 W=${1:-work}
 CYCLES=${2:-2}
 VS=${VIDEOSTAR:-$( [ -x .venv/bin/videostar ] && echo .venv/bin/videostar || echo videostar )}
-CONFIG=${CONFIG:-configs/walkthrough.yaml}
+CONFIG=${CONFIG:-configs/tiny.yaml}
 
 $VS model tiny --out "$W/base"
 $VS data synthetic --count 48 --seed 0 --out "$W/data"

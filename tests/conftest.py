@@ -40,4 +40,4 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "records.jsonl"
 
 
-WALKTHROUGH = Path(__file__).resolve().parents[1] / "configs" / "walkthrough.yaml"
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"

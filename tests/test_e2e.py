@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from conftest import WALKTHROUGH
+from conftest import TINY_CONFIG
 
 from videostar.cli import main
 from videostar.data.records import read_rows
@@ -11,7 +11,7 @@ from videostar.data.records import read_rows
 
 def _cycle(k: int, model: Path, base: Path, data: Path, work: Path, history: list[str]) -> Path:
     c = work / f"cycle-{k}"
-    cfg = ["--config", str(WALKTHROUGH)]
+    cfg = ["--config", str(TINY_CONFIG)]
     steps = [
         ["generate", "--model", str(model), "--data", str(data), "--out", str(c / "generate")],
         ["verify", "--answers", str(c / "generate/answers.jsonl"), "--out", str(c / "verify")],

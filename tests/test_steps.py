@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import WALKTHROUGH
+from conftest import TINY_CONFIG
 
 from videostar.cli import main
 from videostar.config import DecideConfig, load_config
@@ -32,7 +32,7 @@ def test_generate_lists_bad_videos_and_processes_the_rest(
     tiny_base: Path, broken_dataset: Path, tmp_path: Path, capsys
 ):
     out = tmp_path / "gen"
-    args = ["--config", str(WALKTHROUGH), "generate", "--model", str(tiny_base),
+    args = ["--config", str(TINY_CONFIG), "generate", "--model", str(tiny_base),
             "--data", str(broken_dataset), "--out", str(out)]
     assert main(args) == 0
     rows = read_rows(out / "answers.jsonl")
@@ -59,7 +59,7 @@ def test_generate_resumes_from_partial_file(tiny_base: Path, synthetic_data: Pat
     out.mkdir()
     done = records[0].to_json() | {"answer": "kept from the first run", "prompt_kind": "answer"}
     (out / "answers.jsonl.partial").write_text(json.dumps(done) + "\n")
-    assert main(["--config", str(WALKTHROUGH), "generate", "--model", str(tiny_base),
+    assert main(["--config", str(TINY_CONFIG), "generate", "--model", str(tiny_base),
                  "--data", str(tmp_path / "r.jsonl"), "--out", str(out)]) == 0
     rows = read_rows(out / "answers.jsonl")
     assert [r["id"] for r in rows] == [r.id for r in records]
@@ -68,7 +68,7 @@ def test_generate_resumes_from_partial_file(tiny_base: Path, synthetic_data: Pat
 
 
 def test_hint_is_in_the_prompt_but_never_in_training_text(synthetic_data: Path):
-    cfg = load_config(WALKTHROUGH)
+    cfg = load_config(TINY_CONFIG)
     rec = next(r for r in read_records(synthetic_data) if r.task == "action_recognition")
     hinted = hint_prompt(cfg.rationalize.hint)(rec)
     assert f"Answer: {rec.label['object']}." in hinted
@@ -90,14 +90,14 @@ def test_label_text_states_each_label_type():
 def test_curriculum_puts_short_answers_first(synthetic_data: Path):
     records = read_records(synthetic_data)[:3]
     rows = [r.to_json() | {"answer": "x" * n} for n, r in zip((30, 5, 17), records, strict=True)]
-    cfg = load_config(WALKTHROUGH).sft
+    cfg = load_config(TINY_CONFIG).sft
     cfg.curriculum = True
     examples = examples_from_rows(rows, "Explain.")
     assert [len(e.answer) for e in _order(examples, cfg)] == [5, 17, 30]
 
 
 def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, tmp_path: Path):
-    cfg = load_config(WALKTHROUGH)
+    cfg = load_config(TINY_CONFIG)
     rows = [r.to_json() | {"answer": r.meta["reference"]} for r in read_records(synthetic_data)[:8]]
     write_jsonl(tmp_path / "verified.jsonl", rows)
     metrics = sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,

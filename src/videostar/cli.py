@@ -127,6 +127,30 @@ def cmd_decide(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_pipeline_compile(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.pipelines.submit import compile_pipeline
+
+    out = compile_pipeline(cfg, args.output, args.kubernetes_manifest, args.namespace)
+    print(f"compiled {cfg.decide.max_cycles} cycles x {cfg.pipeline.num_shards} shards -> {out}")
+    return 0
+
+
+def cmd_pipeline_submit(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.pipelines.submit import submit
+
+    print(submit(cfg, args.host, args.run_name, args.namespace))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, cfg: RunConfig) -> int:
+    if not args.local:
+        raise ConfigError("run: only --local is supported here; use 'pipeline submit' for a cluster")
+    from videostar.pipelines.local import print_report, run_local
+
+    print_report(run_local(cfg, args.root))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Print a few rows of a JSONL file, for eyeballing answers and verdicts."""
     for row in read_rows(args.file)[: args.n]:
@@ -210,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--history", nargs="+", required=True, help="cycle summaries, in order")
     dec.add_argument("--out")
     dec.set_defaults(func=cmd_decide)
+
+    pipe = sub.add_parser("pipeline", help="the Kubeflow pipeline").add_subparsers(
+        dest="what", required=True)
+    comp = pipe.add_parser("compile", help="compile the cyclic pipeline for --config")
+    comp.add_argument("-o", "--output", required=True)
+    comp.add_argument("--kubernetes-manifest", action="store_true",
+                      help="emit Kubernetes-native Pipeline/PipelineVersion objects (GitOps)")
+    comp.add_argument("--namespace")
+    comp.set_defaults(func=cmd_pipeline_compile)
+    subm = pipe.add_parser("submit", help="submit a run to a KFP endpoint")
+    subm.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
+    subm.add_argument("--run-name")
+    subm.add_argument("--namespace")
+    subm.set_defaults(func=cmd_pipeline_submit)
+
+    run = sub.add_parser("run", help="run the pipeline")
+    run.add_argument("--local", action="store_true", help="on this machine through kfp.local")
+    run.add_argument("--root", default="work/pipeline-runs", help="local pipeline root")
+    run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="print rows of a JSONL output")
     show.add_argument("file")

@@ -7,7 +7,7 @@ folder of outputs into ``out`` and its headline numbers into ``metrics`` (shown 
 """
 
 from dataclasses import dataclass
-from typing import Any, List, Optional  # noqa: UP035 - KFP reads these annotations
+from typing import Any, List, Optional
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output

@@ -7,14 +7,19 @@ current Python environment (``SubprocessRunner(use_venv=False)``); Kubernetes-on
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from videostar.config import RunConfig
-from videostar.errors import ConfigError
+from videostar.errors import ConfigError, VideostarError
 
 
 @dataclass
@@ -26,6 +31,7 @@ class LocalRun:
     cycles: list[dict[str, Any]]
     decisions: list[dict[str, Any]]
     models: list[Path]
+    verified: list[Path]
 
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
@@ -38,17 +44,75 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
                          ("pipeline.dataset", cfg.pipeline.dataset)):
         if not value or not Path(value).exists():
             raise ConfigError(f"{field}: {value!r} does not exist (a local run needs a local path)")
+    # shards run side by side: give each its share of the cores instead of oversubscribing them
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.pipeline.num_shards)))
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
+    pipeline = build_pipeline(cfg)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                raise_on_error=True)
+    log = root / f".run-{os.getpid()}-{time.time_ns()}.log"
     started = time.perf_counter()
-    build_pipeline(cfg)(base_model=str(Path(cfg.pipeline.base_model).resolve()),
-                        dataset=str(Path(cfg.pipeline.dataset).resolve()))
+    max_tasks = 2 + cfg.decide.max_cycles * (2 * cfg.pipeline.num_shards + 3)
+    try:
+        with _output_to(log) as console, _progress(root, max_tasks, console):
+            pipeline(base_model=str(Path(cfg.pipeline.base_model).resolve()),
+                     dataset=str(Path(cfg.pipeline.dataset).resolve()))
+    except Exception as exc:
+        raise VideostarError(f"local run failed ({exc}); task logs: {log}") from exc
     seconds = time.perf_counter() - started
     (run_dir,) = [p for p in root.iterdir() if p not in before and p.is_dir()]
+    log.rename(run_dir / "run.log")
     return collect(run_dir, seconds)
+
+
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[TextIO]:
+    """Send everything written to fds 1 and 2 (the runner's and the tasks' very verbose logs) to
+    ``log``; yields a stream to the real stdout for progress."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    try:
+        with open(log, "ab") as fh:
+            os.dup2(fh.fileno(), 1)
+            os.dup2(fh.fileno(), 2)
+            yield console
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        console.close()
+
+
+@contextlib.contextmanager
+def _progress(root: Path, total: int, console: TextIO) -> Iterator[None]:
+    """A progress bar of finished tasks, read from the executor outputs the runner writes."""
+    from tqdm import tqdm
+
+    stop = threading.Event()
+    seen = set(root.rglob("executor_output.json"))
+
+    def watch() -> None:
+        with tqdm(total=total, desc="pipeline tasks", unit="task", file=console) as bar:
+            while not stop.wait(1.0):
+                done = set(root.rglob("executor_output.json")) - seen
+                if len(done) > bar.n:
+                    bar.set_postfix_str(sorted(done, key=lambda p: p.stat().st_mtime)[-1].parent.name)
+                    bar.update(len(done) - bar.n)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
@@ -58,4 +122,27 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
     cycles = [json.loads(p.read_text()) for p in summaries]
     decisions = [json.loads((p.parent / "decision.json").read_text()) for p in summaries]
     models = sorted(run_dir.glob("*/model/videostar_model.json"), key=lambda p: p.stat().st_mtime)
-    return LocalRun(run_dir, seconds, cycles, decisions, [m.parent for m in models])
+    verified = sorted(run_dir.glob("verify-op*/out/verified.jsonl"), key=lambda p: p.stat().st_mtime)
+    return LocalRun(run_dir, seconds, cycles, decisions, [m.parent for m in models], verified)
+
+
+def print_report(run: LocalRun) -> None:
+    """Yields per cycle and where every output is, as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Video-STaR cycles ({run.seconds:.0f} s)")
+    for col in ("cycle", "questions", "answer yield", "rationalized", "total yield", "next"):
+        table.add_column(col, justify="right")
+    for summary, decision in zip(run.cycles, run.decisions, strict=True):
+        table.add_row(str(summary["cycle"]), str(summary["questions"]),
+                      f"{summary['answer_yield']:.3f}", f"{summary['rationalization_yield']:.3f}",
+                      f"{summary['total_yield']:.3f}", "continue" if decision["continue"] else "stop")
+    console = Console()
+    console.print(table)
+    if run.decisions:
+        console.print(f"stopped after cycle {len(run.decisions) - 1}: {run.decisions[-1]['reason']}")
+    console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
+    for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
+        console.print(f"  cycle {k}: verified answers {verified.relative_to(run.root)}, "
+                      f"model {model.relative_to(run.root)}")

@@ -1,0 +1,185 @@
+"""The cyclic KFP pipeline: compiled structure, components as functions, and a local run."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_CONFIG
+from kfp import dsl
+
+from videostar.cli import main
+from videostar.config import load_config
+from videostar.data.records import read_records, write_jsonl
+from videostar.pipelines.components import build_components
+from videostar.pipelines.local import collect
+from videostar.pipelines.submit import compile_pipeline
+
+
+def _compile(tmp_path: Path, cycles: int, shards: int, **pipeline) -> tuple[dict, dict]:
+    cfg = load_config(TINY_CONFIG)
+    cfg.decide.max_cycles, cfg.pipeline.num_shards = cycles, shards
+    for key, value in pipeline.items():
+        setattr(cfg.pipeline, key, value)
+    spec, platform = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def _task_names(spec: dict) -> list[str]:
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return [t["taskInfo"]["name"] for dag in dags for t in dag["tasks"].values()]
+
+
+def _condition_depth(spec: dict) -> int:
+    """How deeply the cycle conditions nest: each cycle's If holds the next one."""
+    depth, dag = 0, spec["root"]["dag"]
+    while True:
+        conditions = [t for t in dag["tasks"].values() if "triggerPolicy" in t]
+        if not conditions:
+            return depth
+        assert len(conditions) == 1
+        depth += 1
+        dag = spec["components"][conditions[0]["componentRef"]["name"]]["dag"]
+
+
+@pytest.mark.parametrize(("cycles", "shards"), [(1, 1), (3, 2), (10, 16)])
+def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shards: int):
+    spec, _ = _compile(tmp_path, cycles, shards)
+    names = _task_names(spec)
+    for k in range(cycles):
+        for step in ("generate", "verify", "rationalize", "sft", "decide"):
+            assert names.count(f"cycle-{k}-{step}") == 1, (k, step)
+    assert f"cycle-{cycles}-generate" not in names
+    assert _condition_depth(spec) == cycles - 1
+    loops = [c["dag"]["tasks"] for c in spec["components"].values() if "dag" in c]
+    iterators = [t["parameterIterator"] for tasks in loops for t in tasks.values()
+                 if "parameterIterator" in t]
+    iterators += [t["parameterIterator"] for t in spec["root"]["dag"]["tasks"].values()
+                  if "parameterIterator" in t]
+    assert len(iterators) == 2 * cycles
+    assert all(json.loads(it["items"]["raw"]) == list(range(shards)) for it in iterators)
+
+
+def test_condition_reads_the_previous_decision(tmp_path: Path):
+    spec, _ = _compile(tmp_path, 2, 2)
+    (cond,) = [t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t]
+    assert cond["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--decide-op-Output'] == true")
+
+
+def test_every_sft_starts_from_the_base(tmp_path: Path):
+    spec, _ = _compile(tmp_path, 3, 2)
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    sfts = [t for dag in dags for t in dag["tasks"].values() if t["taskInfo"]["name"].endswith("-sft")]
+    assert len(sfts) == 3
+    for task in sfts:
+        base = task["inputs"]["artifacts"]["base"]
+        assert base in ({"taskOutputArtifact": {"outputArtifactKey": "artifact", "producerTask": "importer"}},
+                        {"componentInputArtifact": "pipelinechannel--importer-artifact"})
+
+
+def test_gpu_scheduling_lands_in_the_platform_spec(tmp_path: Path):
+    spec, executors = _compile(tmp_path, 2, 4, pvc="videostar-data")
+    resources = spec["deploymentSpec"]["executors"]["exec-generate-op"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert resources["resourceMemoryLimit"] == "64Gi"
+    gen = executors["exec-generate-op"]
+    assert gen["nodeSelector"]["labels"] == {"videostar.ai/pool": "gpu"}
+    assert gen["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gen["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    assert gen["emptyDirMounts"][0]["medium"] == "Memory"
+    assert gen["pvcMount"][0]["mountPath"] == "/data"
+    secrets = {s["secretName"]: s for s in gen["secretAsEnv"]}
+    assert {"videostar-s3", "videostar-mlflow"} <= set(secrets)
+    verify = executors["exec-verify-op"]
+    assert verify["nodeSelector"]["labels"] == {"videostar.ai/pool": "cpu"}
+    assert "tolerations" not in verify
+    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-verify-op"]["container"].get(
+        "resources", {})
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()
+              if "container" in e}
+    assert images == {"ghcr.io/videostar/videostar-gpu:0.1.0", "ghcr.io/videostar/videostar-cpu:0.1.0"}
+
+
+def test_kubernetes_native_manifest(tmp_path: Path):
+    cfg = load_config(TINY_CONFIG)
+    out = compile_pipeline(cfg, tmp_path / "k.yaml", kubernetes_manifest=True, namespace="kubeflow")
+    kinds = [(d["kind"], d["metadata"]["namespace"]) for d in yaml.safe_load_all(out.read_text())]
+    assert kinds == [("Pipeline", "kubeflow"), ("PipelineVersion", "kubeflow")]
+
+
+def test_bad_pipeline_config_exits_2(tmp_path: Path, capsys):
+    bad = tmp_path / "run.yaml"
+    bad.write_text("pipeline:\n  num_shards: 0\n")
+    assert main(["--config", str(bad), "pipeline", "compile", "-o", str(tmp_path / "p.yaml")]) == 2
+    assert "pipeline.num_shards: invalid value" in capsys.readouterr().err
+    bad.write_text("pipeline:\n  generate:\n    tolerations: [{operator: Exists}]\n")
+    assert main(["--config", str(bad), "run", "--local"]) == 2
+    assert "pipeline.generate.tolerations[0]" in capsys.readouterr().err
+
+
+def test_submit_to_an_unreachable_endpoint_is_one_line(tmp_path: Path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("pipeline:\n  base_model: s3://m/base\n  dataset: s3://d/records.jsonl\n")
+    assert main(["--config", str(cfg), "pipeline", "submit", "--host", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: http://127.0.0.1:9: could not submit")
+
+
+def _artifact(cls, path: Path):
+    return cls(name=path.name, uri=str(path))
+
+
+def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_data: Path):
+    ops = build_components(load_config(TINY_CONFIG).pipeline.images)
+    config = json.dumps({"decide": {"max_cycles": 3}})
+    shards = []
+    for i, rec in enumerate(read_records(synthetic_data)[:4]):
+        shard = tmp_path / f"gen{i}"
+        good = rec.meta["reference"] if i % 2 == 0 else "I cannot tell."
+        write_jsonl(shard / "answers.jsonl", [rec.to_json() | {"answer": good}])
+        shards.append(_artifact(dsl.Dataset, shard))
+    ver_out, metrics = tmp_path / "verify", _artifact(dsl.Metrics, tmp_path / "m1")
+    ops.verify.python_func(config=config, answers=shards, out=_artifact(dsl.Dataset, ver_out),
+                           metrics=metrics)
+    assert metrics.metadata["total"] == 4 and metrics.metadata["passed"] == 2
+    rat = tmp_path / "rat"
+    rat.mkdir()
+    (rat / "metrics.json").write_text(json.dumps({"passed": 1, "per_label_type": {}}))
+    dec_out = tmp_path / "decide"
+    go_on = ops.decide.python_func(config=config, cycle=0, verification=_artifact(dsl.Dataset, ver_out),
+                                   rationales=[_artifact(dsl.Dataset, rat)],
+                                   out=_artifact(dsl.Dataset, dec_out),
+                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"))
+    assert go_on is True
+    history = json.loads((dec_out / "history.json").read_text())
+    assert [h["total_yield"] for h in history] == [0.75]
+    go_on = ops.decide.python_func(config=config, cycle=1, verification=_artifact(dsl.Dataset, ver_out),
+                                   rationales=[_artifact(dsl.Dataset, rat)],
+                                   out=_artifact(dsl.Dataset, tmp_path / "decide2"),
+                                   metrics=_artifact(dsl.Metrics, tmp_path / "m3"),
+                                   previous=_artifact(dsl.Dataset, dec_out))
+    assert go_on is False  # same yield again: plateau
+    assert len(json.loads((tmp_path / "decide2/history.json").read_text())) == 2
+
+
+def test_pipeline_runs_locally(tiny_base: Path, synthetic_data: Path, tmp_path: Path, capsys):
+    config = tmp_path / "run.yaml"
+    tiny = yaml.safe_load(TINY_CONFIG.read_text())
+    tiny["pipeline"] |= {"base_model": str(tiny_base), "dataset": str(synthetic_data), "num_shards": 2}
+    tiny["decide"]["max_cycles"] = 2
+    config.write_text(yaml.safe_dump(tiny))
+    assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run = collect(run_dir)
+    assert [c["cycle"] for c in run.cycles] == [0, 1]
+    assert run.cycles[1]["answer_yield"] > run.cycles[0]["answer_yield"]
+    assert len(run.models) == 2
+    for model in run.models:
+        card = json.loads((model / "videostar_model.json").read_text())
+        assert card["kind"] == "lora" and Path(card["base"]).name == tiny_base.name
+    shard_answers = sorted(run_dir.glob("for-loop-*-iteration-*/generate-op/out/answers.jsonl"))
+    assert len(shard_answers) == 4  # 2 shards x 2 cycles
+    out = capsys.readouterr().out
+    assert "answer yield" in out and str(run_dir) in out
