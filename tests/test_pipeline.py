@@ -179,7 +179,7 @@ def test_pipeline_runs_locally(tiny_base: Path, synthetic_data: Path, tmp_path: 
     for model in run.models:
         card = json.loads((model / "videostar_model.json").read_text())
         assert card["kind"] == "lora" and Path(card["base"]).name == tiny_base.name
-    shard_answers = sorted(run_dir.glob("for-loop-*-iteration-*/generate-op/out/answers.jsonl"))
+    shard_answers = sorted(run_dir.glob("for-loop-*-iteration-*/generate-op*/out/answers.jsonl"))
     assert len(shard_answers) == 4  # 2 shards x 2 cycles
     out = capsys.readouterr().out
     assert "answer yield" in out and str(run_dir) in out
