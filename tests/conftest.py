@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +47,67 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cmd: list[str], url: str, log: Path, timeout: float, env: dict | None = None) -> Iterator[str]:
+    """Start a real server, wait (bounded) until ``url`` answers, yield it, stop the server."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{cmd[0]} did not answer on {url} within {timeout} s")
+                time.sleep(0.3)
+        yield url.rsplit("/", 1)[0] if url.endswith("/health") else url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server (moto_server; no MinIO server installs here) on a free loopback port."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    yield from serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}",
+                     tmp_path_factory.mktemp("moto") / "server.log", 30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[str]:
+    """A real ``mlflow server``: sqlite backend, artifacts proxied to s3://mlflow on moto."""
+    import minio
+
+    client = minio.Minio(moto_endpoint.removeprefix("http://"), access_key="testing",
+                         secret_key="testing", secure=False)
+    if not client.bucket_exists("mlflow"):
+        client.make_bucket("mlflow")
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {**os.environ, **S3_ENV, "MLFLOW_S3_ENDPOINT_URL": moto_endpoint}
+    exe = Path(sys.executable).parent / "mlflow"
+    cmd = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+           "--artifacts-destination", "s3://mlflow", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
+    yield from serve(cmd, f"http://127.0.0.1:{port}/health", root / "server.log", 120, env)

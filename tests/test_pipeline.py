@@ -1,11 +1,12 @@
 """The cyclic KFP pipeline: compiled structure, components as functions, and a local run."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG
+from conftest import S3_ENV, TINY_CONFIG, free_port
 from kfp import dsl
 
 from videostar.cli import main
@@ -164,14 +165,22 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
     assert len(json.loads((tmp_path / "decide2/history.json").read_text())) == 2
 
 
-def test_pipeline_runs_locally(tiny_base: Path, synthetic_data: Path, tmp_path: Path, capsys):
+def test_pipeline_runs_locally_with_tracking(
+    tiny_base: Path, synthetic_data: Path, tmp_path: Path, capsys, monkeypatch,
+    mlflow_server: str, moto_endpoint: str,
+):
+    """2 cycles x 2 shards through kfp.local, tracked in a real MLflow server with S3 artifacts."""
+    for key, value in {**S3_ENV, "VIDEOSTAR_S3_ENDPOINT": moto_endpoint}.items():
+        monkeypatch.setenv(key, value)
     config = tmp_path / "run.yaml"
     tiny = yaml.safe_load(TINY_CONFIG.read_text())
     tiny["pipeline"] |= {"base_model": str(tiny_base), "dataset": str(synthetic_data), "num_shards": 2}
     tiny["decide"]["max_cycles"] = 2
+    tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "pipeline-test",
+                        "registered_model": "pipeline-test-sft", "store": "s3://videostar-runs"}
     config.write_text(yaml.safe_dump(tiny))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     run = collect(run_dir)
     assert [c["cycle"] for c in run.cycles] == [0, 1]
     assert run.cycles[1]["answer_yield"] > run.cycles[0]["answer_yield"]
@@ -182,4 +191,58 @@ def test_pipeline_runs_locally(tiny_base: Path, synthetic_data: Path, tmp_path: 
     shard_answers = sorted(run_dir.glob("for-loop-*-iteration-*/generate-op*/out/answers.jsonl"))
     assert len(shard_answers) == 4  # 2 shards x 2 cycles
     out = capsys.readouterr().out
-    assert "answer yield" in out and str(run_dir) in out
+    assert "answer yield" in out and str(run_dir) in out and mlflow_server in out
+
+    _check_mlflow(mlflow_server, run.cycles)
+    assert main(["--config", str(config), "compare"]) == 0
+    table = capsys.readouterr().out
+    assert "answer yield" in table and f"{run.cycles[1]['answer_yield']:.4g}" in table
+
+
+def _check_mlflow(uri: str, cycles: list[dict]) -> None:
+    """Read the run back: nested runs, metric histories, datasets, model versions, bucket objects."""
+    import minio
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("pipeline-test")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if "videostar.cycle" not in r.data.tags]
+    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+                      key=lambda r: int(r.data.tags["cycle"]))
+    assert [r.data.tags["cycle"] for r in children] == ["0", "1"]
+    assert all(r.data.tags["base_model"] and r.data.tags["dataset"] for r in children)
+    history = client.get_metric_history(parent.info.run_id, "answer_yield")
+    assert [(m.step, round(m.value, 6)) for m in history] == [
+        (c["cycle"], round(c["answer_yield"], 6)) for c in cycles]
+    assert "train_loss" in children[0].data.metrics and "total_yield.class" in children[0].data.metrics
+    assert any(k.startswith("system/") for k in children[0].data.metrics), "system metrics are on"
+    assert parent.data.params["decide.max_cycles"] == "2"
+    for child in children:
+        (ds,) = child.inputs.dataset_inputs
+        assert json.loads(ds.dataset.source)["uri"].startswith("s3://videostar-runs/runs/")
+    versions = client.search_model_versions("name = 'pipeline-test-sft'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert client.get_model_version_by_alias("pipeline-test-sft", "candidate").version == "2"
+    best = max(cycles, key=lambda c: c["answer_yield"])["cycle"]
+    assert client.get_model_version_by_alias("pipeline-test-sft", "champion").tags["cycle"] == str(best)
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
+    assert artifacts == ["plots/yield_per_cycle.png"]
+    s3 = minio.Minio(os.environ["VIDEOSTAR_S3_ENDPOINT"].removeprefix("http://"), access_key="testing",
+                     secret_key="testing", secure=False)
+    keys = {o.object_name for o in s3.list_objects("videostar-runs", recursive=True)}
+    assert {k.split("/", 2)[2] for k in keys} == {"cycle-0/sft/train.jsonl", "cycle-1/sft/train.jsonl"}
+    adapters = [o.object_name for o in s3.list_objects("mlflow", recursive=True)]
+    assert sum(name.endswith("adapter_model.safetensors") for name in adapters) == 2
+
+
+def test_unreachable_mlflow_fails_before_any_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path,
+                                                   capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "pipeline": {"base_model": str(tiny_base), "dataset": str(synthetic_data)},
+        "tracking": {"mlflow_uri": f"http://127.0.0.1:{free_port()}"}}))
+    assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: MLflow at http://127.0.0.1:")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

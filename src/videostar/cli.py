@@ -151,6 +151,31 @@ def cmd_run(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from videostar.tracking import compare, tracking_uri
+
+    if args.experiment:
+        cfg.tracking.experiment = args.experiment
+    if args.mlflow_uri:
+        cfg.tracking.mlflow_uri = args.mlflow_uri
+    if not tracking_uri(cfg.tracking):
+        raise ConfigError("tracking.mlflow_uri: not set (nor MLFLOW_TRACKING_URI)")
+    parent, rows = compare(cfg, args.run)
+    columns = ["answer_yield", "rationalization_yield", "total_yield", "train_loss", "train_examples"]
+    columns += sorted({k for r in rows for k in r if k.startswith("eval.")})
+    table = Table(title=f"{cfg.tracking.experiment}: run {parent}")
+    table.add_column("cycle", justify="right")
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(str(row["cycle"]), *(f"{row[c]:.4g}" if c in row else "-" for c in columns))
+    Console().print(table)
+    return 0
+
+
 def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Print a few rows of a JSONL file, for eyeballing answers and verdicts."""
     for row in read_rows(args.file)[: args.n]:
@@ -253,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", help="on this machine through kfp.local")
     run.add_argument("--root", default="work/pipeline-runs", help="local pipeline root")
     run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compare", help="per-cycle metrics of a run, from MLflow")
+    cmp_.add_argument("--experiment", help="default: tracking.experiment of --config")
+    cmp_.add_argument("--run", help="parent run id (default: the latest pipeline run)")
+    cmp_.add_argument("--mlflow-uri", help="default: tracking.mlflow_uri or $MLFLOW_TRACKING_URI")
+    cmp_.set_defaults(func=cmd_compare)
 
     show = sub.add_parser("show", help="print rows of a JSONL output")
     show.add_argument("file")

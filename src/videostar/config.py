@@ -204,8 +204,25 @@ class PipelineConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """MLflow tracking and the object store for run outputs; off when no MLflow URI is known.
+
+    ``mlflow_uri`` falls back to ``$MLFLOW_TRACKING_URI``; a ``sqlite:`` URI is the embedded
+    default (artifacts then go to a folder beside the database). ``store`` is ``s3://bucket``
+    (credentials from the environment) or a local folder.
+    """
+
+    mlflow_uri: str = ""
+    experiment: str = "videostar"
+    registered_model: str = "videostar-sft"
+    store: str = ""
+    system_metrics: bool = True
+
+
+@dataclass
 class RunConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     rationalize: RationalizeConfig = field(default_factory=RationalizeConfig)

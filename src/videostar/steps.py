@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from videostar import tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
 from videostar.star.cycle import cycle_summary, decide
@@ -69,14 +70,24 @@ def rationalize(
     return metrics
 
 
+def start(cfg: RunConfig, pipeline_run: str) -> str:
+    """Check MLflow and the store, and open the run's parent MLflow run ('' when tracking is off)."""
+    return tracking.start_run(cfg, pipeline_run)
+
+
 def sft(
     base: str, data_paths: list[str | Path], model_out: str | Path, metrics_out: str | Path,
-    cfg: RunConfig, progress: bool = True,
+    cfg: RunConfig, progress: bool = True, parent_run: str = "", cycle: int = 0,
 ) -> dict[str, Any]:
-    """Instruction-tune ``base`` on all verified answers and rationales of a cycle."""
+    """Instruction-tune ``base`` on all verified answers and rationales of a cycle.
+
+    With tracking on, the cycle's MLflow run is active meanwhile and records system metrics.
+    """
     from videostar.train.sft import sft as run
 
-    metrics = run(base, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction, progress)
+    with tracking.step_run(cfg, parent_run, cycle, _run_tags(cfg)):
+        metrics = run(base, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
+                      progress)
     write_json(metrics_out, metrics)
     return metrics
 
@@ -89,3 +100,24 @@ def summarize(
     shards = [json.loads(Path(p).read_text()) for p in rationalize_metrics]
     summary = cycle_summary(cycle, json.loads(Path(verify_metrics).read_text()), shards)
     return summary, decide([*history, summary], cfg.decide)
+
+
+def conclude(
+    cycle: int, verification_dir: str | Path, rationale_dirs: list[str | Path], sft_dir: str | Path,
+    model_dir: str | Path, history: list[dict[str, Any]], cfg: RunConfig, parent_run: str = "",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """End a cycle: its summary and decision, logged to MLflow and the store when tracking is on."""
+    summary, decision = summarize(cycle, Path(verification_dir) / "metrics.json",
+                                  [Path(d) / "metrics.json" for d in rationale_dirs], history, cfg)
+    if tracking.enabled(cfg) and parent_run:
+        files = [str(Path(d) / "verified.jsonl") for d in (verification_dir, *rationale_dirs)]
+        sft_metrics = json.loads((Path(sft_dir) / "metrics.json").read_text())
+        tracking.log_cycle(cfg, parent_run, summary, sft_metrics, files, str(model_dir),
+                           [*history, summary], _run_tags(cfg))
+        if not decision["continue"]:
+            tracking.finish(cfg, parent_run)
+    return summary, decision
+
+
+def _run_tags(cfg: RunConfig) -> dict[str, str]:
+    return {"dataset": cfg.pipeline.dataset, "base_model": cfg.pipeline.base_model}

@@ -258,3 +258,92 @@ def _errors(settings: S3Settings, uri: str) -> Iterator[None]:
         raise VideostarError(f"{uri}: S3 endpoint {settings.endpoint} unreachable: {text}") from e
     except (MinioException, ValueError) as e:
         raise VideostarError(f"{uri} at {settings.endpoint}: {str(e).splitlines()[0]}") from e
+
+
+def scoped_key(run: str, cycle: int | None, step: str, name: str) -> str:
+    """``runs/{run}/cycle-{k}/{step}/{name}``: every output of a run lives under its own keys."""
+    parts = ["runs", run] + ([f"cycle-{cycle}"] if cycle is not None else []) + [step]
+    if any(not p or "/" in p or p in (".", "..") for p in parts):
+        raise VideostarError(f"bad key part in {parts!r}")
+    if any(seg in ("", ".", "..") for seg in name.split("/")):
+        raise VideostarError(f"bad object name {name!r}")
+    return "/".join([*parts, name])
+
+
+class Store:
+    """Immutable run outputs: ``publish`` copies a file or folder under a key, never overwriting."""
+
+    def uri(self, key: str) -> str:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail fast, with one line, when the store cannot be reached or written."""
+        raise NotImplementedError
+
+    def publish(self, local: str | Path, key: str) -> str:
+        raise NotImplementedError
+
+
+class LocalStore(Store):
+    """The embedded default: a folder on local disk with the same keys and the same rules."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def uri(self, key: str) -> str:
+        return (self.root / key).as_uri()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideostarError(f"{self.root}: store folder not writable ({exc.strerror})") from exc
+
+    def publish(self, local: str | Path, key: str) -> str:
+        src, dest = Path(local), self.root / key
+        if dest.exists():
+            raise VideostarError(f"{self.uri(key)}: already exists, refusing to overwrite")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+        if src.is_dir():
+            shutil.copytree(src, tmp)
+        else:
+            shutil.copy2(src, tmp)
+        tmp.rename(dest)
+        return self.uri(key)
+
+
+class S3Store(Store):
+    """A bucket (created when missing) and an optional prefix on any S3-compatible server."""
+
+    def __init__(self, uri: str):
+        self.bucket, self.prefix = parse_s3_uri(uri)
+        self.settings = S3Settings.from_env()
+        self.s3 = client(self.settings)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def check(self) -> None:
+        with _errors(self.settings, f"s3://{self.bucket}"):
+            if not self.s3.bucket_exists(self.bucket):
+                self.s3.make_bucket(self.bucket)
+
+    def publish(self, local: str | Path, key: str) -> str:
+        local = Path(local)
+        if local.is_dir():
+            upload_folder(local, self.uri(key))
+            return self.uri(key)
+        with _errors(self.settings, self.uri(key)):
+            if _exists(self.s3, self.bucket, self._key(key)):
+                raise VideostarError(f"{self.uri(key)}: already exists, refusing to overwrite")
+            self.s3.fput_object(self.bucket, self._key(key), str(local))
+        return self.uri(key)
+
+
+def open_store(uri: str) -> Store:
+    """``s3://bucket[/prefix]`` or a local folder."""
+    return S3Store(uri) if uri.startswith("s3://") else LocalStore(uri.removeprefix("file://"))

@@ -51,7 +51,15 @@ def rationalize_op(config: str, model: Input[Model], base: Input[Model], verific
     log_metrics(metrics, result)
 
 
-def sft_op(config: str, base: Input[Model], verification: Input[Dataset],
+def start_op(config: str, pipeline_run: str) -> str:
+    """Fail fast on a bad MLflow or object store; open the run's parent MLflow run."""
+    from videostar.config import config_from_json
+    from videostar.steps import start
+
+    return start(config_from_json(config), pipeline_run)
+
+
+def sft_op(config: str, cycle: int, parent_run: str, base: Input[Model], verification: Input[Dataset],
            rationales: Input[List[Dataset]], model: Output[Model], out: Output[Dataset],
            metrics: Output[Metrics]):
     """Instruction-tune the base checkpoint on every verified answer and rationale of the cycle."""
@@ -64,22 +72,23 @@ def sft_op(config: str, base: Input[Model], verification: Input[Dataset],
     data = [verification.path + "/verified.jsonl"] + [r.path + "/verified.jsonl" for r in rationales]
     os.makedirs(out.path, exist_ok=True)
     result = sft(base.path, data, model.path, out.path + "/metrics.json", config_from_json(config),
-                 progress=False)
+                 progress=False, parent_run=parent_run, cycle=cycle)
     log_metrics(metrics, result)
 
 
-def decide_op(config: str, cycle: int, verification: Input[Dataset], rationales: Input[List[Dataset]],
+def decide_op(config: str, cycle: int, parent_run: str, verification: Input[Dataset],
+              rationales: Input[List[Dataset]], training: Input[Dataset], model: Input[Model],
               out: Output[Dataset], metrics: Output[Metrics],
               previous: Optional[Input[Dataset]] = None) -> bool:
-    """Summarize the cycle's yields, append them to the history, and decide on another cycle."""
+    """Summarize and log the cycle, append it to the history, and decide on another cycle."""
     from videostar.config import config_from_json
     from videostar.pipelines.runtime import log_metrics, read_history, write_decision
-    from videostar.steps import summarize
+    from videostar.steps import conclude
 
     history = read_history(previous.path if previous is not None else None)
-    summary, decision = summarize(cycle, verification.path + "/metrics.json",
-                                  [r.path + "/metrics.json" for r in rationales], history,
-                                  config_from_json(config))
+    summary, decision = conclude(cycle, verification.path, [r.path for r in rationales],
+                                 training.path, model.path, history, config_from_json(config),
+                                 parent_run)
     write_decision(out.path, summary, decision, [*history, summary])
     log_metrics(metrics, summary)
     return decision["continue"]
@@ -87,6 +96,7 @@ def decide_op(config: str, cycle: int, verification: Input[Dataset], rationales:
 
 @dataclass(frozen=True)
 class Components:
+    start: Any
     generate: Any
     verify: Any
     rationalize: Any
@@ -100,6 +110,7 @@ def build_components(images: Images) -> Components:
         return dsl.component(func, base_image=image)
 
     return Components(
+        start=make(start_op, images.cpu),
         generate=make(generate_op, images.gpu),
         verify=make(verify_op, images.cpu),
         rationalize=make(rationalize_op, images.gpu),

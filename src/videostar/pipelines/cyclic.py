@@ -40,20 +40,22 @@ def schedule(task: Any, res: StepResources, pipeline: PipelineConfig) -> Any:
     for secret in pipeline.secrets:
         kubernetes.use_secret_as_env(task, secret_name=secret.secret,
                                      secret_key_to_env=secret.env)
+    # the step images run as uid 10001; say so in the pod spec too, so non-root is enforced
+    kubernetes.set_security_context(task, run_as_user=10001, run_as_group=10001, run_as_non_root=True)
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration=res.backoff, backoff_factor=2.0)
     task.set_caching_options(res.cache)
     return task
 
 
-def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, model: Any, base: Any,
+def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, start: Any, model: Any, base: Any,
            records: Any, previous: Any = None) -> None:
     p = cfg.pipeline
     shards = list(range(p.num_shards))
     with dsl.ParallelFor(items=shards, parallelism=p.num_shards) as shard:
         gen = schedule(ops.generate(config=config, model=model, base=base, records=records,
                                     shard=shard, num_shards=p.num_shards), p.generate, p)
-        gen.set_display_name(f"cycle-{k}-generate")
+        gen.set_display_name(f"cycle-{k}-generate").after(start)
     ver = schedule(ops.verify(config=config, answers=dsl.Collected(gen.outputs["out"])), p.verify, p)
     ver.set_display_name(f"cycle-{k}-verify")
     with dsl.ParallelFor(items=shards, parallelism=p.num_shards) as shard:
@@ -62,17 +64,21 @@ def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, model: Any, bas
                                        num_shards=p.num_shards), p.rationalize, p)
         rat.set_display_name(f"cycle-{k}-rationalize")
     # one Collected per consumer: the KFP compiler cannot share one between two tasks
-    sft = schedule(ops.sft(config=config, base=base, verification=ver.outputs["out"],
+    sft = schedule(ops.sft(config=config, cycle=k, parent_run=start.output, base=base,
+                           verification=ver.outputs["out"],
                            rationales=dsl.Collected(rat.outputs["out"])), p.sft, p)
     sft.set_display_name(f"cycle-{k}-sft")
     history = {} if previous is None else {"previous": previous}
-    dec = schedule(ops.decide(config=config, cycle=k, verification=ver.outputs["out"],
-                              rationales=dsl.Collected(rat.outputs["out"]), **history),
+    dec = schedule(ops.decide(config=config, cycle=k, parent_run=start.output,
+                              verification=ver.outputs["out"],
+                              rationales=dsl.Collected(rat.outputs["out"]),
+                              training=sft.outputs["out"], model=sft.outputs["model"], **history),
                    p.decide, p)
     dec.set_display_name(f"cycle-{k}-decide")
     if k + 1 < cfg.decide.max_cycles:
         with dsl.If(dec.outputs["Output"] == True, name=f"cycle-{k + 1}"):  # noqa: E712
-            _cycle(k + 1, ops, cfg, config, sft.outputs["model"], base, records, dec.outputs["out"])
+            _cycle(k + 1, ops, cfg, config, start, sft.outputs["model"], base, records,
+                   dec.outputs["out"])
 
 
 def build_pipeline(cfg: RunConfig) -> Any:
@@ -90,6 +96,9 @@ def build_pipeline(cfg: RunConfig) -> Any:
         base.set_display_name("base-model")
         data = dsl.importer(artifact_uri=dataset, artifact_class=Dataset, reimport=False)
         data.set_display_name("dataset")
-        _cycle(0, ops, cfg, config, base.output, base.output, data.output)
+        start = schedule(ops.start(config=config, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
+                         cfg.pipeline.decide, cfg.pipeline)
+        start.set_display_name("track-start").set_caching_options(False)
+        _cycle(0, ops, cfg, config, start, base.output, base.output, data.output)
 
     return videostar_self_training

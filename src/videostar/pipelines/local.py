@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from videostar import tracking
 from videostar.config import RunConfig
 from videostar.errors import ConfigError, VideostarError
 
@@ -32,6 +33,7 @@ class LocalRun:
     decisions: list[dict[str, Any]]
     models: list[Path]
     verified: list[Path]
+    mlflow_uri: str = ""
 
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
@@ -44,6 +46,8 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
                          ("pipeline.dataset", cfg.pipeline.dataset)):
         if not value or not Path(value).exists():
             raise ConfigError(f"{field}: {value!r} does not exist (a local run needs a local path)")
+    _absolute_local_paths(cfg)
+    tracking.check(cfg)
     # shards run side by side: give each its share of the cores instead of oversubscribing them
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.pipeline.num_shards)))
     root = Path(pipeline_root).resolve()
@@ -64,7 +68,18 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     seconds = time.perf_counter() - started
     (run_dir,) = [p for p in root.iterdir() if p not in before and p.is_dir()]
     log.rename(run_dir / "run.log")
-    return collect(run_dir, seconds)
+    run = collect(run_dir, seconds)
+    run.mlflow_uri = tracking.tracking_uri(cfg.tracking)
+    return run
+
+
+def _absolute_local_paths(cfg: RunConfig) -> None:
+    """Steps run in subprocesses: give them absolute paths for the local MLflow store and store."""
+    uri = cfg.tracking.mlflow_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        cfg.tracking.mlflow_uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if cfg.tracking.store and "://" not in cfg.tracking.store:
+        cfg.tracking.store = str(Path(cfg.tracking.store).resolve())
 
 
 @contextlib.contextmanager
@@ -142,6 +157,10 @@ def print_report(run: LocalRun) -> None:
     console.print(table)
     if run.decisions:
         console.print(f"stopped after cycle {len(run.decisions) - 1}: {run.decisions[-1]['reason']}")
+    if run.mlflow_uri:
+        console.print(f"MLflow: {run.mlflow_uri} — compare cycles with\n"
+                      f"  videostar --config <run.yaml> compare\n"
+                      f"  mlflow ui --backend-store-uri {run.mlflow_uri}")
     console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
     for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
         console.print(f"  cycle {k}: verified answers {verified.relative_to(run.root)}, "

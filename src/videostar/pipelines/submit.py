@@ -23,13 +23,24 @@ def compile_pipeline(cfg: RunConfig, out: str | Path, kubernetes_manifest: bool 
     options = None
     if kubernetes_manifest:
         options = KubernetesManifestOptions(
-            pipeline_name=cfg.pipeline.name, pipeline_version_name=f"{cfg.pipeline.name}-v1",
+            pipeline_name=cfg.pipeline.name, pipeline_version_name=version_name(cfg),
             namespace=namespace, include_pipeline_manifest=True,
         )
     compiler.Compiler().compile(build_pipeline(cfg), str(out),
                                 kubernetes_manifest_format=kubernetes_manifest,
                                 kubernetes_manifest_options=options)
     return out
+
+
+def version_name(cfg: RunConfig) -> str:
+    """A PipelineVersion name per content: KFP versions are immutable, so a change needs a new name."""
+    import hashlib
+
+    from videostar import __version__
+    from videostar.config import config_to_json
+
+    digest = hashlib.sha256(f"{__version__}\n{config_to_json(cfg)}".encode()).hexdigest()[:10]
+    return f"{cfg.pipeline.name}-{digest}"
 
 
 def submit(cfg: RunConfig, host: str, run_name: str | None = None,

@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1.7
+# CPU step image for the light steps (verify, decide, summaries): the same package with the CPU
+# build of torch, so it stays small. Build from the repository root:
+#   docker build -f images/cpu.Dockerfile -t ghcr.io/videostar/videostar-cpu:0.1.0 .
+# (`make images` does this). The tag must match `Images.cpu` in src/videostar/config.py.
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- builder: a venv holding everything -------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+# torch/torchvision from the CPU index (`2.15.0+cpu` satisfies the `torch==2.15.0` pin) instead of
+# PyPI's CUDA build and its ~3 GB of NVIDIA libraries.
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
+        torch==2.15.0+cpu torchvision==0.29.2+cpu
+COPY pyproject.toml README.md /build/
+COPY src /build/src
+RUN pip install --no-cache-dir /build \
+ && python -c "import videostar, torch, decord, kfp; print('videostar', torch.__version__)" \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+
+# ---- runtime ----------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="videostar-cpu" \
+      org.opencontainers.image.description="videostar CPU step image: verify, decide and other light steps (torch 2.15.0+cpu)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://github.com/videostar/videostar" \
+      org.opencontainers.image.url="https://github.com/videostar/videostar" \
+      org.opencontainers.image.vendor="videostar" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="python:3.11.14-slim-bookworm"
+# KFP's launcher stages artifacts under /gcs, /minio, /s3 (and /oci for models): writable by 10001.
+RUN groupadd --gid 10001 videostar \
+ && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/videostar --shell /usr/sbin/nologin videostar \
+ && mkdir -p /gcs /minio /s3 /oci \
+ && chown 10001:10001 /gcs /minio /s3 /oci
+COPY --from=builder /opt/venv /opt/venv
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/videostar \
+    VIDEOSTAR_CACHE=/home/videostar/.cache/videostar
+USER 10001:10001
+WORKDIR /home/videostar
+CMD ["videostar", "--help"]

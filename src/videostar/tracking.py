@@ -1,0 +1,266 @@
+"""MLflow tracking of the self-training cycles, with run outputs copied to the object store.
+
+One parent run per pipeline run (the one KFP's MLflow plugin injects as ``MLFLOW_RUN_ID`` when
+present), one nested run per cycle. Per cycle: yields and training metrics (``step=cycle``, on
+the cycle run and on the parent, so the parent's charts show the trend), the training data as an
+MLflow dataset whose source is its object-store URI, the adapter as a registered model version
+aliased ``candidate``, ``champion`` moved to the best cycle, and plots of the history.
+Components call these functions; they hold no logging code of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from videostar.config import RunConfig, TrackingConfig
+from videostar.errors import VideostarError
+from videostar.store import Store, open_store, scoped_key
+
+PARENT_TAG = "videostar.pipeline_run"
+CYCLE_TAG = "videostar.cycle"
+
+# An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    return cfg.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+
+
+def enabled(cfg: RunConfig) -> bool:
+    return bool(tracking_uri(cfg.tracking))
+
+
+def _client(cfg: TrackingConfig) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    return MlflowClient()
+
+
+def _experiment_id(cfg: TrackingConfig) -> str:
+    """The experiment, created when missing; a local sqlite store keeps artifacts beside it."""
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    uri = tracking_uri(cfg)
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(cfg.experiment, artifact_location=location)
+
+
+def check(cfg: RunConfig) -> None:
+    """Reach MLflow and the object store now, so a misconfiguration costs one line, not a run."""
+    if cfg.tracking.store:
+        open_store(cfg.tracking.store).check()
+    if not enabled(cfg):
+        return
+    try:
+        _experiment_id(cfg.tracking)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: {first[:300]}") from exc
+
+
+def start_run(cfg: RunConfig, pipeline_run: str) -> str:
+    """The parent run of a pipeline run (reused if it exists); returns its id ('' when off)."""
+    check(cfg)
+    if not enabled(cfg):
+        return ""
+    from videostar.config import config_to_dict
+
+    client = _client(cfg.tracking)
+    if os.environ.get("MLFLOW_RUN_ID"):
+        parent = os.environ["MLFLOW_RUN_ID"]
+        client.set_tag(parent, PARENT_TAG, pipeline_run)
+    else:
+        found = _find(cfg, f"tags.`{PARENT_TAG}` = '{pipeline_run}' and tags.`{CYCLE_TAG}` IS NULL")
+        parent = found or client.create_run(_experiment_id(cfg.tracking), run_name=pipeline_run,
+                                            tags={PARENT_TAG: pipeline_run}).info.run_id
+    params = _flatten(config_to_dict(cfg))
+    for key, value in params.items():
+        with contextlib.suppress(Exception):  # params are immutable: a resumed run keeps its own
+            client.log_param(parent, key, value)
+    return parent
+
+
+def _find(cfg: RunConfig, filter_string: str) -> str | None:
+    client = _client(cfg.tracking)
+    runs = client.search_runs([_experiment_id(cfg.tracking)], filter_string=filter_string,
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def cycle_run(cfg: RunConfig, parent: str, cycle: int, meta: dict[str, str]) -> str:
+    """The nested run of ``cycle`` under ``parent``, created on first use."""
+    client = _client(cfg.tracking)
+    pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, "")
+    found = _find(cfg, f"tags.mlflow.parentRunId = '{parent}' and tags.`{CYCLE_TAG}` = '{cycle}'")
+    if found:
+        return found
+    tags = {"mlflow.parentRunId": parent, CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run,
+            "cycle": str(cycle), **meta}
+    return client.create_run(_experiment_id(cfg.tracking), run_name=f"cycle-{cycle}",
+                             tags=tags).info.run_id
+
+
+@contextlib.contextmanager
+def step_run(cfg: RunConfig, parent: str, cycle: int, meta: dict[str, str]) -> Iterator[str | None]:
+    """Make the cycle's run active during a step, recording system metrics (CPU, GPU, memory)."""
+    if not (enabled(cfg) and parent):
+        yield None
+        return
+    import mlflow
+
+    run_id = cycle_run(cfg, parent, cycle, meta)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=cfg.tracking.system_metrics):
+        yield run_id
+
+
+def log_cycle(
+    cfg: RunConfig, parent: str, summary: dict[str, Any], sft: dict[str, Any],
+    training_files: list[str], model_dir: str, history: list[dict[str, Any]], meta: dict[str, str],
+) -> dict[str, Any]:
+    """Everything a cycle produced, into MLflow and the store; returns what was logged where."""
+    cycle = summary["cycle"]
+    client = _client(cfg.tracking)
+    run_id = cycle_run(cfg, parent, cycle, meta)
+    pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, parent)
+    metrics = cycle_metrics(summary, sft)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value, step=cycle)
+        client.log_metric(parent, key, value, step=cycle)
+    data_uri = _log_training_data(cfg, client, run_id, pipeline_run, cycle, training_files)
+    version = _register_model(cfg, client, run_id, model_dir, history)
+    _log_plots(client, parent, history)
+    client.set_terminated(run_id)
+    return {"run_id": run_id, "dataset": data_uri, "model_version": version, "metrics": metrics}
+
+
+def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, float]:
+    """The numbers compared across cycles: yields overall and per label type, and train loss."""
+    metrics = {k: float(summary[k]) for k in ("answer_yield", "rationalization_yield", "total_yield")}
+    for kind, counts in summary["per_label_type"].items():
+        metrics[f"answer_yield.{kind}"] = float(counts["answer_yield"])
+        metrics[f"total_yield.{kind}"] = float(counts["total_yield"])
+    if sft.get("train_loss") is not None:
+        metrics["train_loss"] = float(sft["train_loss"])
+    metrics["train_examples"] = float(sft.get("examples", 0))
+    return metrics
+
+
+def _store(cfg: RunConfig) -> Store | None:
+    return open_store(cfg.tracking.store) if cfg.tracking.store else None
+
+
+def _log_training_data(cfg: RunConfig, client: Any, run_id: str, pipeline_run: str, cycle: int,
+                       files: list[str]) -> str:
+    """Publish the cycle's training data and log it as an MLflow dataset sourced from that URI."""
+    import hashlib
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "train.jsonl"
+        merged.write_bytes(b"".join(Path(f).read_bytes() for f in files if Path(f).exists()))
+        digest = hashlib.sha256(merged.read_bytes()).hexdigest()[:16]
+        store = _store(cfg)
+        key = scoped_key(pipeline_run, cycle, "sft", "train.jsonl")
+        uri = store.publish(merged, key) if store else merged.resolve().as_uri()
+    dataset = MetaDataset(resolve_dataset_source(uri), name=f"cycle-{cycle}-train", digest=digest)
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                     [InputTag("mlflow.data.context", "training")])])
+    return uri
+
+
+def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
+                    history: list[dict[str, Any]]) -> str:
+    """Log the adapter, register it as a version aliased ``candidate``; ``champion`` = best cycle."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.tracking.registered_model
+    client.log_artifacts(run_id, model_dir, "adapter")
+    source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
+    with contextlib.suppress(MlflowException):
+        client.create_registered_model(name)
+    cycle = history[-1]["cycle"]
+    version = client.create_model_version(name, source, run_id=run_id,
+                                          tags={"cycle": str(cycle)}).version
+    client.set_registered_model_alias(name, "candidate", version)
+    metric = cfg.decide.metric
+    best = max(history, key=lambda h: h.get(metric, float("-inf")))
+    if best["cycle"] == cycle:
+        client.set_registered_model_alias(name, "champion", version)
+    return str(version)
+
+
+def _log_plots(client: Any, parent: str, history: list[dict[str, Any]]) -> None:
+    """Yield per cycle (the paper's Figure 4), overall and per label type, on the parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cycles = [h["cycle"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("answer_yield", "rationalization_yield", "total_yield"):
+        ax1.plot(cycles, [h[key] for h in history], marker="o", label=key.replace("_", " "))
+    kinds = sorted({k for h in history for k in h["per_label_type"]})
+    for kind in kinds:
+        ax2.plot(cycles, [h["per_label_type"].get(kind, {}).get("total_yield") for h in history],
+                 marker="o", label=kind)
+    for ax, title in ((ax1, "yield per cycle"), (ax2, "total yield per label type")):
+        ax.set(xlabel="cycle", ylabel="yield", ylim=(0, 1.05), title=title)
+        ax.set_xticks(cycles)
+        ax.legend()
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "yield_per_cycle.png"
+        fig.savefig(path, dpi=100)
+        client.log_artifact(parent, str(path), "plots")
+    plt.close(fig)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "templates":
+            out |= _flatten(value, f"{name}.")
+        else:
+            out[name] = str(value)[:500]
+    return out
+
+
+def finish(cfg: RunConfig, parent: str) -> None:
+    """Close the parent run once the last cycle has been logged."""
+    if enabled(cfg) and parent and not os.environ.get("MLFLOW_RUN_ID"):
+        _client(cfg.tracking).set_terminated(parent)
+
+
+def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The per-cycle rows of one pipeline run (default: the latest) of the experiment."""
+    client = _client(cfg.tracking)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: no experiment "
+                             f"{cfg.tracking.experiment!r}")
+    parent = run or _find(cfg, f"tags.`{CYCLE_TAG}` IS NULL and tags.`{PARENT_TAG}` != ''")
+    if parent is None:
+        raise VideostarError(f"experiment {cfg.tracking.experiment!r} has no videostar runs")
+    cycles = client.search_runs([exp.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
+            for r in cycles if CYCLE_TAG in r.data.tags]
+    return parent, sorted(rows, key=lambda r: r["cycle"])
