@@ -13,6 +13,7 @@ from conftest import gradient_video
 from scipy import stats
 from test_adapters import _dump, _frames, finediving  # noqa: F401  (fixture reused as is)
 
+from videostar.cli import main
 from videostar.config import GenerateConfig, VerifyConfig, VideoConfig
 from videostar.data.records import Record, read_rows
 from videostar.errors import RecordError, VideostarError
@@ -357,7 +358,9 @@ abseiling,ab2,10,20,validate
 """
 
 
-def test_kinetics_end_to_end(tiny_lm, tmp_path):
+@pytest.fixture
+def kinetics_eval(tmp_path):
+    """A validate.csv in the official format with four good clips, a corrupt one and a missing one."""
     csv_path = tmp_path / "validate.csv"
     csv_path.write_text(K700_EVAL_CSV)
     root = tmp_path / "k700"
@@ -365,6 +368,22 @@ def test_kinetics_end_to_end(tiny_lm, tmp_path):
                  "tr1_000000_000010"):
         write_video(root / f"{name}.mp4", gradient_video(16, 32))
     (root / "bad1_000000_000010.mp4").write_bytes(b"\x00" * 64)
+    return csv_path, root
+
+
+def test_kinetics_eval_from_the_cli(tiny_base, kinetics_eval, tmp_path, capsys):
+    csv_path, root = kinetics_eval
+    args = ["eval", "kinetics700", "--model", str(tiny_base), "--csv", str(csv_path), "--videos",
+            str(root), "--split", "validate", "--out", str(tmp_path / "eval"), "--limit", "3"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["suite"] == "kinetics700" and report["counts"]["items"] == 3
+    assert report["settings"]["generate"]["temperature"] == 0.0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_kinetics_end_to_end(tiny_lm, kinetics_eval, tmp_path):
+    csv_path, root = kinetics_eval
     out = tmp_path / "eval"
     report = evaluate_kinetics(tiny_lm, csv_path, root, out, GEN, VIDEO, VERIFY, split="validate",
                                progress=False)

@@ -151,6 +151,36 @@ def cmd_run(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
+    import dataclasses
+
+    from videostar.eval.report import print_report
+    from videostar.model import load_model
+
+    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluation.temperature,
+                              max_new_tokens=cfg.evaluation.max_new_tokens)
+    lm = load_model(args.model, base=args.base)
+    limit = args.limit if args.limit is not None else cfg.evaluation.limit
+    if args.suite == "tempcompass":
+        from videostar.eval.tempcompass import evaluate_tempcompass
+
+        report = evaluate_tempcompass(lm, args.data, args.out, gen, cfg.video, tasks=args.tasks,
+                                      video_dir=args.videos, limit=limit)
+    elif args.suite == "kinetics700":
+        from videostar.eval.kinetics_qa import evaluate_kinetics
+
+        report = evaluate_kinetics(lm, args.csv, args.videos, args.out, gen, cfg.video, cfg.verify,
+                                   templates=cfg.templates, split=args.split, limit=limit)
+    else:
+        from videostar.eval.finediving import evaluate_finediving
+
+        report = evaluate_finediving(lm, args.root, args.coarse, args.fine, args.split_keys,
+                                     args.subactions, args.out, gen, cfg.video, cfg.verify,
+                                     templates=cfg.templates, limit=limit)
+    print_report(report)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -278,6 +308,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", help="on this machine through kfp.local")
     run.add_argument("--root", default="work/pipeline-runs", help="local pipeline root")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a benchmark").add_subparsers(
+        dest="suite", required=True)
+    tc = ev.add_parser("tempcompass", help="TempCompass question files + videos")
+    tc.add_argument("--data", required=True, help="folder with questions/ and meta_info.json")
+    tc.add_argument("--videos", help="default: DATA/videos")
+    tc.add_argument("--tasks", nargs="+", help="default: all four task types")
+    kq = ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split")
+    kq.add_argument("--csv", required=True)
+    kq.add_argument("--videos", required=True)
+    kq.add_argument("--split")
+    fdv = ev.add_parser("finediving", help="FineDiving action quality assessment")
+    fdv.add_argument("--root", required=True)
+    fdv.add_argument("--coarse", required=True)
+    fdv.add_argument("--fine", required=True)
+    fdv.add_argument("--split-keys", required=True, help="the test split")
+    fdv.add_argument("--subactions", required=True)
+    for p in (tc, kq, fdv):
+        p.add_argument("--model", required=True)
+        p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
+        p.add_argument("--out", required=True, help="folder for predictions and report.json")
+        p.add_argument("--limit", type=int, help="evaluate the first N items only")
+        p.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="per-cycle metrics of a run, from MLflow")
     cmp_.add_argument("--experiment", help="default: tracking.experiment of --config")

@@ -115,6 +115,15 @@ class SFTConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Benchmark generation: greedy and shorter than self-training's step-by-step answers."""
+
+    temperature: float = 0.0
+    max_new_tokens: int = 256
+    limit: int | None = None
+
+
+@dataclass
 class DecideConfig:
     """When the cycle stops: budget reached, or the metric improved by less than ``min_delta``."""
 
@@ -229,6 +238,7 @@ class RunConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     decide: DecideConfig = field(default_factory=DecideConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
 
