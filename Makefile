@@ -34,6 +34,7 @@ test: $(STAMP) $(KUSTOMIZE_STAMP)
 demo: $(STAMP)
 	test -f demo/base/videostar_model.json || $(VENV)/bin/videostar model tiny --out demo/base
 	test -f demo/data/records.jsonl || $(VENV)/bin/videostar data synthetic --count 48 --seed 0 --out demo/data
+	test -f demo/heldout/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 24 --seed 1 --out demo/heldout
 	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)

@@ -12,6 +12,7 @@ from kfp import dsl
 from videostar.cli import main
 from videostar.config import load_config
 from videostar.data.records import read_records, write_jsonl
+from videostar.data.synthetic import write_kinetics_split
 from videostar.pipelines.components import build_components
 from videostar.pipelines.local import collect
 from videostar.pipelines.submit import compile_pipeline
@@ -149,10 +150,12 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
     rat.mkdir()
     (rat / "metrics.json").write_text(json.dumps({"passed": 1, "per_label_type": {}}))
     dec_out = tmp_path / "decide"
+    common = {"parent_run": "", "training": _artifact(dsl.Dataset, tmp_path / "sft"),
+              "model": _artifact(dsl.Model, tmp_path / "model")}  # read only when tracking is on
     go_on = ops.decide.python_func(config=config, cycle=0, verification=_artifact(dsl.Dataset, ver_out),
                                    rationales=[_artifact(dsl.Dataset, rat)],
                                    out=_artifact(dsl.Dataset, dec_out),
-                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"))
+                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"), **common)
     assert go_on is True
     history = json.loads((dec_out / "history.json").read_text())
     assert [h["total_yield"] for h in history] == [0.75]
@@ -160,7 +163,7 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
                                    rationales=[_artifact(dsl.Dataset, rat)],
                                    out=_artifact(dsl.Dataset, tmp_path / "decide2"),
                                    metrics=_artifact(dsl.Metrics, tmp_path / "m3"),
-                                   previous=_artifact(dsl.Dataset, dec_out))
+                                   previous=_artifact(dsl.Dataset, dec_out), **common)
     assert go_on is False  # same yield again: plateau
     assert len(json.loads((tmp_path / "decide2/history.json").read_text())) == 2
 
@@ -178,6 +181,8 @@ def test_pipeline_runs_locally_with_tracking(
     tiny["decide"]["max_cycles"] = 2
     tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "pipeline-test",
                         "registered_model": "pipeline-test-sft", "store": "s3://videostar-runs"}
+    heldout = write_kinetics_split(tmp_path / "heldout", 6, seed=1)
+    tiny["evaluation"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
     config.write_text(yaml.safe_dump(tiny))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
@@ -193,6 +198,9 @@ def test_pipeline_runs_locally_with_tracking(
     out = capsys.readouterr().out
     assert "answer yield" in out and str(run_dir) in out and mlflow_server in out
 
+    assert all("eval.kinetics700.accuracy" in c for c in run.cycles)
+    baseline = json.loads(next(run_dir.glob("evaluate-op/out/scores.json")).read_text())
+    assert baseline["cycle"] == -1 and "eval.kinetics700.accuracy" in baseline["scores"]
     _check_mlflow(mlflow_server, run.cycles)
     assert main(["--config", str(config), "compare"]) == 0
     table = capsys.readouterr().out
@@ -216,6 +224,8 @@ def _check_mlflow(uri: str, cycles: list[dict]) -> None:
     assert [(m.step, round(m.value, 6)) for m in history] == [
         (c["cycle"], round(c["answer_yield"], 6)) for c in cycles]
     assert "train_loss" in children[0].data.metrics and "total_yield.class" in children[0].data.metrics
+    assert "eval.kinetics700.accuracy" in children[1].data.metrics
+    assert "baseline.eval.kinetics700.accuracy" in parent.data.metrics
     assert any(k.startswith("system/") for k in children[0].data.metrics), "system metrics are on"
     assert parent.data.params["decide.max_cycles"] == "2"
     for child in children:

@@ -56,6 +56,12 @@ def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
     out = Path(args.out)
+    if args.source == "synthetic" and args.kinetics:
+        from videostar.data.synthetic import write_kinetics_split
+
+        path = write_kinetics_split(out, args.count, args.seed)
+        print(f"{args.count} held-out clips -> {path} (Kinetics-700 layout, videos in {out / 'videos'})")
+        return 0
     if args.source == "synthetic":
         from videostar.data.synthetic import build_synthetic
 
@@ -152,32 +158,15 @@ def cmd_run(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
-    import dataclasses
-
+    from videostar.config import EVAL_SUITES, EvalSuite
     from videostar.eval.report import print_report
     from videostar.model import load_model
 
-    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluation.temperature,
-                              max_new_tokens=cfg.evaluation.max_new_tokens)
-    lm = load_model(args.model, base=args.base)
-    limit = args.limit if args.limit is not None else cfg.evaluation.limit
-    if args.suite == "tempcompass":
-        from videostar.eval.tempcompass import evaluate_tempcompass
-
-        report = evaluate_tempcompass(lm, args.data, args.out, gen, cfg.video, tasks=args.tasks,
-                                      video_dir=args.videos, limit=limit)
-    elif args.suite == "kinetics700":
-        from videostar.eval.kinetics_qa import evaluate_kinetics
-
-        report = evaluate_kinetics(lm, args.csv, args.videos, args.out, gen, cfg.video, cfg.verify,
-                                   templates=cfg.templates, split=args.split, limit=limit)
-    else:
-        from videostar.eval.finediving import evaluate_finediving
-
-        report = evaluate_finediving(lm, args.root, args.coarse, args.fine, args.split_keys,
-                                     args.subactions, args.out, gen, cfg.video, cfg.verify,
-                                     templates=cfg.templates, limit=limit)
-    print_report(report)
+    data = {k: getattr(args, k) for k in (*EVAL_SUITES[args.suite], "videos") if getattr(args, k, None)}
+    suite = EvalSuite(args.suite, data, getattr(args, "split", None))
+    if args.limit is not None:
+        cfg.evaluation.limit = args.limit
+    print_report(steps.evaluate_suite(load_model(args.model, base=args.base), suite, args.out, cfg))
     return 0
 
 
@@ -234,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn = sources.add_parser("synthetic", help="write synthetic shape videos and records")
     syn.add_argument("--count", type=int, default=48)
     syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--kinetics", action="store_true",
+                     help="write a held-out split in the Kinetics-700 layout (validate.csv + clips)")
     k700 = sources.add_parser("kinetics700", help="Kinetics-700 annotation CSV + clip folder")
     k700.add_argument("--csv", required=True)
     k700.add_argument("--videos", required=True)
@@ -314,7 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
     tc = ev.add_parser("tempcompass", help="TempCompass question files + videos")
     tc.add_argument("--data", required=True, help="folder with questions/ and meta_info.json")
     tc.add_argument("--videos", help="default: DATA/videos")
-    tc.add_argument("--tasks", nargs="+", help="default: all four task types")
     kq = ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split")
     kq.add_argument("--csv", required=True)
     kq.add_argument("--videos", required=True)

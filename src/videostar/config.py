@@ -114,13 +114,33 @@ class SFTConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
+EVAL_SUITES = {
+    "kinetics700": ("csv", "videos"),
+    "tempcompass": ("data",),
+    "finediving": ("root", "coarse", "fine", "split_keys", "subactions"),
+}
+"""Each suite and the data paths it needs (the same names as ``videostar eval`` options)."""
+
+
+@dataclass
+class EvalSuite:
+    """One benchmark the pipeline runs on the base model and after every cycle."""
+
+    name: str
+    data: dict[str, str]
+    split: str | None = None
+
+
 @dataclass
 class EvalConfig:
-    """Benchmark generation: greedy and shorter than self-training's step-by-step answers."""
+    """Benchmark generation (greedy, shorter than self-training's step-by-step answers), and
+    the suites the pipeline evaluates every cycle on; ``decide.metric`` may name one of their
+    numbers, e.g. ``eval.kinetics700.accuracy``."""
 
     temperature: float = 0.0
     max_new_tokens: int = 256
     limit: int | None = None
+    suites: list[EvalSuite] = field(default_factory=list)
 
 
 @dataclass
@@ -311,6 +331,13 @@ def _validate_ranges(cfg: RunConfig) -> None:
     for name, ok in checks:
         if not ok:
             raise ConfigError(f"{name}: invalid value")
+    for i, suite in enumerate(cfg.evaluation.suites):
+        where = f"evaluation.suites[{i}]"
+        if suite.name not in EVAL_SUITES:
+            raise ConfigError(f"{where}.name: unknown suite {suite.name!r} (known: {', '.join(EVAL_SUITES)})")
+        missing = [k for k in EVAL_SUITES[suite.name] if k not in suite.data]
+        if missing:
+            raise ConfigError(f"{where}.data: missing {', '.join(missing)}")
 
 
 def load_config(path: str | Path | None) -> RunConfig:

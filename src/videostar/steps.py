@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar import tracking
-from videostar.config import RunConfig
+from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
 from videostar.star.cycle import cycle_summary, decide
 from videostar.star.verify import verify_rows
@@ -92,23 +92,20 @@ def sft(
     return metrics
 
 
-def summarize(
-    cycle: int, verify_metrics: str | Path, rationalize_metrics: list[str | Path],
-    history: list[dict[str, Any]], cfg: RunConfig,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """This cycle's yields appended to the history, and the decision on another cycle."""
-    shards = [json.loads(Path(p).read_text()) for p in rationalize_metrics]
-    summary = cycle_summary(cycle, json.loads(Path(verify_metrics).read_text()), shards)
-    return summary, decide([*history, summary], cfg.decide)
-
-
 def conclude(
     cycle: int, verification_dir: str | Path, rationale_dirs: list[str | Path], sft_dir: str | Path,
     model_dir: str | Path, history: list[dict[str, Any]], cfg: RunConfig, parent_run: str = "",
+    evaluation_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """End a cycle: its summary and decision, logged to MLflow and the store when tracking is on."""
-    summary, decision = summarize(cycle, Path(verification_dir) / "metrics.json",
-                                  [Path(d) / "metrics.json" for d in rationale_dirs], history, cfg)
+    """End a cycle: its summary (with its evaluation scores) and decision, logged to MLflow and
+    the store when tracking is on."""
+    scores = {}
+    if evaluation_dir is not None:
+        scores = json.loads((Path(evaluation_dir) / "scores.json").read_text())["scores"]
+    shards = [json.loads((Path(d) / "metrics.json").read_text()) for d in rationale_dirs]
+    summary = cycle_summary(cycle, json.loads((Path(verification_dir) / "metrics.json").read_text()),
+                            shards) | scores
+    decision = decide([*history, summary], cfg.decide)
     if tracking.enabled(cfg) and parent_run:
         files = [str(Path(d) / "verified.jsonl") for d in (verification_dir, *rationale_dirs)]
         sft_metrics = json.loads((Path(sft_dir) / "metrics.json").read_text())
@@ -117,6 +114,53 @@ def conclude(
         if not decision["continue"]:
             tracking.finish(cfg, parent_run)
     return summary, decision
+
+
+def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfig,
+                   progress: bool = True) -> dict[str, Any]:
+    """Run one benchmark suite on a loaded model; writes ``report.json`` into ``out_dir``."""
+    import dataclasses
+
+    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluation.temperature,
+                              max_new_tokens=cfg.evaluation.max_new_tokens)
+    d, limit = suite.data, cfg.evaluation.limit
+    if suite.name == "tempcompass":
+        from videostar.eval.tempcompass import evaluate_tempcompass
+
+        return evaluate_tempcompass(lm, d["data"], out_dir, gen, cfg.video, video_dir=d.get("videos"),
+                                    limit=limit, progress=progress)
+    if suite.name == "kinetics700":
+        from videostar.eval.kinetics_qa import evaluate_kinetics
+
+        return evaluate_kinetics(lm, d["csv"], d["videos"], out_dir, gen, cfg.video, cfg.verify,
+                                 templates=cfg.templates, split=suite.split, limit=limit,
+                                 progress=progress)
+    from videostar.eval.finediving import evaluate_finediving
+
+    return evaluate_finediving(lm, d["root"], d["coarse"], d["fine"], d["split_keys"], d["subactions"],
+                               out_dir, gen, cfg.video, cfg.verify, templates=cfg.templates,
+                               limit=limit, progress=progress)
+
+
+def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, cycle: int, base: str | None = None,
+             parent_run: str = "", progress: bool = True) -> dict[str, float]:
+    """Every configured suite on one model (cycle -1: the base model, the baseline).
+
+    Returns the suites' headline numbers as ``eval.<suite>.<metric>``; they join the cycle's
+    summary, so ``decide.metric`` can use them, and go to MLflow when tracking is on.
+    """
+    from videostar.model import load_model
+
+    lm = load_model(model, base=base)
+    scores: dict[str, float] = {}
+    for suite in cfg.evaluation.suites:
+        report = evaluate_suite(lm, suite, Path(out_dir) / suite.name, cfg, progress)
+        scores |= {f"eval.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+    write_json(Path(out_dir) / "scores.json", {"cycle": cycle, "scores": scores})
+    if tracking.enabled(cfg) and parent_run:
+        tracking.log_scores(cfg, parent_run, cycle, scores)
+    return scores
 
 
 def _run_tags(cfg: RunConfig) -> dict[str, str]:

@@ -152,6 +152,7 @@ def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, flo
     for kind, counts in summary["per_label_type"].items():
         metrics[f"answer_yield.{kind}"] = float(counts["answer_yield"])
         metrics[f"total_yield.{kind}"] = float(counts["total_yield"])
+    metrics |= {k: float(v) for k, v in summary.items() if k.startswith("eval.")}
     if sft.get("train_loss") is not None:
         metrics["train_loss"] = float(sft["train_loss"])
     metrics["train_examples"] = float(sft.get("examples", 0))
@@ -241,6 +242,18 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)[:500]
     return out
+
+
+def log_scores(cfg: RunConfig, parent: str, cycle: int, scores: dict[str, float]) -> None:
+    """Benchmark numbers: the base model's on the parent (``baseline.*``), a cycle's on its run."""
+    client = _client(cfg.tracking)
+    if cycle < 0:
+        for key, value in scores.items():
+            client.log_metric(parent, f"baseline.{key}", value)
+        return
+    run_id = cycle_run(cfg, parent, cycle, {})
+    for key, value in scores.items():
+        client.log_metric(run_id, key, value, step=cycle)
 
 
 def finish(cfg: RunConfig, parent: str) -> None:

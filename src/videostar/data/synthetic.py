@@ -123,3 +123,24 @@ def _label(task: str, video: ShapeVideo) -> tuple[dict, list[str]]:
     if task == "action_quality":
         return {"score": video.score}, ["float"]
     return {"segment": list(video.segment)}, ["temporal_range"]
+
+
+def write_kinetics_split(out_dir: str | Path, count: int, seed: int, split: str = "validate",
+                         frames: int = 16, size: int = 64, fps: float = 8.0) -> Path:
+    """Held-out shape videos laid out as Kinetics-700 ships them (``<split>.csv`` + clips), so the
+    Kinetics700-QA suite can evaluate the tiny model exactly as it would a real one."""
+    import csv
+
+    out_dir = Path(out_dir)
+    rows = []
+    for i, video in enumerate(sample_videos(count, seed)):
+        youtube_id, start, end = f"shape{seed}x{i:05d}", 0, int(frames / fps)
+        write_video(out_dir / "videos" / f"{youtube_id}_{start:06d}_{end:06d}.mp4",
+                    render(video, frames, size, seed * 100_003 + i), fps)
+        rows.append([video.name, youtube_id, start, end, split])
+    path = out_dir / f"{split}.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        writer.writerows(rows)
+    return path

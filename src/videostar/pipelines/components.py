@@ -76,10 +76,23 @@ def sft_op(config: str, cycle: int, parent_run: str, base: Input[Model], verific
     log_metrics(metrics, result)
 
 
+def evaluate_op(config: str, cycle: int, parent_run: str, model: Input[Model], base: Input[Model],
+                out: Output[Dataset], metrics: Output[Metrics]):
+    """Run the configured benchmark suites on a cycle's model (cycle -1: the base model)."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics
+    from videostar.steps import evaluate
+
+    scores = evaluate(model.path, out.path, config_from_json(config), cycle, base=base.path,
+                      parent_run=parent_run, progress=False)
+    log_metrics(metrics, scores)
+
+
 def decide_op(config: str, cycle: int, parent_run: str, verification: Input[Dataset],
               rationales: Input[List[Dataset]], training: Input[Dataset], model: Input[Model],
               out: Output[Dataset], metrics: Output[Metrics],
-              previous: Optional[Input[Dataset]] = None) -> bool:
+              previous: Optional[Input[Dataset]] = None,
+              evaluation: Optional[Input[Dataset]] = None) -> bool:
     """Summarize and log the cycle, append it to the history, and decide on another cycle."""
     from videostar.config import config_from_json
     from videostar.pipelines.runtime import log_metrics, read_history, write_decision
@@ -88,7 +101,7 @@ def decide_op(config: str, cycle: int, parent_run: str, verification: Input[Data
     history = read_history(previous.path if previous is not None else None)
     summary, decision = conclude(cycle, verification.path, [r.path for r in rationales],
                                  training.path, model.path, history, config_from_json(config),
-                                 parent_run)
+                                 parent_run, evaluation.path if evaluation is not None else None)
     write_decision(out.path, summary, decision, [*history, summary])
     log_metrics(metrics, summary)
     return decision["continue"]
@@ -101,6 +114,7 @@ class Components:
     verify: Any
     rationalize: Any
     sft: Any
+    evaluate: Any
     decide: Any
 
 
@@ -115,5 +129,6 @@ def build_components(images: Images) -> Components:
         verify=make(verify_op, images.cpu),
         rationalize=make(rationalize_op, images.gpu),
         sft=make(sft_op, images.gpu),
+        evaluate=make(evaluate_op, images.gpu),
         decide=make(decide_op, images.cpu),
     )

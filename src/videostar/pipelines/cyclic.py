@@ -3,7 +3,8 @@
 KFP v2 has no recursion, so cycle k+1 is nested in ``dsl.If(cycle k decided to continue)``,
 up to ``decide.max_cycles``. Generation and rationalization fan out over ``num_shards`` with
 ``dsl.ParallelFor`` and are gathered with ``dsl.Collected``. Every SFT starts from the base
-checkpoint; a cycle generates with the previous cycle's model.
+checkpoint; a cycle generates with the previous cycle's model. With evaluation suites
+configured, the base model is evaluated once and every cycle's model after its SFT.
 
 No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types.
 """
@@ -68,11 +69,16 @@ def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, start: Any, mod
                            verification=ver.outputs["out"],
                            rationales=dsl.Collected(rat.outputs["out"])), p.sft, p)
     sft.set_display_name(f"cycle-{k}-sft")
-    history = {} if previous is None else {"previous": previous}
+    optional = {} if previous is None else {"previous": previous}
+    if cfg.evaluation.suites:
+        ev = schedule(ops.evaluate(config=config, cycle=k, parent_run=start.output,
+                                   model=sft.outputs["model"], base=base), p.generate, p)
+        ev.set_display_name(f"cycle-{k}-evaluate")
+        optional["evaluation"] = ev.outputs["out"]
     dec = schedule(ops.decide(config=config, cycle=k, parent_run=start.output,
                               verification=ver.outputs["out"],
                               rationales=dsl.Collected(rat.outputs["out"]),
-                              training=sft.outputs["out"], model=sft.outputs["model"], **history),
+                              training=sft.outputs["out"], model=sft.outputs["model"], **optional),
                    p.decide, p)
     dec.set_display_name(f"cycle-{k}-decide")
     if k + 1 < cfg.decide.max_cycles:
@@ -99,6 +105,11 @@ def build_pipeline(cfg: RunConfig) -> Any:
         start = schedule(ops.start(config=config, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
                          cfg.pipeline.decide, cfg.pipeline)
         start.set_display_name("track-start").set_caching_options(False)
+        if cfg.evaluation.suites:  # the baseline: the base model before any cycle
+            baseline = schedule(ops.evaluate(config=config, cycle=-1, parent_run=start.output,
+                                             model=base.output, base=base.output),
+                                cfg.pipeline.generate, cfg.pipeline)
+            baseline.set_display_name("baseline-evaluate")
         _cycle(0, ops, cfg, config, start, base.output, base.output, data.output)
 
     return videostar_self_training

@@ -80,6 +80,11 @@ def _absolute_local_paths(cfg: RunConfig) -> None:
         cfg.tracking.mlflow_uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
     if cfg.tracking.store and "://" not in cfg.tracking.store:
         cfg.tracking.store = str(Path(cfg.tracking.store).resolve())
+    for i, suite in enumerate(cfg.evaluation.suites):
+        for key, value in suite.data.items():
+            if not Path(value).exists():
+                raise ConfigError(f"evaluation.suites[{i}].data.{key}: {value!r} does not exist")
+            suite.data[key] = str(Path(value).resolve())
 
 
 @contextlib.contextmanager
