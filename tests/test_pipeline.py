@@ -204,7 +204,7 @@ def test_pipeline_runs_locally_with_tracking(
     _check_mlflow(mlflow_server, run.cycles)
     assert main(["--config", str(config), "compare"]) == 0
     table = capsys.readouterr().out
-    assert "answer yield" in table and f"{run.cycles[1]['answer_yield']:.4g}" in table
+    assert "rationalized" in table and f"{run.cycles[1]['answer_yield']:.4g}" in table
 
 
 def _check_mlflow(uri: str, cycles: list[dict]) -> None:

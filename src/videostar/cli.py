@@ -15,18 +15,18 @@ from videostar import steps
 from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError
+from videostar.terminal import console
 
 
 def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
     """A short, readable summary: scalar fields only (full metrics are in the JSON file)."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
     for key, value in metrics.items():
         if isinstance(value, int | float | str | bool) or value is None:
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console(stderr=True).print(table)
+    console(stderr=True).print(table)
 
 
 def _report_problems(label: str, items: list[Any]) -> None:
@@ -171,7 +171,6 @@ def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from videostar.tracking import compare, tracking_uri
@@ -183,15 +182,17 @@ def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
     if not tracking_uri(cfg.tracking):
         raise ConfigError("tracking.mlflow_uri: not set (nor MLFLOW_TRACKING_URI)")
     parent, rows = compare(cfg, args.run)
-    columns = ["answer_yield", "rationalization_yield", "total_yield", "train_loss", "train_examples"]
-    columns += sorted({k for r in rows for k in r if k.startswith("eval.")})
-    table = Table(title=f"{cfg.tracking.experiment}: run {parent}")
+    headers = {"answer_yield": "answer", "rationalization_yield": "rationalized",
+               "total_yield": "total", "train_loss": "loss", "train_examples": "examples"}
+    headers |= {k: k.removeprefix("eval.") for r in rows for k in sorted(r) if k.startswith("eval.")}
+    columns = list(headers)
+    table = Table(title=f"{cfg.tracking.experiment}: run {parent} (yields, loss, evaluation)")
     table.add_column("cycle", justify="right")
     for col in columns:
-        table.add_column(col.replace("_", " "), justify="right")
+        table.add_column(headers[col], justify="right")
     for row in rows:
         table.add_row(str(row["cycle"]), *(f"{row[c]:.4g}" if c in row else "-" for c in columns))
-    Console().print(table)
+    console().print(table)
     return 0
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from videostar import tracking
+from videostar import terminal, tracking
 from videostar.config import RunConfig
 from videostar.errors import ConfigError, VideostarError
 
@@ -58,7 +58,8 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
                raise_on_error=True)
     log = root / f".run-{os.getpid()}-{time.time_ns()}.log"
     started = time.perf_counter()
-    max_tasks = 2 + cfg.decide.max_cycles * (2 * cfg.pipeline.num_shards + 3)
+    evaluations = 1 if cfg.evaluation.suites else 0
+    max_tasks = 1 + evaluations + cfg.decide.max_cycles * (2 * cfg.pipeline.num_shards + 3 + evaluations)
     try:
         with _output_to(log) as console, _progress(root, max_tasks, console):
             pipeline(base_model=str(Path(cfg.pipeline.base_model).resolve()),
@@ -148,17 +149,20 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
 
 def print_report(run: LocalRun) -> None:
     """Yields per cycle and where every output is, as a table."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Video-STaR cycles ({run.seconds:.0f} s)")
-    for col in ("cycle", "questions", "answer yield", "rationalized", "total yield", "next"):
+    scores = sorted({k for c in run.cycles for k in c if k.endswith(".accuracy") or k.endswith(".spearman")})
+    for col in ("cycle", "questions", "answer yield", "rationalized", "total yield",
+                *(k.removeprefix("eval.") for k in scores), "next"):
         table.add_column(col, justify="right")
     for summary, decision in zip(run.cycles, run.decisions, strict=True):
         table.add_row(str(summary["cycle"]), str(summary["questions"]),
                       f"{summary['answer_yield']:.3f}", f"{summary['rationalization_yield']:.3f}",
-                      f"{summary['total_yield']:.3f}", "continue" if decision["continue"] else "stop")
-    console = Console()
+                      f"{summary['total_yield']:.3f}",
+                      *(f"{summary[k]:.3f}" if summary.get(k) is not None else "-" for k in scores),
+                      "continue" if decision["continue"] else "stop")
+    console = terminal.console()
     console.print(table)
     if run.decisions:
         console.print(f"stopped after cycle {len(run.decisions) - 1}: {run.decisions[-1]['reason']}")
