@@ -205,6 +205,22 @@ def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def _kinetics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--csv", required=True, help="train.csv / validate.csv of Kinetics-700-2020")
+    parser.add_argument("--videos", required=True, help="clip folder (flat or <split>/<label>/)")
+    parser.add_argument("--split")
+    return parser
+
+
+def _finediving_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--root", required=True, help="holds FINADiving_MTL_256s/")
+    parser.add_argument("--coarse", required=True, help="coarse annotation pickle")
+    parser.add_argument("--fine", required=True, help="fine-grained annotation pickle")
+    parser.add_argument("--split-keys", required=True, help="train or test split pickle")
+    parser.add_argument("--subactions", required=True, help="sub-action type table pickle")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videostar", description=__doc__)
     parser.add_argument("--config", help="run configuration (YAML); defaults when omitted")
@@ -226,16 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--kinetics", action="store_true",
                      help="write a held-out split in the Kinetics-700 layout (validate.csv + clips)")
-    k700 = sources.add_parser("kinetics700", help="Kinetics-700 annotation CSV + clip folder")
-    k700.add_argument("--csv", required=True)
-    k700.add_argument("--videos", required=True)
-    k700.add_argument("--split")
-    fd = sources.add_parser("finediving", help="FineDiving frame folders + annotation pickles")
-    fd.add_argument("--root", required=True)
-    fd.add_argument("--coarse", required=True)
-    fd.add_argument("--fine", required=True)
-    fd.add_argument("--split-keys", required=True)
-    fd.add_argument("--subactions", required=True)
+    k700 = _kinetics_args(sources.add_parser("kinetics700", help="Kinetics-700 annotation CSV + clips"))
+    fd = _finediving_args(sources.add_parser("finediving", help="FineDiving frames + annotation pickles"))
     anet = sources.add_parser("activitynet", help="ActivityNet-Captions-style JSON + videos")
     anet.add_argument("--json", required=True)
     anet.add_argument("--videos", required=True)
@@ -306,16 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     tc = ev.add_parser("tempcompass", help="TempCompass question files + videos")
     tc.add_argument("--data", required=True, help="folder with questions/ and meta_info.json")
     tc.add_argument("--videos", help="default: DATA/videos")
-    kq = ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split")
-    kq.add_argument("--csv", required=True)
-    kq.add_argument("--videos", required=True)
-    kq.add_argument("--split")
-    fdv = ev.add_parser("finediving", help="FineDiving action quality assessment")
-    fdv.add_argument("--root", required=True)
-    fdv.add_argument("--coarse", required=True)
-    fdv.add_argument("--fine", required=True)
-    fdv.add_argument("--split-keys", required=True, help="the test split")
-    fdv.add_argument("--subactions", required=True)
+    kq = _kinetics_args(ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split"))
+    fdv = _finediving_args(ev.add_parser("finediving", help="FineDiving action quality assessment"))
     for p in (tc, kq, fdv):
         p.add_argument("--model", required=True)
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +34,7 @@ class LocalRun:
     models: list[Path]
     verified: list[Path]
     mlflow_uri: str = ""
+    baseline: dict[str, float] = field(default_factory=dict)
 
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
@@ -42,10 +43,10 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
 
     from videostar.pipelines.cyclic import build_pipeline
 
-    for field, value in (("pipeline.base_model", cfg.pipeline.base_model),
-                         ("pipeline.dataset", cfg.pipeline.dataset)):
+    for name, value in (("pipeline.base_model", cfg.pipeline.base_model),
+                        ("pipeline.dataset", cfg.pipeline.dataset)):
         if not value or not Path(value).exists():
-            raise ConfigError(f"{field}: {value!r} does not exist (a local run needs a local path)")
+            raise ConfigError(f"{name}: {value!r} does not exist (a local run needs a local path)")
     _absolute_local_paths(cfg)
     tracking.check(cfg)
     # shards run side by side: give each its share of the cores instead of oversubscribing them
@@ -144,7 +145,10 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
     decisions = [json.loads((p.parent / "decision.json").read_text()) for p in summaries]
     models = sorted(run_dir.glob("*/model/videostar_model.json"), key=lambda p: p.stat().st_mtime)
     verified = sorted(run_dir.glob("verify-op*/out/verified.jsonl"), key=lambda p: p.stat().st_mtime)
-    return LocalRun(run_dir, seconds, cycles, decisions, [m.parent for m in models], verified)
+    scores = [json.loads(p.read_text()) for p in run_dir.glob("evaluate-op*/out/scores.json")]
+    baseline = next((s["scores"] for s in scores if s["cycle"] == -1), {})
+    return LocalRun(run_dir, seconds, cycles, decisions, [m.parent for m in models], verified,
+                    baseline=baseline)
 
 
 def print_report(run: LocalRun) -> None:
@@ -156,6 +160,9 @@ def print_report(run: LocalRun) -> None:
     for col in ("cycle", "questions", "answer yield", "rationalized", "total yield",
                 *(k.removeprefix("eval.") for k in scores), "next"):
         table.add_column(col, justify="right")
+    if run.baseline:
+        table.add_row("base", "", "", "", "",
+                      *(f"{run.baseline[k]:.3f}" if k in run.baseline else "-" for k in scores), "")
     for summary, decision in zip(run.cycles, run.decisions, strict=True):
         table.add_row(str(summary["cycle"]), str(summary["questions"]),
                       f"{summary['answer_yield']:.3f}", f"{summary['rationalization_yield']:.3f}",
