@@ -178,6 +178,7 @@ def sft(
             f"{base}: is a fine-tuned model of {card['base']}; SFT starts from the base checkpoint"
         )
     lm = load_model(base)
+    torch.manual_seed(cfg.seed)  # the adapter's initial weights are part of the recipe
     if cfg.lora.enabled:
         lm = add_lora(lm, cfg.lora)
     metrics = train(lm, examples, cfg, video, progress)
