@@ -207,3 +207,31 @@ def test_model_resolve_downloads(bucket: str, folder: Path, tmp_path: Path) -> N
     out = resolve(uri)
     assert out == tmp_path / "cache" / "s3" / bucket / "models" / "tiny"
     assert files_of(out) == files_of(folder)
+
+
+def test_scoped_keys_and_local_store(tmp_path: Path):
+    assert store.scoped_key("run-1", 2, "sft", "train.jsonl") == "runs/run-1/cycle-2/sft/train.jsonl"
+    assert store.scoped_key("run-1", None, "eval", "a/report.json") == "runs/run-1/eval/a/report.json"
+    for bad in (("", 0, "sft", "x"), ("r/1", 0, "sft", "x"), ("r", 0, "sft", "../x")):
+        with pytest.raises(VideostarError):
+            store.scoped_key(*bad)
+    local = store.open_store(str(tmp_path / "store"))
+    local.check()
+    src = tmp_path / "train.jsonl"
+    src.write_text("{}\n")
+    uri = local.publish(src, "runs/r/cycle-0/sft/train.jsonl")
+    assert uri == (tmp_path / "store/runs/r/cycle-0/sft/train.jsonl").as_uri()
+    src.write_text("changed\n")
+    with pytest.raises(VideostarError, match="refusing to overwrite"):
+        local.publish(src, "runs/r/cycle-0/sft/train.jsonl")
+    assert (tmp_path / "store/runs/r/cycle-0/sft/train.jsonl").read_text() == "{}\n"
+
+
+def test_s3_store_creates_its_bucket_and_never_overwrites(bucket: str, tmp_path: Path):
+    s3 = store.open_store(f"s3://{bucket}-new/prefix")
+    s3.check()  # creates the missing bucket
+    src = tmp_path / "a.txt"
+    src.write_text("one")
+    assert s3.publish(src, "runs/r/cycle-0/sft/a.txt") == f"s3://{bucket}-new/prefix/runs/r/cycle-0/sft/a.txt"
+    with pytest.raises(VideostarError, match="refusing to overwrite"):
+        s3.publish(src, "runs/r/cycle-0/sft/a.txt")
