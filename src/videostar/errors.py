@@ -22,3 +22,9 @@ class VideoError(VideostarError):
 
 class RecordError(VideostarError):
     """A data record or label is malformed."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (or its type): what a one-line report shows."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar.config import RunConfig, TrackingConfig
-from videostar.errors import VideostarError
+from videostar.errors import VideostarError, first_line
 from videostar.store import Store, open_store, scoped_key
 
 PARENT_TAG = "videostar.pipeline_run"
@@ -67,8 +67,7 @@ def check(cfg: RunConfig) -> None:
     try:
         _experiment_id(cfg.tracking)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: {first[:300]}") from exc
+        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: {first_line(exc)}") from exc
 
 
 def start_run(cfg: RunConfig, pipeline_run: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videostar.errors import VideoError
+from videostar.errors import VideoError, first_line
 
 FRAME_FOLDER_FPS = 25.0
 """Frame rate assumed for JPEG frame folders (FineDiving ships frames, not mp4s)."""
@@ -50,7 +50,7 @@ class _DecordSource(_Source):
         try:
             self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError variants
-            raise VideoError(path, f"cannot decode ({_first_line(exc)})") from exc
+            raise VideoError(path, f"cannot decode ({first_line(exc)})") from exc
         self.path = path
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps() or 0.0)
@@ -59,7 +59,7 @@ class _DecordSource(_Source):
         try:
             return self._reader.get_batch(indices).asnumpy()
         except Exception as exc:
-            raise VideoError(self.path, f"cannot decode frames ({_first_line(exc)})") from exc
+            raise VideoError(self.path, f"cannot decode frames ({first_line(exc)})") from exc
 
 
 class _FolderSource(_Source):
@@ -80,15 +80,10 @@ class _FolderSource(_Source):
                 with Image.open(file) as img:
                     frames.append(np.asarray(img.convert("RGB")))
             except Exception as exc:
-                raise VideoError(file, f"cannot decode frame ({_first_line(exc)})") from exc
+                raise VideoError(file, f"cannot decode frame ({first_line(exc)})") from exc
         if len({f.shape for f in frames}) > 1:
             raise VideoError(self.path, "frames differ in size")
         return np.stack(frames)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _open(path: str | os.PathLike) -> _Source:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from videostar.config import RunConfig
-from videostar.errors import VideostarError
+from videostar.errors import VideostarError, first_line
 
 
 def compile_pipeline(cfg: RunConfig, out: str | Path, kubernetes_manifest: bool = False,
@@ -61,6 +61,5 @@ def submit(cfg: RunConfig, host: str, run_name: str | None = None,
                 experiment_name=cfg.pipeline.experiment, namespace=namespace,
             )
         except Exception as exc:  # connection errors, auth, API errors: one line each
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VideostarError(f"{host}: could not submit the run ({first})") from exc
+            raise VideostarError(f"{host}: could not submit the run ({first_line(exc)})") from exc
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
