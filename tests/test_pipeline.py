@@ -254,5 +254,6 @@ def test_unreachable_mlflow_fails_before_any_step(tiny_base: Path, synthetic_dat
         "tracking": {"mlflow_uri": f"http://127.0.0.1:{free_port()}"}}))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: MLflow at http://127.0.0.1:")
+    assert [line for line in err if line.startswith("error:")] == err[-1:]
+    assert err[-1].startswith("error: MLflow at http://127.0.0.1:")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

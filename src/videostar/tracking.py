@@ -11,6 +11,7 @@ Components call these functions; they hold no logging code of their own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -64,10 +65,15 @@ def check(cfg: RunConfig) -> None:
         open_store(cfg.tracking.store).check()
     if not enabled(cfg):
         return
+    quiet = logging.getLogger("urllib3")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # connection retries would print a warning each; one line suffices
     try:
         _experiment_id(cfg.tracking)
     except Exception as exc:
         raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: {first_line(exc)}") from exc
+    finally:
+        quiet.setLevel(level)
 
 
 def start_run(cfg: RunConfig, pipeline_run: str) -> str:
