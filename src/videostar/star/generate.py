@@ -50,7 +50,7 @@ def _batches(
         yield batch
 
 
-def _batch_seed(seed: int, ids: list[str]) -> int:
+def batch_seed(seed: int, ids: list[str]) -> int:
     """A seed per batch from its ids, so a resumed run samples what a full run would have."""
     digest = hashlib.sha1(("|".join(ids) + f"#{seed}").encode()).digest()
     return int.from_bytes(digest[:4], "big")
@@ -99,7 +99,7 @@ def generate_answers(
         with tqdm(total=len(todo), desc=f"generate[{kind}]", disable=not progress, unit="q") as bar:
             for batch in _batches(todo, video, cfg.batch_size, errors):
                 recs = [r for r, _ in batch]
-                seed = _batch_seed(cfg.seed, [r.id for r in recs])
+                seed = batch_seed(cfg.seed, [r.id for r in recs])
                 texts = generate_batch(lm, [prompt_fn(r) for r in recs],
                                        [f for _, f in batch], cfg, seed)
                 rows = []

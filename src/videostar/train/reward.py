@@ -1,0 +1,274 @@
+"""VLM-RLAIF reward model (DESIGN §3.4): the SFT model with a scalar head on the last token.
+
+The LM head is not used: the backbone (with a fresh LoRA adapter) reads video + prompt +
+response, and a ``Linear(hidden, 1)`` head maps the last layer's hidden state at the last
+real token to a reward. It is trained on preference pairs with the Bradley-Terry loss plus a
+small centering term, and judged by pairwise accuracy on held-out pairs. The saved folder is
+a LoRA adapter + processor + model card (``kind: reward``) + ``reward_head.safetensors``, so
+PPO can initialise its value model from it without merging the adapter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from videostar.config import LoraConfig, VideoConfig
+from videostar.errors import VideoError, VideostarError
+from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
+from videostar.video import read_frames
+
+HEAD_FILE = "reward_head.safetensors"
+"""The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""
+
+
+def bradley_terry_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, center_coef: float = 1e-3
+) -> torch.Tensor:
+    """Mean ``BCEWithLogits(r_chosen - r_rejected, 1)`` + ``center_coef * |mean reward|``.
+
+    The BT term only fixes reward differences; the centering term pins the free offset near 0
+    so rewards stay on a stable scale for PPO (and for a value model initialised from them).
+    """
+    margin = r_chosen - r_rejected
+    bt = torch.nn.functional.binary_cross_entropy_with_logits(margin, torch.ones_like(margin))
+    return bt + center_coef * torch.cat([r_chosen, r_rejected]).mean().abs()
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last attended position (rows are right-padded, so not always -1)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
+class RewardModel(torch.nn.Module):
+    """Backbone (a LoadedModel's model, usually with LoRA) + scalar head on the last token.
+
+    It keeps the LoadedModel too, so it can encode (prompt, response, frames) itself exactly
+    the way SFT does: the reward model sees the same chat format the policy is trained on.
+    """
+
+    def __init__(self, lm: LoadedModel, head: torch.nn.Linear | None = None):
+        super().__init__()
+        self.lm = lm
+        self.backbone = lm.model
+        config = self.backbone.config
+        text_config = getattr(config, "text_config", None)
+        hidden = getattr(text_config, "hidden_size", None) or config.hidden_size
+        # The head stays float32 whatever the backbone dtype: rewards are small differences.
+        self.head = head if head is not None else torch.nn.Linear(hidden, 1)
+        self.head.to(device=lm.device, dtype=torch.float32)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.head.in_features
+
+    def forward(self, **batch: Any) -> torch.Tensor:
+        """Rewards, shape ``[B]``, for a right-padded batch (``labels`` is ignored)."""
+        batch = {k: v for k, v in batch.items() if k != "labels"}
+        out = self.backbone(**batch, output_hidden_states=True)
+        hidden = out.hidden_states[-1]
+        idx = last_token_index(batch["attention_mask"])
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+        return self.head(last.float()).squeeze(-1)
+
+    def encode(self, prompts: list[str], responses: list[str], frames: list[np.ndarray]) -> dict[str, Any]:
+        """The SFT training encoding (answer + EOS), so the last token is the response's EOS."""
+        return self.lm.encode_training(prompts, responses, frames)
+
+    @torch.no_grad()
+    def score(
+        self, prompts: list[str], responses: list[str], frames: list[np.ndarray], batch_size: int = 8
+    ) -> torch.Tensor:
+        """Rewards (float32, CPU, shape ``[N]``) for N (prompt, response, video frames) triples."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            sl = slice(i, i + batch_size)
+            out.append(self(**self.encode(prompts[sl], responses[sl], frames[sl])).cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+@dataclass
+class Pair:
+    """One preference: for ``video`` and ``prompt``, ``chosen`` beats ``rejected``."""
+
+    id: str
+    video: str
+    prompt: str
+    chosen: str
+    rejected: str
+    start: float | None = None
+    end: float | None = None
+
+
+def pairs_from_rows(rows: list[dict[str, Any]]) -> list[Pair]:
+    """Pairs from JSON rows with the dataclass's keys (``start``/``end`` optional)."""
+    try:
+        return [Pair(str(r["id"]), r["video"], r["prompt"], r["chosen"], r["rejected"],
+                     r.get("start"), r.get("end")) for r in rows]
+    except KeyError as exc:
+        raise VideostarError(f"preference row lacks {exc.args[0]!r}") from exc
+
+
+def _decode(pairs: list[Pair], video: VideoConfig, skipped: list[dict[str, str]]):
+    kept, frames = [], []
+    for p in pairs:
+        try:
+            frames.append(read_frames(p.video, video.num_frames, p.start, p.end,
+                                      video.fps, video.max_frames))
+            kept.append(p)
+        except VideoError as exc:
+            skipped.append({"id": p.id, "video": p.video, "reason": exc.cause})
+    return kept, frames
+
+
+def pair_rewards(
+    rm: RewardModel, pairs: list[Pair], frames: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r_chosen, r_rejected) from one forward over chosen and rejected stacked as 2B rows."""
+    prompts = [p.prompt for p in pairs]
+    inputs = rm.encode(prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                       frames * 2)
+    rewards = rm(**inputs)
+    return rewards[:len(pairs)], rewards[len(pairs):]
+
+
+def pairwise_accuracy(
+    rm: RewardModel, pairs: list[Pair], video: VideoConfig, batch_size: int = 8
+) -> dict[str, Any]:
+    """Fraction of pairs with r_chosen > r_rejected (ties count as wrong), and the mean margin."""
+    skipped: list[dict[str, str]] = []
+    margins: list[torch.Tensor] = []
+    was_training = rm.training
+    rm.eval()
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            kept, frames = _decode(pairs[i:i + batch_size], video, skipped)
+            if kept:
+                rc, rr = pair_rewards(rm, kept, frames)
+                margins.append((rc - rr).cpu())
+    rm.train(was_training)
+    m = torch.cat(margins) if margins else torch.zeros(0)
+    return {"accuracy": float((m > 0).float().mean()) if len(m) else None,
+            "margin": float(m.mean()) if len(m) else None, "pairs": len(m), "skipped": skipped}
+
+
+def train_reward_model(
+    base: str, train_pairs: list[Pair], heldout_pairs: list[Pair], out: str | Path,
+    lora: LoraConfig, video: VideoConfig, lr: float = 1e-3, epochs: float = 2.0,
+    batch_size: int = 4, seed: int = 0, warmup_ratio: float = 0.1, max_grad_norm: float = 1.0,
+    center_coef: float = 1e-3, progress: bool = True,
+) -> dict[str, Any]:
+    """Train a reward model from ``base`` (the SFT model) on preference pairs and save it.
+
+    ``base`` may be a pretrained folder or an SFT folder (full or LoRA); a LoRA SFT model is
+    merged first so the reward adapter sits on the SFT weights. The card records ``base``.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    if Path(out).exists():
+        raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
+    if not train_pairs:
+        raise VideostarError("no training preference pairs")
+    lm = load_model(base)
+    lm.base = base  # the reward adapter sits on exactly this model, whatever it was tuned from
+    torch.manual_seed(seed)  # adapter and head initial weights are part of the recipe
+    rm = RewardModel(add_lora(lm, lora))
+    params = [p for p in rm.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=lr)
+    ordered = list(train_pairs)
+    random.Random(seed).shuffle(ordered)
+    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    steps = max(1, math.ceil(len(batches) * epochs))
+    sched = get_cosine_schedule_with_warmup(optim, max(1, int(warmup_ratio * steps)), steps)
+    rm.train()
+    losses: list[float] = []
+    skipped: list[dict[str, str]] = []
+    started = time.perf_counter()
+    for step in tqdm(range(steps), desc="reward", disable=not progress, unit="batch"):
+        kept, frames = _decode(batches[step % len(batches)], video, skipped)
+        if not kept:
+            continue
+        loss = bradley_terry_loss(*pair_rewards(rm, kept, frames), center_coef=center_coef)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    train_seconds = time.perf_counter() - started
+    rm.eval()
+    heldout = pairwise_accuracy(rm, heldout_pairs, video, batch_size)
+    tail = losses[-max(1, len(losses) // 4):] if losses else []
+    metrics = {
+        "pairs": len(train_pairs),
+        "heldout_pairs": heldout["pairs"],
+        "steps": steps,
+        "train_loss": float(np.mean(tail)) if tail else None,
+        "first_loss": losses[0] if losses else None,
+        "loss_history": [round(x, 5) for x in losses],
+        "heldout_accuracy": heldout["accuracy"],
+        "heldout_margin": heldout["margin"],
+        "skipped_videos": skipped + heldout["skipped"],
+        "seconds": round(train_seconds, 3),
+    }
+    save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"],
+                                "pairs": len(train_pairs)})
+    return {"step": "reward", "model": str(out), **metrics}
+
+
+def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Adapter + processor + card via ``save_model`` (kind ``reward``), then the head file.
+
+    ``save_model`` publishes the folder atomically; should the head fail to write, the folder
+    is removed, so a folder without its head never passes for a reward model.
+    """
+    from safetensors.torch import save_file
+
+    card = {"head": HEAD_FILE, "hidden_size": rm.hidden_size, **(extra or {})}
+    path = save_model(LoadedModel(rm.backbone, rm.lm.processor, rm.lm.source, rm.lm.base),
+                      out, "reward", card)
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in rm.head.state_dict().items()}
+        save_file(state, str(path / HEAD_FILE))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return path
+
+
+def load_reward_model(
+    path: str | Path, base: str | None = None, device: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> RewardModel:
+    """A saved reward model: its base (or ``base``), the adapter unmerged, the head loaded.
+
+    Unmerged, so PPO can keep training the adapter as its value model's starting point.
+    """
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+
+    folder = resolve(str(path))
+    card = read_card(folder)
+    if card["kind"] != "reward":
+        raise VideostarError(f"{path}: not a reward model (kind {card['kind']!r})")
+    base_lm = load_model(base or card["base"], device, dtype, merge=True)
+    model = PeftModel.from_pretrained(base_lm.model, folder)
+    lm = LoadedModel(model.eval(), AutoProcessor.from_pretrained(folder), str(path), card["base"])
+    state = load_file(str(folder / card.get("head", HEAD_FILE)))
+    head = torch.nn.Linear(state["weight"].shape[1], 1)
+    head.load_state_dict(state)
+    return RewardModel(lm, head).eval()
