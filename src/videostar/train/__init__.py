@@ -1,1 +1,1 @@
-"""Training: instruction tuning (SFT); reward modelling and PPO join with the RLAIF stage."""
+"""Training: instruction tuning (SFT), and the RLAIF pieces (preferences, reward model, PPO)."""
