@@ -23,9 +23,9 @@ import torch
 from tqdm import tqdm
 
 from videostar.config import LoraConfig, VideoConfig
-from videostar.errors import VideoError, VideostarError
+from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
-from videostar.video import read_frames
+from videostar.train.sft import decode_batch
 
 HEAD_FILE = "reward_head.safetensors"
 """The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""
@@ -122,18 +122,6 @@ def pairs_from_rows(rows: list[dict[str, Any]]) -> list[Pair]:
         raise VideostarError(f"preference row lacks {exc.args[0]!r}") from exc
 
 
-def _decode(pairs: list[Pair], video: VideoConfig, skipped: list[dict[str, str]]):
-    kept, frames = [], []
-    for p in pairs:
-        try:
-            frames.append(read_frames(p.video, video.num_frames, p.start, p.end,
-                                      video.fps, video.max_frames))
-            kept.append(p)
-        except VideoError as exc:
-            skipped.append({"id": p.id, "video": p.video, "reason": exc.cause})
-    return kept, frames
-
-
 def pair_rewards(
     rm: RewardModel, pairs: list[Pair], frames: list[np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +143,7 @@ def pairwise_accuracy(
     rm.eval()
     with torch.no_grad():
         for i in range(0, len(pairs), batch_size):
-            kept, frames = _decode(pairs[i:i + batch_size], video, skipped)
+            kept, frames = decode_batch(pairs[i:i + batch_size], video, skipped)
             if kept:
                 rc, rr = pair_rewards(rm, kept, frames)
                 margins.append((rc - rr).cpu())
@@ -198,7 +186,7 @@ def train_reward_model(
     skipped: list[dict[str, str]] = []
     started = time.perf_counter()
     for step in tqdm(range(steps), desc="reward", disable=not progress, unit="batch"):
-        kept, frames = _decode(batches[step % len(batches)], video, skipped)
+        kept, frames = decode_batch(batches[step % len(batches)], video, skipped)
         if not kept:
             continue
         loss = bradley_terry_loss(*pair_rewards(rm, kept, frames), center_coef=center_coef)

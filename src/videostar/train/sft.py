@@ -65,7 +65,9 @@ def _order(examples: list[Example], cfg: SFTConfig) -> list[Example]:
     return shuffled
 
 
-def _decode(batch: list[Example], video: VideoConfig, skipped: list[dict[str, str]]):
+def decode_batch(batch: list[Any], video: VideoConfig, skipped: list[dict[str, str]]):
+    """Frames for each item (anything with id, video, start, end); unreadable ones are listed in
+    ``skipped`` and left out, so one bad video never stops a training run."""
     kept, frames = [], []
     for ex in batch:
         try:
@@ -125,7 +127,7 @@ def train(
     skipped: list[dict[str, str]] = []
     started = time.perf_counter()
     for step in tqdm(range(micro_steps), desc="sft", disable=not progress, unit="batch"):
-        kept, frames = _decode(batches[step % len(batches)], video, skipped)
+        kept, frames = decode_batch(batches[step % len(batches)], video, skipped)
         if not kept:
             continue
         inputs = lm.encode_training([e.question for e in kept], [e.answer for e in kept], frames)
