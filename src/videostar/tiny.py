@@ -1,4 +1,4 @@
-"""The tiny video LMM used by tests and the demo: a real Qwen2.5-VL checkpoint, ~0.3M parameters.
+"""The tiny video LMM used by tests and the demo: a real Qwen2.5-VL checkpoint, ~0.4M parameters.
 
 It is written exactly like a hub checkpoint (config, safetensors, tokenizer, processor, chat
 template), so it loads through the same ``AutoProcessor``/``AutoModelForImageTextToText`` path
