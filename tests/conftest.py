@@ -49,6 +49,40 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 
+def colour_preferences(records: Path) -> list:
+    """Synthetic preferences: chosen = the reference naming the true colour, rejected = the same
+    text with a wrong colour (one pair per recognition video)."""
+    import random
+
+    from videostar.data.records import read_rows
+    from videostar.data.synthetic import COLOURS
+    from videostar.train.reward import Pair
+
+    rng = random.Random(0)
+    out = []
+    for row in read_rows(records):
+        if row["task"] != "action_recognition":
+            continue
+        colour, ref = row["meta"]["colour"], row["meta"]["reference"]
+        wrong = rng.choice([c for c in COLOURS if c != colour])
+        out.append(Pair(row["id"], row["video"], row["question"], ref, ref.replace(colour, wrong)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def colour_reward_model(tiny_base: Path, synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A reward model trained on 32 colour preferences (first 32 videos) -> (folder, metrics)."""
+    from videostar.config import LoraConfig, VideoConfig
+    from videostar.train.reward import train_reward_model
+
+    prefs = colour_preferences(synthetic_data)
+    out = tmp_path_factory.mktemp("reward") / "model"
+    metrics = train_reward_model(str(tiny_base), prefs[:32], prefs[32:], out,
+                                 LoraConfig(r=8, alpha=16, dropout=0.0), VideoConfig(num_frames=8),
+                                 lr=3e-3, epochs=8, batch_size=4, seed=0, progress=False)
+    return out, metrics
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -115,40 +115,95 @@ def _colour_reward(colour_of: dict[int, str]):
 
 
 def _trainer(tiny_base: Path, reward, **cfg):
-    from videostar.config import LoraConfig
+    """A policy on the tiny base with a fresh value model (its own copy, zero head)."""
+    from videostar.config import LoraConfig, PPOConfig
     from videostar.model import add_lora, load_model
-    from videostar.train.ppo import PPOConfig, PPOTrainer
+    from videostar.train.ppo import PPOTrainer
+    from videostar.train.reward import RewardModel
 
     torch.manual_seed(0)
-    lm = add_lora(load_model(str(tiny_base), device="cpu"), LoraConfig(r=8, alpha=16, dropout=0.0))
-    return PPOTrainer(lm, reward, PPOConfig(**{"max_new_tokens": 16, "minibatch_size": 4, **cfg}))
+    lora = LoraConfig(r=8, alpha=16, dropout=0.0)
+    lm = add_lora(load_model(str(tiny_base), device="cpu"), lora)
+    critic = RewardModel(add_lora(load_model(str(tiny_base), device="cpu"), lora))
+    torch.nn.init.zeros_(critic.head.weight)
+    torch.nn.init.zeros_(critic.head.bias)
+    return PPOTrainer(lm, reward, critic,
+                      PPOConfig(**{"max_new_tokens": 16, "minibatch_size": 4, **cfg}))
 
 
-def test_ppo_raises_held_out_reward(tiny_base: Path, synthetic_data: Path) -> None:
-    recs, frames = _colour_data(synthetic_data)
-    train, held = recs[:16], recs[32:48]
-    reward = _colour_reward({id(frames[r.id]): r.meta["colour"] for r in recs})
-    trainer = _trainer(tiny_base, reward, lr=LR)
+def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward_model, synthetic_data):
+    from conftest import colour_preferences
 
-    def held_out(samples: int = 3) -> float:
-        torch.manual_seed(123)
-        scores = []
-        for _ in range(samples):
-            vids = [frames[r.id] for r in held]
-            _, texts = trainer.sample([r.question for r in held], vids)
-            scores.append(float(reward([], texts, vids).mean()))
-        return float(np.mean(scores))
+    from videostar.train.reward import load_reward_and_value
+    from videostar.video import read_frames
 
-    before = held_out()
-    for _ in range(STEPS):
-        log = trainer.step([r.question for r in train], [frames[r.id] for r in train])
-        assert math.isfinite(log["kl"]) and math.isfinite(log["value_loss"])
-        assert {"reward", "kl", "entropy", "clipfrac", "value_loss"} <= set(log)
-    after = held_out()
-    assert after > before, (before, after, trainer.history)
+    path, _ = colour_reward_model
+    reward, value = load_reward_and_value(path)
+    assert reward.backbone is value.backbone  # one copy of the base weights
+    pairs = colour_preferences(synthetic_data)[:3]
+    frames = [read_frames(p.video, 8) for p in pairs]
+    args = ([p.prompt for p in pairs], [p.chosen for p in pairs], frames)
+    before = reward.score(*args)
+    torch.testing.assert_close(value.score(*args), before)  # initialised from the reward model
+    trainable = [n for n, p in value.named_parameters() if p.requires_grad]
+    assert trainable and all(".value." in n or n.startswith("head.") for n in trainable)
+    # training the value model leaves the reward model as it was
+    opt = torch.optim.SGD([p for p in value.parameters() if p.requires_grad], lr=0.5)
+    value.train()
+    value(**value.encode(*args)).sum().backward()
+    opt.step()
+    assert not torch.allclose(value.score(*args), before)
+    torch.testing.assert_close(reward.score(*args), before)
 
 
-LR, STEPS = 1e-3, 12
+def test_ppo_against_the_reward_model_raises_held_out_reward(
+    tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
+) -> None:
+    from videostar.config import LoraConfig, PPOConfig, VideoConfig
+    from videostar.model import load_model, read_card
+    from videostar.train.align import train_ppo
+
+    recs, _ = _colour_data(synthetic_data)
+    rm_path, _ = colour_reward_model
+    cfg = PPOConfig(steps=STEPS, batch_size=16, lr=LR, max_new_tokens=16, heldout_samples=2,
+                    lora=LoraConfig(r=8, alpha=16, dropout=0.0), save_every=5)
+    logged = []
+    result = train_ppo(str(tiny_base), str(rm_path), recs[:32], recs[32:], tmp_path / "policy",
+                       tmp_path / "out", cfg, VideoConfig(num_frames=8), lambda r: r.question,
+                       on_step=logged.append, progress=False)
+    assert [r["step"] for r in logged] == list(range(1, STEPS + 1))
+    for rec in logged:
+        assert math.isfinite(rec["kl"]) and math.isfinite(rec["value_loss"])
+        assert {"reward", "kl", "entropy", "clipfrac", "value_loss"} <= set(rec)
+    before, after = result["heldout_reward_before"], result["heldout_reward_after"]
+    assert after > before, (before, after, logged)
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir()) == [
+        "step-10", "step-12", "step-5"]
+    card = read_card(tmp_path / "policy")
+    assert card["kind"] == "lora" and card["base"] == str(tiny_base)
+    load_model(str(tmp_path / "policy"))  # the aligned policy loads like any videostar model
+
+
+def test_ppo_run_resumes_from_its_last_checkpoint(
+    tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
+) -> None:
+    from videostar.config import LoraConfig, PPOConfig, VideoConfig
+    from videostar.train.align import train_ppo
+
+    recs, _ = _colour_data(synthetic_data)
+    rm_path, _ = colour_reward_model
+    cfg = PPOConfig(steps=2, batch_size=4, lr=1e-3, max_new_tokens=8, heldout_samples=1,
+                    lora=LoraConfig(r=8, alpha=16, dropout=0.0), save_every=1, ppo_epochs=1)
+    args = (str(tiny_base), str(rm_path), recs[:8], recs[40:44])
+    first = train_ppo(*args, tmp_path / "a", tmp_path / "out", cfg, VideoConfig(num_frames=8),
+                      lambda r: r.question, progress=False)
+    cfg.steps = 3  # a retried (or extended) run: continues at step 3, not from scratch
+    logged = []
+    again = train_ppo(*args, tmp_path / "b", tmp_path / "out", cfg, VideoConfig(num_frames=8),
+                      lambda r: r.question, on_step=logged.append, progress=False)
+    assert again["resumed_from"] == "step-2" and [r["step"] for r in logged] == [3]
+    assert again["heldout_reward_before"] == first["heldout_reward_before"]
+    assert [h["step"] for h in again["history"]] == [1, 2, 3]
 
 
 def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path) -> None:
@@ -160,13 +215,13 @@ def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path,
     trainer.step(prompts, vids)
     trainer.step(prompts, vids)
     trainer.save_checkpoint(tmp_path / "ckpt")
-    head = {k: v.clone() for k, v in trainer.value_head.state_dict().items()}
+    head = {k: v.clone() for k, v in trainer.critic.head.state_dict().items()}
     expected = trainer.step(prompts, vids)  # step 3 from the saved state
 
     resumed = _trainer(tiny_base, reward, lr=1e-3, ppo_epochs=1)
     assert resumed.load_checkpoint(tmp_path / "ckpt") == 2
     assert resumed.step_count == 2 and len(resumed.history) == 2
-    for k, v in resumed.value_head.state_dict().items():
+    for k, v in resumed.critic.head.state_dict().items():
         assert torch.equal(v, head[k])
     state = resumed.optimizer.state_dict()["state"]
     assert state and all(int(s["step"]) == 2 for s in state.values())
@@ -174,3 +229,7 @@ def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path,
     assert again["step"] == 3
     assert again["reward"] == expected["reward"]
     assert again["kl"] == pytest.approx(expected["kl"], rel=1e-4, abs=1e-5)
+    assert again["value_loss"] == pytest.approx(expected["value_loss"], rel=1e-4, abs=1e-6)
+
+
+LR, STEPS = 1e-3, 12

@@ -5,10 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videostar.config import GenerateConfig
+from videostar.config import GenerateConfig, VerifyConfig
 from videostar.data.records import Record, read_records
 from videostar.model import load_model
-from videostar.train.preferences import build_preferences, judge_pair, narrative, verdict
+from videostar.train.preferences import (
+    both_orders,
+    build_preferences,
+    judge_pair,
+    label_judge,
+    narrative,
+    verdict,
+)
 
 FRAMES = np.zeros((8, 32, 32, 3), dtype=np.uint8)
 REC = Record(id="r", video="v.mp4", question="What is shown?", label={"object": "red circle"},
@@ -51,7 +58,7 @@ def test_preferences_on_the_tiny_model(tiny_base: Path, synthetic_data: Path):
     story = narrative(lm, records[0].video, cfg, num_clips=3)
     assert story.startswith("Clip 1: ") and "Clip 3: " in story
     judge_word = records[0].meta["colour"]
-    pairs, counts = build_preferences(lm, records, cfg, judge=_rule_judge(judge_word))
+    pairs, counts = build_preferences(lm, records, cfg, judge=both_orders(_rule_judge(judge_word)))
     assert counts["prompts"] == 6 and not counts["video_errors"]
     assert counts["kept"] + counts["identical"] + counts["disagreed"] == 6
     assert len(pairs) == counts["kept"]
@@ -60,3 +67,12 @@ def test_preferences_on_the_tiny_model(tiny_base: Path, synthetic_data: Path):
         assert len(pair.judge_outputs) == 2 and pair.narrative.startswith("Clip 1: ")
     _, default = build_preferences(lm, records[:2], cfg)  # the model judges itself
     assert default["prompts"] == 2
+
+
+def test_label_judge_prefers_the_answer_holding_the_labels():
+    judge = label_judge(VerifyConfig())
+    winner, outputs = judge(REC, "", FRAMES, "It is a blue square.", "I see a red circle.")
+    assert winner == 1 and outputs[1] == "answer 2: holds the labels"
+    assert "object" in outputs[0]  # the failing label and the verifier's reason
+    assert judge(REC, "", FRAMES, "a red circle", "the red circle")[0] is None  # both hold it
+    assert judge(REC, "", FRAMES, "a cat", "a dog")[0] is None  # neither does

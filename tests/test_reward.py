@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import colour_preferences
 
 from videostar.config import LoraConfig, VideoConfig
-from videostar.data.records import read_rows
-from videostar.data.synthetic import COLOURS
 from videostar.model import add_lora, load_model, read_card
 from videostar.train.reward import (
     HEAD_FILE,
@@ -23,7 +21,6 @@ from videostar.train.reward import (
     load_reward_model,
     pairs_from_rows,
     pairwise_accuracy,
-    train_reward_model,
 )
 from videostar.video import read_frames
 
@@ -51,24 +48,10 @@ def test_last_token_index_on_right_padding():
     assert last_token_index(mask).tolist() == [2, 4, 0]
 
 
-def _preferences(records: Path) -> list[tuple[str, Pair]]:
-    """(colour, pair): chosen = the reference naming the true colour, rejected = a wrong colour."""
-    rng = random.Random(0)
-    out = []
-    for row in read_rows(records):
-        if row["task"] != "action_recognition":
-            continue
-        colour, ref = row["meta"]["colour"], row["meta"]["reference"]
-        wrong = rng.choice([c for c in COLOURS if c != colour])
-        out.append((colour, Pair(row["id"], row["video"], row["question"], ref,
-                                 ref.replace(colour, wrong))))
-    return out
-
-
 def test_reward_of_padded_row_equals_row_alone(tiny_base: Path, synthetic_data: Path):
     torch.manual_seed(0)
     rm = RewardModel(add_lora(load_model(str(tiny_base)), LORA)).eval()
-    pairs = [p for _, p in _preferences(synthetic_data)[:2]]
+    pairs = colour_preferences(synthetic_data)[:2]
     frames = [read_frames(p.video, VIDEO.num_frames) for p in pairs]
     prompts = [pairs[0].prompt, pairs[1].prompt]
     answers = [pairs[0].chosen, pairs[1].chosen + " It moves slowly across the frame."]
@@ -87,15 +70,13 @@ def test_reward_of_padded_row_equals_row_alone(tiny_base: Path, synthetic_data: 
 
 
 def test_trained_reward_model_prefers_true_colour_and_reloads(
-    tiny_base: Path, synthetic_data: Path, tmp_path: Path
+    tiny_base: Path, synthetic_data: Path, colour_reward_model
 ):
-    prefs = _preferences(synthetic_data)
+    prefs = colour_preferences(synthetic_data)
     assert len(prefs) == 48
-    train, heldout = [p for _, p in prefs[:32]], [p for _, p in prefs[32:]]
-    assert {p.video for p in train}.isdisjoint(p.video for p in heldout)
-    out = tmp_path / "reward"
-    metrics = train_reward_model(str(tiny_base), train, heldout, out, LORA, VIDEO, lr=3e-3,
-                                 epochs=8, batch_size=4, seed=0, progress=False)
+    heldout = prefs[32:]
+    assert {p.video for p in prefs[:32]}.isdisjoint(p.video for p in heldout)
+    out, metrics = colour_reward_model
     assert metrics["heldout_accuracy"] >= 0.9, metrics
     assert metrics["train_loss"] < metrics["first_loss"]
     card = read_card(out)

@@ -114,6 +114,72 @@ class SFTConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
+@dataclass
+class RewardConfig:
+    """Reward-model training on the preference pairs; ``heldout_fraction`` of the videos is kept
+    out to measure pairwise accuracy."""
+
+    lr: float = 2e-5
+    epochs: float = 1.0
+    batch_size: int = 4
+    heldout_fraction: float = 0.1
+    center_coef: float = 1e-3
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class PPOConfig:
+    """PPO knobs; defaults are the released VLM-RLAIF settings where the paper gives them.
+
+    ``steps`` rollouts of ``batch_size`` prompts each, ``ppo_epochs`` passes of minibatch updates
+    over every rollout; a checkpoint every ``save_every`` steps (0: only at the end).
+    """
+
+    steps: int = 100
+    batch_size: int = 16
+    lr: float = 1e-5
+    kl_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 1.0
+    clip: float = 0.2
+    value_clip: float = 0.2
+    value_coef: float = 0.1
+    ppo_epochs: int = 2
+    minibatch_size: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    eos_penalty: float = 1.0
+    length_penalty: float = 0.0
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    save_every: int = 0
+    heldout_samples: int = 2
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class RLAIFConfig:
+    """The VLM-RLAIF stage after the cycles (DESIGN §3.4): preferences, reward model, PPO.
+
+    ``judge`` is ``sft`` (the SFT model judges its own samples, the paper's recipe), a model
+    folder or ``s3://`` URI, or ``labels`` (the Parser-Verifier prefers the sample that holds the
+    record's labels; for models too small to judge). ``sft_model`` is the starting point of a
+    stand-alone RLAIF pipeline; ``quantize: 4bit`` loads the frozen bases 4-bit (QLoRA, GPU only).
+    """
+
+    enabled: bool = False
+    sft_model: str = ""
+    prompts: int | None = None
+    num_clips: int = 3
+    frames_per_clip: int = 8
+    judge: str = "sft"
+    quantize: str | None = None
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+
 EVAL_SUITES = {
     "kinetics700": ("csv", "videos"),
     "tempcompass": ("data",),
@@ -228,6 +294,9 @@ class PipelineConfig:
     generate: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
     rationalize: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
     sft: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    preferences: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    reward: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    ppo: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
     verify: StepResources = field(default_factory=_cpu_step)
     decide: StepResources = field(default_factory=_cpu_step)
 
@@ -259,6 +328,7 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     decide: DecideConfig = field(default_factory=DecideConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
 
@@ -327,6 +397,16 @@ def _validate_ranges(cfg: RunConfig) -> None:
         ("pipeline.num_shards", cfg.pipeline.num_shards >= 1),
         ("verify.bbox_format", cfg.verify.bbox_format in ("xyxy", "xywh")),
         ("rationalize.hint", "{label}" in cfg.rationalize.hint),
+        ("rlaif.num_clips", cfg.rlaif.num_clips >= 1),
+        ("rlaif.frames_per_clip", 1 <= cfg.rlaif.frames_per_clip <= 20),
+        ("rlaif.judge", bool(cfg.rlaif.judge)),
+        ("rlaif.quantize", cfg.rlaif.quantize in (None, "4bit")),
+        ("rlaif.reward.heldout_fraction", 0 < cfg.rlaif.reward.heldout_fraction < 1),
+        ("rlaif.reward.batch_size", cfg.rlaif.reward.batch_size >= 1),
+        ("rlaif.ppo.steps", cfg.rlaif.ppo.steps >= 1),
+        ("rlaif.ppo.batch_size", cfg.rlaif.ppo.batch_size >= 1),
+        ("rlaif.ppo.minibatch_size", cfg.rlaif.ppo.minibatch_size >= 1),
+        ("rlaif.ppo.temperature", cfg.rlaif.ppo.temperature > 0),
     ]
     for name, ok in checks:
         if not ok:

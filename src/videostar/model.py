@@ -125,15 +125,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _quantization(quantize: str | None, device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """``from_pretrained`` arguments for a 4-bit (QLoRA: NF4, double-quantized) base."""
+    if quantize is None:
+        return {}
+    if quantize != "4bit" or not device.startswith("cuda"):
+        raise VideostarError(f"quantize={quantize!r}: only '4bit', and only on a CUDA GPU (bitsandbytes)")
+    from transformers import BitsAndBytesConfig
+
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                             bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    return {"quantization_config": bnb, "device_map": {"": device}}
+
+
 def load_model(
     uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True,
-    base: str | None = None,
+    base: str | None = None, quantize: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint folder: a pretrained model, full SFT weights, or a LoRA adapter.
 
     An adapter is applied to the base named in its model card, or to ``base`` when given (a
     pipeline step receives the base as its own input, at a path of its own); ``merge`` folds
-    the adapter into the weights, which is what generation wants (no per-token overhead).
+    the adapter into the weights, which is what generation wants (no per-token overhead). A
+    base that is itself an adapter (a PPO policy on a LoRA SFT model) is merged first.
+    ``quantize='4bit'`` loads the pretrained weights in 4 bits (QLoRA; GPU only).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -145,28 +160,34 @@ def load_model(
     if card["kind"] == "lora":
         from peft import PeftModel
 
-        base_lm = load_model(base or card["base"], device, dtype, merge=False)
+        base_lm = load_model(base or card["base"], device, dtype, merge=True, quantize=quantize)
         model = PeftModel.from_pretrained(base_lm.model, path)
         if merge:
             model = model.merge_and_unload()
         return LoadedModel(model.eval(), processor, str(uri), card["base"])
+    quant = _quantization(quantize, device, dtype)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **quant)
     except (OSError, ValueError) as exc:
         raise VideostarError(f"{uri}: cannot load model ({exc})") from exc
-    model.to(device)
+    if not quant:
+        model.to(device)
     base = card["base"] if card["kind"] == "full" else str(uri)
     return LoadedModel(model.eval(), processor, str(uri), base)
 
 
 def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
-    """Wrap the model with fresh LoRA adapters on ``cfg.targets`` (base weights frozen)."""
+    """Wrap the model with fresh LoRA adapters on ``cfg.targets`` (base weights frozen); a 4-bit
+    base is prepared for k-bit training first (norms in float32, input grads on)."""
     from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
+    model = lm.model
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=cfg.targets)
-    return LoadedModel(get_peft_model(lm.model, peft_cfg), lm.processor, lm.source, lm.base)
+    return LoadedModel(get_peft_model(model, peft_cfg), lm.processor, lm.source, lm.base)
 
 
 def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any]) -> Path:

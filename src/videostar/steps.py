@@ -111,7 +111,7 @@ def conclude(
         sft_metrics = json.loads((Path(sft_dir) / "metrics.json").read_text())
         tracking.log_cycle(cfg, parent_run, summary, sft_metrics, files, str(model_dir),
                            [*history, summary], _run_tags(cfg))
-        if not decision["continue"]:
+        if not decision["continue"] and not cfg.rlaif.enabled:  # else the RLAIF stage closes it
             tracking.finish(cfg, parent_run)
     return summary, decision
 
@@ -143,8 +143,9 @@ def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfi
 
 
 def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, cycle: int, base: str | None = None,
-             parent_run: str = "", progress: bool = True) -> dict[str, float]:
-    """Every configured suite on one model (cycle -1: the base model, the baseline).
+             parent_run: str = "", progress: bool = True, stage: str = "cycle") -> dict[str, float]:
+    """Every configured suite on one model (cycle -1: the base model, the baseline; stage
+    ``rlaif``: the PPO policy after the cycles).
 
     Returns the suites' headline numbers as ``eval.<suite>.<metric>``; they join the cycle's
     summary, so ``decide.metric`` can use them, and go to MLflow when tracking is on.
@@ -157,9 +158,10 @@ def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, cycle: int, base: 
         report = evaluate_suite(lm, suite, Path(out_dir) / suite.name, cfg, progress)
         scores |= {f"eval.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
-    write_json(Path(out_dir) / "scores.json", {"cycle": cycle, "scores": scores})
+    write_json(Path(out_dir) / "scores.json", {"cycle": cycle, "stage": stage, "scores": scores})
     if tracking.enabled(cfg) and parent_run:
-        tracking.log_scores(cfg, parent_run, cycle, scores)
+        tracking.log_scores(cfg, parent_run, tracking.RLAIF if stage == tracking.RLAIF else cycle,
+                            scores)
     return scores
 
 

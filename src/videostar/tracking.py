@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from videostar.store import Store, open_store, scoped_key
 
 PARENT_TAG = "videostar.pipeline_run"
 CYCLE_TAG = "videostar.cycle"
+RLAIF = "rlaif"
+"""The ``CYCLE_TAG`` value (and name) of the RLAIF stage's nested run, after the cycles."""
 
 # An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -105,8 +108,8 @@ def _find(cfg: RunConfig, filter_string: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def cycle_run(cfg: RunConfig, parent: str, cycle: int, meta: dict[str, str]) -> str:
-    """The nested run of ``cycle`` under ``parent``, created on first use."""
+def cycle_run(cfg: RunConfig, parent: str, cycle: int | str, meta: dict[str, str]) -> str:
+    """The nested run of ``cycle`` (or of the RLAIF stage) under ``parent``, created on first use."""
     client = _client(cfg.tracking)
     pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, "")
     found = _find(cfg, f"tags.mlflow.parentRunId = '{parent}' and tags.`{CYCLE_TAG}` = '{cycle}'")
@@ -114,13 +117,14 @@ def cycle_run(cfg: RunConfig, parent: str, cycle: int, meta: dict[str, str]) -> 
         return found
     tags = {"mlflow.parentRunId": parent, CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run,
             "cycle": str(cycle), **meta}
-    return client.create_run(_experiment_id(cfg.tracking), run_name=f"cycle-{cycle}",
-                             tags=tags).info.run_id
+    name = cycle if isinstance(cycle, str) else f"cycle-{cycle}"
+    return client.create_run(_experiment_id(cfg.tracking), run_name=name, tags=tags).info.run_id
 
 
 @contextlib.contextmanager
-def step_run(cfg: RunConfig, parent: str, cycle: int, meta: dict[str, str]) -> Iterator[str | None]:
-    """Make the cycle's run active during a step, recording system metrics (CPU, GPU, memory)."""
+def step_run(cfg: RunConfig, parent: str, cycle: int | str, meta: dict[str, str]
+             ) -> Iterator[str | None]:
+    """Make the cycle's (or RLAIF's) run active during a step, recording system metrics."""
     if not (enabled(cfg) and parent):
         yield None
         return
@@ -144,7 +148,8 @@ def log_cycle(
     for key, value in metrics.items():
         client.log_metric(run_id, key, value, step=cycle)
         client.log_metric(parent, key, value, step=cycle)
-    data_uri = _log_training_data(cfg, client, run_id, pipeline_run, cycle, training_files)
+    data_uri = _log_dataset(cfg, client, run_id, scoped_key(pipeline_run, cycle, "sft", "train.jsonl"),
+                            f"cycle-{cycle}-train", "training", training_files)
     version = _register_model(cfg, client, run_id, model_dir, history)
     _log_plots(client, parent, history)
     client.set_terminated(run_id)
@@ -168,9 +173,10 @@ def _store(cfg: RunConfig) -> Store | None:
     return open_store(cfg.tracking.store) if cfg.tracking.store else None
 
 
-def _log_training_data(cfg: RunConfig, client: Any, run_id: str, pipeline_run: str, cycle: int,
-                       files: list[str]) -> str:
-    """Publish the cycle's training data and log it as an MLflow dataset sourced from that URI."""
+def _log_dataset(cfg: RunConfig, client: Any, run_id: str, key: str, name: str, context: str,
+                 files: list[str]) -> str:
+    """Publish the files, joined, under ``key`` and log them as an MLflow dataset sourced from
+    that URI (the cycle's training data, the RLAIF preferences)."""
     import hashlib
 
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -178,21 +184,20 @@ def _log_training_data(cfg: RunConfig, client: Any, run_id: str, pipeline_run: s
     from mlflow.entities import DatasetInput, InputTag
 
     with tempfile.TemporaryDirectory() as tmp:
-        merged = Path(tmp) / "train.jsonl"
+        merged = Path(tmp) / Path(key).name
         merged.write_bytes(b"".join(Path(f).read_bytes() for f in files if Path(f).exists()))
         digest = hashlib.sha256(merged.read_bytes()).hexdigest()[:16]
         store = _store(cfg)
-        key = scoped_key(pipeline_run, cycle, "sft", "train.jsonl")
         uri = store.publish(merged, key) if store else merged.resolve().as_uri()
-    dataset = MetaDataset(resolve_dataset_source(uri), name=f"cycle-{cycle}-train", digest=digest)
+    dataset = MetaDataset(resolve_dataset_source(uri), name=name, digest=digest)
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
-                                                     [InputTag("mlflow.data.context", "training")])])
+                                                     [InputTag("mlflow.data.context", context)])])
     return uri
 
 
-def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
-                    history: list[dict[str, Any]]) -> str:
-    """Log the adapter, register it as a version aliased ``candidate``; ``champion`` = best cycle."""
+def _new_version(cfg: RunConfig, client: Any, run_id: str, model_dir: str, alias: str,
+                 tags: dict[str, str]) -> str:
+    """Log the adapter as the run's ``adapter`` artifact, register it, and point ``alias`` at it."""
     from mlflow.exceptions import MlflowException
 
     name = cfg.tracking.registered_model
@@ -200,15 +205,107 @@ def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
     source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
     with contextlib.suppress(MlflowException):
         client.create_registered_model(name)
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags).version
+    client.set_registered_model_alias(name, alias, version)
+    return str(version)
+
+
+def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
+                    history: list[dict[str, Any]]) -> str:
+    """A version aliased ``candidate``; ``champion`` moves to the best cycle."""
+    name = cfg.tracking.registered_model
     cycle = history[-1]["cycle"]
-    version = client.create_model_version(name, source, run_id=run_id,
-                                          tags={"cycle": str(cycle)}).version
-    client.set_registered_model_alias(name, "candidate", version)
+    version = _new_version(cfg, client, run_id, model_dir, "candidate", {"cycle": str(cycle)})
     metric = cfg.decide.metric
     best = max(history, key=lambda h: h.get(metric, float("-inf")))
     if best["cycle"] == cycle:
         client.set_registered_model_alias(name, "champion", version)
-    return str(version)
+    return version
+
+
+def _numbers(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
+
+
+def _log_on_both(client: Any, run_id: str, parent: str, metrics: dict[str, float]) -> None:
+    """RLAIF numbers on its run and, prefixed ``rlaif.``, on the parent next to the cycles'."""
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+        client.log_metric(parent, f"rlaif.{key}", value)
+
+
+def log_preferences(cfg: RunConfig, parent: str, metrics: dict[str, Any], files: list[Path]) -> str:
+    """The preference pairs as an MLflow dataset (published under the run's keys), and counts."""
+    client = _client(cfg.tracking)
+    run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
+    pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, parent)
+    _log_on_both(client, run_id, parent, _numbers(metrics, "preferences."))
+    return _log_dataset(cfg, client, run_id, scoped_key(pipeline_run, None, RLAIF, "preferences.jsonl"),
+                        "rlaif-preferences", "preferences", [str(f) for f in files])
+
+
+def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> None:
+    """Held-out pairwise accuracy and the loss curve; the reward model folder as an artifact."""
+    client = _client(cfg.tracking)
+    run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
+    _log_on_both(client, run_id, parent, _numbers(result, "reward."))
+    for i, loss in enumerate(result.get("loss_history", [])):
+        client.log_metric(run_id, "reward.loss", loss, step=i)
+    client.log_artifacts(run_id, model_dir, "reward_model")
+
+
+PPO_CURVES = ("reward", "kl", "entropy", "clipfrac", "value_loss", "policy_loss", "value_clipfrac",
+              "response_length")
+
+
+def ppo_logger(cfg: RunConfig, run_id: str) -> Any:
+    """A callback for ``train_ppo``: every step's statistics, ``step`` = PPO step."""
+    from mlflow.entities import Metric
+
+    client = _client(cfg.tracking)
+
+    def log(record: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(f"ppo.{k}", float(record[k]), now, int(record["step"]))
+                                          for k in PPO_CURVES if k in record])
+    return log
+
+
+def log_ppo(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> str:
+    """Reward before/after, the aligned adapter as a registered version aliased ``aligned``,
+    the reward and KL curves as a plot; then the RLAIF run and the parent are closed."""
+    client = _client(cfg.tracking)
+    run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
+    _log_on_both(client, run_id, parent, _numbers(result, "ppo."))
+    version = _new_version(cfg, client, run_id, model_dir, "aligned", {"stage": RLAIF})
+    _plot_steps(client, parent, "ppo_curves.png", [
+        ("reward per PPO step", "reward", [(h["step"], h["reward"]) for h in result["history"]]),
+        ("KL to the SFT model", "KL", [(h["step"], h["kl"]) for h in result["history"]]),
+    ])
+    client.set_terminated(run_id)
+    finish(cfg, parent)
+    return version
+
+
+def _plot_steps(client: Any, run_id: str, name: str, panels: list[tuple[str, str, list[tuple[Any, Any]]]]
+          ) -> None:
+    """One row of line charts (title, y label, points) as a PNG artifact under ``plots/``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, ylabel, points) in zip(axes[0], panels, strict=True):
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o")
+        ax.set(xlabel="PPO step", ylabel=ylabel, title=title)
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        fig.savefig(path, dpi=100)
+        client.log_artifact(run_id, str(path), "plots")
+    plt.close(fig)
 
 
 def _log_plots(client: Any, parent: str, history: list[dict[str, Any]]) -> None:
@@ -249,16 +346,23 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_scores(cfg: RunConfig, parent: str, cycle: int, scores: dict[str, float]) -> None:
-    """Benchmark numbers: the base model's on the parent (``baseline.*``), a cycle's on its run."""
+def log_scores(cfg: RunConfig, parent: str, cycle: int | str, scores: dict[str, float]) -> None:
+    """Benchmark numbers: the base model's on the parent (``baseline.*``), a cycle's on its run,
+    the PPO policy's on the RLAIF run and on the parent (``rlaif.*``)."""
     client = _client(cfg.tracking)
-    if cycle < 0:
+    if cycle == RLAIF:
+        run_id = cycle_run(cfg, parent, RLAIF, {})
+        for key, value in scores.items():
+            client.log_metric(run_id, key, value)
+            client.log_metric(parent, f"rlaif.{key}", value)
+        return
+    if int(cycle) < 0:
         for key, value in scores.items():
             client.log_metric(parent, f"baseline.{key}", value)
         return
     run_id = cycle_run(cfg, parent, cycle, {})
     for key, value in scores.items():
-        client.log_metric(run_id, key, value, step=cycle)
+        client.log_metric(run_id, key, value, step=int(cycle))
 
 
 def finish(cfg: RunConfig, parent: str) -> None:
@@ -280,5 +384,5 @@ def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str,
     cycles = client.search_runs([exp.experiment_id],
                                 filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
-            for r in cycles if CYCLE_TAG in r.data.tags]
+            for r in cycles if r.data.tags.get(CYCLE_TAG, "").isdigit()]
     return parent, sorted(rows, key=lambda r: r["cycle"])

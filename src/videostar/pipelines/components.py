@@ -1,8 +1,8 @@
-"""One KFP component per Video-STaR step.
+"""One KFP component per Video-STaR and VLM-RLAIF step.
 
 Each is a lightweight Python component whose body only parses its inputs and calls
-:mod:`videostar.steps`; the step images have ``videostar`` installed, and the local runner
-uses the current environment, so the same component runs in both. Every step writes its
+:mod:`videostar.steps` or :mod:`videostar.rlaif`; the step images have ``videostar`` installed,
+and the local runner uses the current environment, so the same component runs in both. Every step writes its
 folder of outputs into ``out`` and its headline numbers into ``metrics`` (shown by the KFP UI).
 """
 
@@ -77,14 +77,15 @@ def sft_op(config: str, cycle: int, parent_run: str, base: Input[Model], verific
 
 
 def evaluate_op(config: str, cycle: int, parent_run: str, model: Input[Model], base: Input[Model],
-                out: Output[Dataset], metrics: Output[Metrics]):
-    """Run the configured benchmark suites on a cycle's model (cycle -1: the base model)."""
+                out: Output[Dataset], metrics: Output[Metrics], stage: str = "cycle"):
+    """Run the configured benchmark suites on a cycle's model (cycle -1: the base model; stage
+    ``rlaif``: the PPO policy, whose ``base`` is the SFT model)."""
     from videostar.config import config_from_json
     from videostar.pipelines.runtime import log_metrics
     from videostar.steps import evaluate
 
     scores = evaluate(model.path, out.path, config_from_json(config), cycle, base=base.path,
-                      parent_run=parent_run, progress=False)
+                      parent_run=parent_run, progress=False, stage=stage)
     log_metrics(metrics, scores)
 
 
@@ -107,6 +108,49 @@ def decide_op(config: str, cycle: int, parent_run: str, verification: Input[Data
     return decision["continue"]
 
 
+def preferences_op(config: str, parent_run: str, model: Input[Model], base: Input[Model],
+                   records: Input[Dataset], out: Output[Dataset], metrics: Output[Metrics]):
+    """RLAIF: clip narratives, two samples per prompt, the judge's verdicts -> preference pairs."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics, records_file
+    from videostar.rlaif import preferences
+
+    result = preferences(model.path, records_file(records.path), out.path, config_from_json(config),
+                         base=base.path, parent_run=parent_run, progress=False)
+    log_metrics(metrics, result)
+
+
+def reward_model_op(config: str, parent_run: str, model: Input[Model], base: Input[Model],
+                    preferences: Input[Dataset], reward: Output[Model], out: Output[Dataset],
+                    metrics: Output[Metrics]):
+    """RLAIF: the SFT model + LoRA + a scalar head, trained on the preference pairs."""
+    import os
+
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics
+    from videostar.rlaif import reward_model
+
+    os.makedirs(out.path, exist_ok=True)
+    result = reward_model(model.path, preferences.path, reward.path, out.path + "/metrics.json",
+                          config_from_json(config), base=base.path, parent_run=parent_run,
+                          progress=False)
+    log_metrics(metrics, result)
+
+
+def ppo_op(config: str, parent_run: str, model: Input[Model], base: Input[Model], reward: Input[Model],
+           records: Input[Dataset], preferences: Input[Dataset], policy: Output[Model],
+           out: Output[Dataset], metrics: Output[Metrics]):
+    """RLAIF: PPO of the SFT model (+ LoRA) against the reward model, KL-tied to the SFT model."""
+    from videostar.config import config_from_json
+    from videostar.pipelines.runtime import log_metrics, records_file
+    from videostar.rlaif import ppo
+
+    result = ppo(model.path, reward.path, records_file(records.path), preferences.path, policy.path,
+                 out.path, config_from_json(config), base=base.path, parent_run=parent_run,
+                 progress=False)
+    log_metrics(metrics, result)
+
+
 @dataclass(frozen=True)
 class Components:
     start: Any
@@ -116,6 +160,9 @@ class Components:
     sft: Any
     evaluate: Any
     decide: Any
+    preferences: Any
+    reward_model: Any
+    ppo: Any
 
 
 def build_components(images: Images) -> Components:
@@ -131,4 +178,7 @@ def build_components(images: Images) -> Components:
         sft=make(sft_op, images.gpu),
         evaluate=make(evaluate_op, images.gpu),
         decide=make(decide_op, images.cpu),
+        preferences=make(preferences_op, images.gpu),
+        reward_model=make(reward_model_op, images.gpu),
+        ppo=make(ppo_op, images.gpu),
     )

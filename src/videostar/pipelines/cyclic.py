@@ -4,7 +4,9 @@ KFP v2 has no recursion, so cycle k+1 is nested in ``dsl.If(cycle k decided to c
 up to ``decide.max_cycles``. Generation and rationalization fan out over ``num_shards`` with
 ``dsl.ParallelFor`` and are gathered with ``dsl.Collected``. Every SFT starts from the base
 checkpoint; a cycle generates with the previous cycle's model. With evaluation suites
-configured, the base model is evaluated once and every cycle's model after its SFT.
+configured, the base model is evaluated once and every cycle's model after its SFT. With
+``rlaif.enabled`` the RLAIF stage follows the cycle where the cycles stop (compiled into each
+cycle's stop branch), and its PPO policy is evaluated like a cycle's model.
 
 No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types.
 """
@@ -85,11 +87,43 @@ def _cycle(k: int, ops: Components, cfg: RunConfig, config: Any, start: Any, mod
         with dsl.If(dec.outputs["Output"] == True, name=f"cycle-{k + 1}"):  # noqa: E712
             _cycle(k + 1, ops, cfg, config, start, sft.outputs["model"], base, records,
                    dec.outputs["out"])
+        if cfg.rlaif.enabled:  # the cycles stop here: align this cycle's model
+            with dsl.If(dec.outputs["Output"] == False, name=f"rlaif-after-cycle-{k}"):  # noqa: E712
+                rlaif_stage(ops, cfg, config, start, sft.outputs["model"], base, records, dec)
+    elif cfg.rlaif.enabled:  # the last cycle the budget allows
+        rlaif_stage(ops, cfg, config, start, sft.outputs["model"], base, records, dec)
+
+
+def rlaif_stage(ops: Components, cfg: RunConfig, config: Any, start: Any, sft_model: Any, base: Any,
+                records: Any, after: Any = None) -> Any:
+    """VLM-RLAIF on ``sft_model``: preferences, reward model, PPO, and the PPO policy evaluated."""
+    p = cfg.pipeline
+    prefs = schedule(ops.preferences(config=config, parent_run=start.output, model=sft_model,
+                                     base=base, records=records), p.preferences, p)
+    prefs.set_display_name("rlaif-preferences").after(after if after is not None else start)
+    rm = schedule(ops.reward_model(config=config, parent_run=start.output, model=sft_model, base=base,
+                                   preferences=prefs.outputs["out"]), p.reward, p)
+    rm.set_display_name("rlaif-reward-model")
+    ppo = schedule(ops.ppo(config=config, parent_run=start.output, model=sft_model, base=base,
+                           reward=rm.outputs["reward"], records=records,
+                           preferences=prefs.outputs["out"]), p.ppo, p)
+    ppo.set_display_name("rlaif-ppo")
+    if cfg.evaluation.suites:
+        ev = schedule(ops.evaluate(config=config, cycle=-1, parent_run=start.output,
+                                   model=ppo.outputs["policy"], base=sft_model, stage="rlaif"),
+                      p.generate, p)
+        ev.set_display_name("rlaif-evaluate")
+    return ppo
 
 
 def build_pipeline(cfg: RunConfig) -> Any:
-    """The pipeline function for ``cfg``: its parameters default to the config's values."""
+    """The pipeline function for ``cfg``: its parameters default to the config's values.
+
+    With ``rlaif.sft_model`` set it is the RLAIF stage alone, on that model.
+    """
     ops = build_components(cfg.pipeline.images)
+    if cfg.rlaif.sft_model:
+        return _rlaif_pipeline(cfg, ops)
 
     @dsl.pipeline(name=cfg.pipeline.name,
                   description="Video-STaR self-training: generate, verify, rationalize, SFT, decide")
@@ -98,13 +132,7 @@ def build_pipeline(cfg: RunConfig) -> Any:
         dataset: str = cfg.pipeline.dataset,
         config: str = config_to_json(cfg),
     ):
-        base = dsl.importer(artifact_uri=base_model, artifact_class=Model, reimport=False)
-        base.set_display_name("base-model")
-        data = dsl.importer(artifact_uri=dataset, artifact_class=Dataset, reimport=False)
-        data.set_display_name("dataset")
-        start = schedule(ops.start(config=config, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
-                         cfg.pipeline.decide, cfg.pipeline)
-        start.set_display_name("track-start").set_caching_options(False)
+        base, data, start = _inputs(cfg, ops, config, base_model, dataset)
         if cfg.evaluation.suites:  # the baseline: the base model before any cycle
             baseline = schedule(ops.evaluate(config=config, cycle=-1, parent_run=start.output,
                                              model=base.output, base=base.output),
@@ -113,3 +141,33 @@ def build_pipeline(cfg: RunConfig) -> Any:
         _cycle(0, ops, cfg, config, start, base.output, base.output, data.output)
 
     return videostar_self_training
+
+
+def _inputs(cfg: RunConfig, ops: Components, config: Any, base_model: Any, dataset: Any
+            ) -> tuple[Any, Any, Any]:
+    """The imported base model and dataset, and the tracking start task."""
+    base = dsl.importer(artifact_uri=base_model, artifact_class=Model, reimport=False)
+    base.set_display_name("base-model")
+    data = dsl.importer(artifact_uri=dataset, artifact_class=Dataset, reimport=False)
+    data.set_display_name("dataset")
+    start = schedule(ops.start(config=config, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
+                     cfg.pipeline.decide, cfg.pipeline)
+    start.set_display_name("track-start").set_caching_options(False)
+    return base, data, start
+
+
+def _rlaif_pipeline(cfg: RunConfig, ops: Components) -> Any:
+    @dsl.pipeline(name=cfg.pipeline.name,
+                  description="VLM-RLAIF on a self-trained model: preferences, reward model, PPO")
+    def videostar_rlaif(
+        base_model: str = cfg.pipeline.base_model,
+        sft_model: str = cfg.rlaif.sft_model,
+        dataset: str = cfg.pipeline.dataset,
+        config: str = config_to_json(cfg),
+    ):
+        base, data, start = _inputs(cfg, ops, config, base_model, dataset)
+        sft = dsl.importer(artifact_uri=sft_model, artifact_class=Model, reimport=False)
+        sft.set_display_name("sft-model")
+        rlaif_stage(ops, cfg, config, start, sft.output, base.output, data.output)
+
+    return videostar_rlaif

@@ -4,7 +4,8 @@ Released settings: KL coefficient 0.1 (fixed), gamma = lambda = 1, clip 0.2 for 
 value, value coefficient 0.1, whitened advantages, 2 PPO epochs per rollout batch, sampling at
 temperature 1.0, a penalty for responses without EOS and a length penalty. The reference
 policy is the same weights with the LoRA adapter disabled, so no second copy is held in memory.
-The reward is any callable (a reward model or a rule), so the loop is testable without one.
+The value model is a :class:`RewardModel` (initialised from the trained reward model, on a base
+of its own); the reward is any callable (a reward model or a rule).
 
 The math lives in small pure functions (masks are float/bool ``[B, T]`` over response tokens)
 so each piece can be checked against hand-computed values.
@@ -24,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from videostar.config import PPOConfig
 from videostar.model import LoadedModel
+from videostar.train.reward import RewardModel
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
@@ -164,28 +167,6 @@ def logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
 
 
 @dataclass
-class PPOConfig:
-    """PPO knobs; defaults are the released VLM-RLAIF settings where the paper gives them."""
-
-    lr: float = 1e-5
-    kl_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 1.0
-    clip: float = 0.2
-    value_clip: float = 0.2
-    value_coef: float = 0.1
-    ppo_epochs: int = 2
-    minibatch_size: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 64
-    eos_penalty: float = 1.0
-    length_penalty: float = 0.0
-    whiten_advantages: bool = True
-    max_grad_norm: float = 1.0
-    seed: int = 0
-
-
-@dataclass
 class Rollout:
     """One sampled batch with everything PPO needs, all ``[B, T]`` over response tokens."""
 
@@ -204,12 +185,6 @@ class Rollout:
     kl: Tensor
 
 
-def _hidden_size(model: Any) -> int:
-    cfg = model.config
-    text = getattr(cfg, "text_config", None)
-    return int(getattr(text, "hidden_size", None) or cfg.hidden_size)
-
-
 def _eos_ids(lm: LoadedModel) -> list[int]:
     ids = lm.model.generation_config.eos_token_id
     ids = [ids] if isinstance(ids, int) else list(ids or [])
@@ -219,44 +194,28 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
 
 
 class PPOTrainer:
-    """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a scalar value head.
-
-    The value head reads the policy's last hidden state (shared trunk, as in TRL's value-head
-    models); ``value_head_state`` lets it start from a reward model's scalar head.
-    """
+    """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a separate value model."""
 
     def __init__(
-        self, lm: LoadedModel, reward_fn: RewardFn, cfg: PPOConfig | None = None,
-        value_head_state: dict[str, Tensor] | None = None,
+        self, lm: LoadedModel, reward_fn: RewardFn, critic: RewardModel, cfg: PPOConfig | None = None,
     ) -> None:
         if not hasattr(lm.model, "disable_adapter"):
             raise ValueError("PPOTrainer needs a LoRA-wrapped policy (videostar.model.add_lora)")
-        self.lm, self.reward_fn, self.cfg = lm, reward_fn, cfg or PPOConfig()
-        param = next(lm.model.parameters())
-        self.value_head = torch.nn.Linear(_hidden_size(lm.model), 1).to(param.device, torch.float32)
-        if value_head_state is not None:
-            self.value_head.load_state_dict(value_head_state)
-        else:  # start near 0 so the first value targets do not swamp the policy gradient
-            torch.nn.init.zeros_(self.value_head.weight)
-            torch.nn.init.zeros_(self.value_head.bias)
+        self.lm, self.reward_fn, self.critic, self.cfg = lm, reward_fn, critic, cfg or PPOConfig()
+        critic.activate()
         self.params = [p for p in lm.model.parameters() if p.requires_grad]
-        self.params += list(self.value_head.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0)
+        self.critic_params = [p for p in critic.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params + self.critic_params, lr=self.cfg.lr,
+                                           weight_decay=0.0)
         self.step_count = 0
         self.history: list[dict[str, float]] = []
         self.eos_ids = _eos_ids(lm)
 
     # -- model passes
 
-    def _forward(
-        self, prompts: list[str], frames: list[np.ndarray], tokens: Tensor, mask: Tensor,
-        reference: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Logits and value of every response token -> ``(logits [B,T,V], values [B,T], hidden)``.
-
-        The prompt is re-encoded (left-padded) and the response appended; the logit at
-        position ``i - 1`` predicts response token ``i``.
-        """
+    def _joined(self, prompts: list[str], frames: list[np.ndarray], tokens: Tensor, mask: Tensor
+                ) -> tuple[dict[str, Any], int]:
+        """Left-padded prompts with the responses appended -> ``(inputs, prompt length)``."""
         inputs = self.lm.encode_prompts(prompts, frames)
         n_prompt = inputs["input_ids"].shape[1]
         shape = inputs["input_ids"].shape
@@ -265,16 +224,22 @@ class PPOTrainer:
             if torch.is_tensor(value) and value.shape == shape:
                 tail = tails.get(key, torch.zeros_like(tokens))
                 inputs[key] = torch.cat([value, tail.to(value.dtype)], dim=1)
+        return inputs, n_prompt
+
+    def _logits(self, inputs: dict[str, Any], n_prompt: int, t_len: int, reference: bool = False
+                ) -> Tensor:
+        """Policy (or reference) logits predicting each response token: position ``i - 1``
+        predicts token ``i``."""
         if reference:
             with self.lm.model.disable_adapter():
-                out = self.lm.model(**inputs, output_hidden_states=True)
+                out = self.lm.model(**inputs)
         else:
-            out = self.lm.model(**inputs, output_hidden_states=True)
-        t_len = tokens.shape[1]
-        logits = out.logits[:, n_prompt - 1:n_prompt - 1 + t_len]
-        hidden = out.hidden_states[-1][:, n_prompt - 1:n_prompt - 1 + t_len]
-        values = self.value_head(hidden.float()).squeeze(-1)
-        return logits, values, hidden
+            out = self.lm.model(**inputs)
+        return out.logits[:, n_prompt - 1:n_prompt - 1 + t_len]
+
+    def _values(self, inputs: dict[str, Any], n_prompt: int, t_len: int) -> Tensor:
+        """The value model's estimate at the state before each response token."""
+        return self.critic.token_values(inputs, n_prompt - 1, t_len)
 
     def _response_mask(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Tokens up to and including the first EOS -> ``(mask, no_eos)``."""
@@ -303,10 +268,11 @@ class PPOTrainer:
         tokens, texts = self.sample(prompts, frames)
         mask, no_eos = self._response_mask(tokens)
         tokens = torch.where(mask, tokens, torch.full_like(tokens, self.lm.pad_token_id))
-        logits, values, _ = self._forward(prompts, frames, tokens, mask)
-        logprobs = logprobs_from_logits(logits, tokens)
-        ref_logits, _, _ = self._forward(prompts, frames, tokens, mask, reference=True)
-        ref_logprobs = logprobs_from_logits(ref_logits, tokens)
+        inputs, n_prompt = self._joined(prompts, frames, tokens, mask)
+        t_len = tokens.shape[1]
+        logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len), tokens)
+        ref_logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len, True), tokens)
+        values = self._values(inputs, n_prompt, t_len)
         scores = torch.as_tensor(self.reward_fn(prompts, texts, frames), dtype=torch.float32)
         scores = scores.to(tokens.device)
         kl = kl_penalty(logprobs, ref_logprobs) * mask
@@ -324,6 +290,7 @@ class PPOTrainer:
         cfg = self.cfg
         ro = self.rollout(prompts, frames)
         self.lm.model.train()
+        self.critic.train()
         n = len(prompts)
         stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [],
                                          "value_clipfrac": [], "entropy": []}
@@ -335,8 +302,10 @@ class PPOTrainer:
                 mask = ro.mask[mb]
                 t_len = int(mask.sum(dim=1).max())  # drop columns that are padding everywhere
                 mask, tokens = mask[:, :t_len], ro.tokens[mb, :t_len]
-                logits, values, _ = self._forward([ro.prompts[i] for i in idx],
-                                                  [ro.frames[i] for i in idx], tokens, mask)
+                inputs, n_prompt = self._joined([ro.prompts[i] for i in idx],
+                                                [ro.frames[i] for i in idx], tokens, mask)
+                logits = self._logits(inputs, n_prompt, t_len)
+                values = self._values(inputs, n_prompt, t_len)
                 logprobs = logprobs_from_logits(logits, tokens)
                 pg, clipfrac = policy_loss(logprobs, ro.logprobs[mb, :t_len],
                                            ro.advantages[mb, :t_len], mask, cfg.clip)
@@ -346,6 +315,7 @@ class PPOTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.critic_params, cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
                     stats["entropy"].append(float(entropy_from_logits(logits, mask)))
@@ -353,6 +323,7 @@ class PPOTrainer:
                                    ("value_clipfrac", vclip)):
                     stats[key].append(float(value.detach()))
         self.lm.model.eval()
+        self.critic.eval()
         self.step_count += 1
         record = {
             "step": self.step_count,
@@ -367,8 +338,13 @@ class PPOTrainer:
 
     # -- checkpoints
 
+    @property
+    def _critic_adapter(self) -> str:
+        return self.critic.adapter or "default"
+
     def save_checkpoint(self, out: str | Path) -> Path:
-        """Adapter, value head, optimizer, RNG states and step, so a resumed run continues exactly.
+        """Policy and value adapters, value head, optimizer, RNG states and step, so a resumed run
+        continues exactly.
 
         The adapter is also written with ``save_pretrained`` under ``adapter/`` for loading as
         a model; the resumable state is one ``ppo_state.pt`` written atomically.
@@ -383,7 +359,9 @@ class PPOTrainer:
             "history": self.history,
             "config": asdict(self.cfg),
             "adapter": get_peft_model_state_dict(self.lm.model),
-            "value_head": self.value_head.state_dict(),
+            "value_adapter": get_peft_model_state_dict(self.critic.backbone,
+                                                       adapter_name=self._critic_adapter),
+            "value_head": self.critic.head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -403,7 +381,9 @@ class PPOTrainer:
 
         state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
         set_peft_model_state_dict(self.lm.model, state["adapter"])
-        self.value_head.load_state_dict(state["value_head"])
+        set_peft_model_state_dict(self.critic.backbone, state["value_adapter"],
+                                  adapter_name=self._critic_adapter)
+        self.critic.head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])

@@ -55,31 +55,51 @@ class RewardModel(torch.nn.Module):
 
     It keeps the LoadedModel too, so it can encode (prompt, response, frames) itself exactly
     the way SFT does: the reward model sees the same chat format the policy is trained on.
+    When the backbone holds several adapters (PPO's reward and value models share one base),
+    ``adapter`` names this model's and is switched on before every pass.
     """
 
-    def __init__(self, lm: LoadedModel, head: torch.nn.Linear | None = None):
+    def __init__(self, lm: LoadedModel, head: torch.nn.Linear | None = None,
+                 adapter: str | None = None, trainable: bool = True):
         super().__init__()
         self.lm = lm
         self.backbone = lm.model
+        self.adapter, self.trainable = adapter, trainable
         config = self.backbone.config
         text_config = getattr(config, "text_config", None)
         hidden = getattr(text_config, "hidden_size", None) or config.hidden_size
         # The head stays float32 whatever the backbone dtype: rewards are small differences.
         self.head = head if head is not None else torch.nn.Linear(hidden, 1)
         self.head.to(device=lm.device, dtype=torch.float32)
+        self.head.requires_grad_(trainable)
 
     @property
     def hidden_size(self) -> int:
         return self.head.in_features
 
-    def forward(self, **batch: Any) -> torch.Tensor:
-        """Rewards, shape ``[B]``, for a right-padded batch (``labels`` is ignored)."""
+    def activate(self) -> None:
+        """Make this model's adapter the active one (trainable only if this model is)."""
+        if self.adapter is not None and self.backbone.active_adapter != self.adapter:
+            self.backbone.set_adapter(self.adapter, inference_mode=not self.trainable)
+
+    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The last layer's hidden states ``[B, T, H]`` (``labels`` is ignored)."""
+        self.activate()
         batch = {k: v for k, v in batch.items() if k != "labels"}
-        out = self.backbone(**batch, output_hidden_states=True)
-        hidden = out.hidden_states[-1]
+        return self.backbone(**batch, output_hidden_states=True).hidden_states[-1]
+
+    def forward(self, **batch: Any) -> torch.Tensor:
+        """Rewards, shape ``[B]``, for a right-padded batch."""
+        hidden = self.hidden_states(batch)
         idx = last_token_index(batch["attention_mask"])
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
         return self.head(last.float()).squeeze(-1)
+
+    def token_values(self, batch: dict[str, Any], start: int, length: int) -> torch.Tensor:
+        """The head at every position ``start .. start + length`` -> ``[B, length]``: PPO's value
+        of each response token (the state before it is generated)."""
+        hidden = self.hidden_states(batch)[:, start:start + length]
+        return self.head(hidden.float()).squeeze(-1)
 
     def encode(self, prompts: list[str], responses: list[str], frames: list[np.ndarray]) -> dict[str, Any]:
         """The SFT training encoding (answer + EOS), so the last token is the response's EOS."""
@@ -157,12 +177,14 @@ def train_reward_model(
     base: str, train_pairs: list[Pair], heldout_pairs: list[Pair], out: str | Path,
     lora: LoraConfig, video: VideoConfig, lr: float = 1e-3, epochs: float = 2.0,
     batch_size: int = 4, seed: int = 0, warmup_ratio: float = 0.1, max_grad_norm: float = 1.0,
-    center_coef: float = 1e-3, progress: bool = True,
+    center_coef: float = 1e-3, progress: bool = True, model_base: str | None = None,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
     """Train a reward model from ``base`` (the SFT model) on preference pairs and save it.
 
-    ``base`` may be a pretrained folder or an SFT folder (full or LoRA); a LoRA SFT model is
-    merged first so the reward adapter sits on the SFT weights. The card records ``base``.
+    ``base`` may be a pretrained folder or an SFT folder (full or LoRA; ``model_base`` is where
+    a LoRA SFT model's own base is); a LoRA SFT model is merged first so the reward adapter sits
+    on the SFT weights. The card records ``base``.
     """
     from transformers import get_cosine_schedule_with_warmup
 
@@ -170,7 +192,7 @@ def train_reward_model(
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
     if not train_pairs:
         raise VideostarError("no training preference pairs")
-    lm = load_model(base)
+    lm = load_model(base, base=model_base, quantize=quantize)
     lm.base = base  # the reward adapter sits on exactly this model, whatever it was tuned from
     torch.manual_seed(seed)  # adapter and head initial weights are part of the recipe
     rm = RewardModel(add_lora(lm, lora))
@@ -239,12 +261,37 @@ def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | 
 
 def load_reward_model(
     path: str | Path, base: str | None = None, device: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None, quantize: str | None = None,
 ) -> RewardModel:
-    """A saved reward model: its base (or ``base``), the adapter unmerged, the head loaded.
+    """A saved reward model, frozen: its base (or ``base``), the adapter unmerged, the head loaded."""
+    lm, head = _load_reward_parts(path, base, device, dtype, quantize)
+    return RewardModel(lm, head, trainable=False).eval()
 
-    Unmerged, so PPO can keep training the adapter as its value model's starting point.
+
+def load_reward_and_value(
+    path: str | Path, base: str | None = None, device: str | None = None,
+    dtype: torch.dtype | None = None, quantize: str | None = None, model_base: str | None = None,
+) -> tuple[RewardModel, RewardModel]:
+    """PPO's frozen reward model and a trainable value model initialised from it.
+
+    Both live on one copy of the base: the reward adapter is loaded twice, as ``reward``
+    (frozen) and ``value`` (trainable), each with its own copy of the head. ``model_base`` is
+    where a LoRA SFT base's own base is.
     """
+    import copy
+
+    lm, head = _load_reward_parts(path, base, device, dtype, quantize, "reward", model_base)
+    lm.model.load_adapter(str(resolve(str(path))), adapter_name="value", is_trainable=True)
+    reward = RewardModel(lm, head, adapter="reward", trainable=False).eval()
+    value = RewardModel(lm, copy.deepcopy(head), adapter="value", trainable=True)
+    value.activate()
+    return reward, value
+
+
+def _load_reward_parts(
+    path: str | Path, base: str | None, device: str | None, dtype: torch.dtype | None,
+    quantize: str | None, adapter_name: str = "default", model_base: str | None = None,
+) -> tuple[LoadedModel, torch.nn.Linear]:
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoProcessor
@@ -253,10 +300,11 @@ def load_reward_model(
     card = read_card(folder)
     if card["kind"] != "reward":
         raise VideostarError(f"{path}: not a reward model (kind {card['kind']!r})")
-    base_lm = load_model(base or card["base"], device, dtype, merge=True)
-    model = PeftModel.from_pretrained(base_lm.model, folder)
+    base_lm = load_model(base or card["base"], device, dtype, merge=True, base=model_base,
+                         quantize=quantize)
+    model = PeftModel.from_pretrained(base_lm.model, folder, adapter_name=adapter_name)
     lm = LoadedModel(model.eval(), AutoProcessor.from_pretrained(folder), str(path), card["base"])
     state = load_file(str(folder / card.get("head", HEAD_FILE)))
     head = torch.nn.Linear(state["weight"].shape[1], 1)
     head.load_state_dict(state)
-    return RewardModel(lm, head).eval()
+    return lm, head
