@@ -111,6 +111,37 @@ def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar import rlaif
+
+    metrics = rlaif.preferences(args.model, args.records, args.out, cfg, base=args.base)
+    _report_problems("video error", metrics["video_errors"])
+    _print_metrics("preferences", metrics)
+    return 0
+
+
+def cmd_reward(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar import rlaif
+
+    out = Path(args.out)
+    metrics = rlaif.reward_model(args.model, args.preferences, out / "model", out / "metrics.json", cfg,
+                                 base=args.base)
+    _report_problems("video error", metrics["skipped_videos"])
+    _print_metrics("reward model", {k: v for k, v in metrics.items() if k != "loss_history"})
+    return 0
+
+
+def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar import rlaif
+
+    out = Path(args.out)
+    metrics = rlaif.ppo(args.model, args.reward, args.records, args.preferences, out / "model", out, cfg,
+                        base=args.base)
+    _report_problems("video error", metrics["skipped_videos"])
+    _print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.star.cycle import cycle_summary
 
@@ -277,6 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--data", required=True, nargs="+", help="verified.jsonl files")
     sft.add_argument("--out", required=True, help="folder for model/ + metrics.json")
     sft.set_defaults(func=cmd_sft)
+
+    prefs = sub.add_parser("preferences", help="RLAIF: sample two answers per prompt and judge them")
+    prefs.add_argument("--model", required=True, help="the SFT model")
+    prefs.add_argument("--records", required=True)
+    prefs.add_argument("--out", required=True, help="folder for pairs.jsonl, heldout.jsonl, split.json")
+    rew = sub.add_parser("reward", help="RLAIF: train the reward model on preference pairs")
+    rew.add_argument("--model", required=True, help="the SFT model")
+    rew.add_argument("--preferences", required=True, help="a 'videostar preferences' output folder")
+    rew.add_argument("--out", required=True, help="folder for model/ + metrics.json")
+    ppo = sub.add_parser("ppo", help="RLAIF: align the SFT model with PPO against the reward model")
+    ppo.add_argument("--model", required=True, help="the SFT model")
+    ppo.add_argument("--reward", required=True, help="the reward model folder")
+    ppo.add_argument("--records", required=True)
+    ppo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
+    ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
+    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward), (ppo, cmd_ppo)):
+        p.add_argument("--base", help="the SFT adapter's base (default: its model card's)")
+        p.set_defaults(func=func)
 
     summ = sub.add_parser("summarize", help="a cycle's yields from its verify/rationalize metrics")
     summ.add_argument("--cycle", type=int, required=True)

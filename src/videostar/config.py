@@ -166,7 +166,8 @@ class RLAIFConfig:
     ``judge`` is ``sft`` (the SFT model judges its own samples, the paper's recipe), a model
     folder or ``s3://`` URI, or ``labels`` (the Parser-Verifier prefers the sample that holds the
     record's labels; for models too small to judge). ``sft_model`` is the starting point of a
-    stand-alone RLAIF pipeline; ``quantize: 4bit`` loads the frozen bases 4-bit (QLoRA, GPU only).
+    stand-alone RLAIF pipeline; the two responses per prompt are sampled at ``temperature``;
+    ``quantize: 4bit`` loads the frozen bases 4-bit (QLoRA, GPU only).
     """
 
     enabled: bool = False
@@ -174,6 +175,7 @@ class RLAIFConfig:
     prompts: int | None = None
     num_clips: int = 3
     frames_per_clip: int = 8
+    temperature: float = 1.0
     judge: str = "sft"
     quantize: str | None = None
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -407,6 +409,7 @@ def _validate_ranges(cfg: RunConfig) -> None:
         ("rlaif.ppo.batch_size", cfg.rlaif.ppo.batch_size >= 1),
         ("rlaif.ppo.minibatch_size", cfg.rlaif.ppo.minibatch_size >= 1),
         ("rlaif.ppo.temperature", cfg.rlaif.ppo.temperature > 0),
+        ("rlaif.temperature", cfg.rlaif.temperature > 0),
     ]
     for name, ok in checks:
         if not ok:

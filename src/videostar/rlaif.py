@@ -8,6 +8,7 @@ from reward training are the ones PPO's held-out reward is measured on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -59,8 +60,9 @@ def preferences(
     records = read_records(records_path, errors)[:cfg.rlaif.prompts]
     heldout_videos = split_videos(records, cfg.rlaif.reward.heldout_fraction, cfg.rlaif.reward.seed)
     lm = load_model(model, base=base)
+    sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
     pairs, counts = build_preferences(
-        lm, records, cfg.generate, _judge(cfg, lm), cfg.rlaif.num_clips, cfg.video.num_frames,
+        lm, records, sampling, _judge(cfg, lm), cfg.rlaif.num_clips, cfg.video.num_frames,
         cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction))
     train = [p.to_json() for p in pairs if p.video not in heldout_videos]
     heldout = [p.to_json() for p in pairs if p.video in heldout_videos]

@@ -35,6 +35,7 @@ class LocalRun:
     verified: list[Path]
     mlflow_uri: str = ""
     baseline: dict[str, float] = field(default_factory=dict)
+    rlaif: dict[str, Any] = field(default_factory=dict)
 
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
@@ -43,8 +44,11 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
 
     from videostar.pipelines.cyclic import build_pipeline
 
-    for name, value in (("pipeline.base_model", cfg.pipeline.base_model),
-                        ("pipeline.dataset", cfg.pipeline.dataset)):
+    inputs = {"base_model": cfg.pipeline.base_model, "dataset": cfg.pipeline.dataset}
+    if cfg.rlaif.sft_model:  # the RLAIF stage alone
+        inputs["sft_model"] = cfg.rlaif.sft_model
+    for name, value in inputs.items():
+        name = f"rlaif.{name}" if name == "sft_model" else f"pipeline.{name}"
         if not value or not Path(value).exists():
             raise ConfigError(f"{name}: {value!r} does not exist (a local run needs a local path)")
     _absolute_local_paths(cfg)
@@ -59,12 +63,9 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
                raise_on_error=True)
     log = root / f".run-{os.getpid()}-{time.time_ns()}.log"
     started = time.perf_counter()
-    evaluations = 1 if cfg.evaluation.suites else 0
-    max_tasks = 1 + evaluations + cfg.decide.max_cycles * (2 * cfg.pipeline.num_shards + 3 + evaluations)
     try:
-        with _output_to(log) as console, _progress(root, max_tasks, console):
-            pipeline(base_model=str(Path(cfg.pipeline.base_model).resolve()),
-                     dataset=str(Path(cfg.pipeline.dataset).resolve()))
+        with _output_to(log) as console, _progress(root, _max_tasks(cfg), console):
+            pipeline(**{k: str(Path(v).resolve()) for k, v in inputs.items()})
     except Exception as exc:
         raise VideostarError(f"local run failed ({exc}); task logs: {log}") from exc
     seconds = time.perf_counter() - started
@@ -73,6 +74,15 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     run = collect(run_dir, seconds)
     run.mlflow_uri = tracking.tracking_uri(cfg.tracking)
     return run
+
+
+def _max_tasks(cfg: RunConfig) -> int:
+    """Tasks in the longest run (every cycle runs): the progress bar's total."""
+    evaluations = 1 if cfg.evaluation.suites else 0
+    rlaif = 3 + evaluations if cfg.rlaif.enabled else 0
+    if cfg.rlaif.sft_model:
+        return 1 + rlaif
+    return 1 + evaluations + cfg.decide.max_cycles * (2 * cfg.pipeline.num_shards + 3 + evaluations) + rlaif
 
 
 def _absolute_local_paths(cfg: RunConfig) -> None:
@@ -145,10 +155,37 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
     decisions = [json.loads((p.parent / "decision.json").read_text()) for p in summaries]
     models = sorted(run_dir.glob("*/model/videostar_model.json"), key=lambda p: p.stat().st_mtime)
     verified = sorted(run_dir.glob("verify-op*/out/verified.jsonl"), key=lambda p: p.stat().st_mtime)
-    scores = [json.loads(p.read_text()) for p in run_dir.glob("evaluate-op*/out/scores.json")]
-    baseline = next((s["scores"] for s in scores if s["cycle"] == -1), {})
+    scores = [json.loads(p.read_text()) for p in run_dir.rglob("evaluate-op*/out/scores.json")]
+    baseline = next((s["scores"] for s in scores
+                     if s["cycle"] == -1 and s.get("stage", "cycle") == "cycle"), {})
+    rlaif = collect_rlaif(run_dir)
+    rlaif |= next(({"scores": s["scores"]} for s in scores if s.get("stage") == "rlaif"), {})
     return LocalRun(run_dir, seconds, cycles, decisions, [m.parent for m in models], verified,
-                    baseline=baseline)
+                    baseline=baseline, rlaif=rlaif)
+
+
+def collect_rlaif(run_dir: Path) -> dict[str, Any]:
+    """The RLAIF stage's metrics and model folders, and its wall time: from the end of the task
+    before it to the end of its last task ({} when the run had no RLAIF stage)."""
+    found = {name: next(run_dir.rglob(f"{task}/{rel}"), None) for name, task, rel in (
+        ("preferences", "preferences-op*", "out/metrics.json"),
+        ("reward", "reward-model-op*", "out/metrics.json"),
+        ("ppo", "ppo-op*", "out/metrics.json"))}
+    if found["preferences"] is None:
+        return {}
+    out: dict[str, Any] = {k: json.loads(p.read_text()) for k, p in found.items() if p is not None}
+    if "ppo" in out:
+        out["ppo"].pop("history", None)
+    tasks = {p.parent: p.stat().st_mtime for p in run_dir.rglob("executor_output.json")}
+    ours = {t: m for t, m in tasks.items()
+            if t.name.split("-op")[0] in ("preferences", "reward-model", "ppo")
+            or ((t / "out" / "scores.json").exists()
+                and json.loads((t / "out" / "scores.json").read_text()).get("stage") == "rlaif")}
+    if ours:
+        first = min(ours.values())
+        before = [m for t, m in tasks.items() if t not in ours and m <= first]
+        out["seconds"] = max(ours.values()) - (max(before) if before else first)
+    return out
 
 
 def print_report(run: LocalRun) -> None:
@@ -177,7 +214,32 @@ def print_report(run: LocalRun) -> None:
         console.print(f"MLflow: {run.mlflow_uri} — compare cycles with\n"
                       f"  videostar --config <run.yaml> compare\n"
                       f"  mlflow ui --backend-store-uri {run.mlflow_uri}")
+    if run.rlaif:
+        _print_rlaif(run, console)
     console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
     for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
         console.print(f"  cycle {k}: verified answers {verified.relative_to(run.root)}, "
                       f"model {model.relative_to(run.root)}")
+
+
+def _print_rlaif(run: LocalRun, console: Any) -> None:
+    """What the RLAIF stage produced and added to the run's time."""
+    from rich.table import Table
+
+    r = run.rlaif
+    table = Table(title=f"VLM-RLAIF ({r.get('seconds', 0):.0f} s)", show_header=False)
+    prefs, rm, ppo = r.get("preferences", {}), r.get("reward", {}), r.get("ppo", {})
+    table.add_row("preference pairs", f"{prefs.get('kept', 0)} of {prefs.get('prompts', 0)} prompts "
+                  f"(judge: {prefs.get('judge')}; {prefs.get('identical', 0)} identical, "
+                  f"{prefs.get('disagreed', 0)} without a verdict)")
+    if rm.get("heldout_accuracy") is not None:
+        table.add_row("reward model", f"held-out pairwise accuracy {rm['heldout_accuracy']:.3f} "
+                      f"on {rm['heldout_pairs']} pairs")
+    if ppo:
+        table.add_row("PPO", f"{ppo['steps']} steps; held-out reward {ppo['heldout_reward_before']:.3f} "
+                      f"-> {ppo['heldout_reward_after']:.3f}; final KL {ppo['final_kl']:.3f}")
+    last = run.cycles[-1] if run.cycles else {}
+    for key, value in sorted(r.get("scores", {}).items()):
+        was = f" (last cycle {last[key]:.3f})" if key in last else ""
+        table.add_row(key.removeprefix("eval."), f"{value:.3f}{was}")
+    console.print(table)

@@ -9,6 +9,7 @@ removes the judge's position bias. The judge's raw outputs are kept with every p
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def verdict(text: str) -> int | None:
 
 def lmm_judge(lm: LoadedModel, cfg: GenerateConfig) -> Judge:
     """The default judge: the (SFT) model itself, greedy."""
-    greedy = GenerateConfig(**{**cfg.__dict__, "temperature": 0.0})
+    greedy = dataclasses.replace(cfg, temperature=0.0)
     return lambda prompts, frames: generate_batch(lm, prompts, frames, greedy, seed=0)
 
 
@@ -116,19 +117,20 @@ def build_preferences(
     """Two sampled responses per prompt, judged (by default: the model itself, both orders).
 
     ``prompt`` turns a record into what the model is asked (default: its question); the SFT
-    model's own prompt format keeps its samples in distribution.
-    Responses are sampled at ``cfg.temperature`` (1.0 when it is 0: two greedy answers would
-    be the same). A video that cannot be read is listed and skipped.
+    model's own prompt format keeps its samples in distribution. Responses are sampled at
+    ``cfg.temperature`` (1.0 when it is 0: two greedy answers would be the same); captions and
+    the default judge are greedy. A video that cannot be read is listed and skipped.
     """
     from tqdm import tqdm
 
     judge = judge or both_orders(lmm_judge(lm, cfg))
-    sample = GenerateConfig(**{**cfg.__dict__, "temperature": cfg.temperature or 1.0})
+    sample = dataclasses.replace(cfg, temperature=cfg.temperature or 1.0)
+    greedy = dataclasses.replace(cfg, temperature=0.0)  # captions: the model's best description
     pairs, counts = [], {"prompts": 0, "identical": 0, "disagreed": 0, "kept": 0, "video_errors": []}
     for rec in tqdm(records, desc="preferences", unit="prompt", disable=not progress):
         try:
             frames = read_frames(rec.video, num_frames, rec.start, rec.end)
-            story = narrative(lm, rec.video, cfg, num_clips, frames_per_clip)
+            story = narrative(lm, rec.video, greedy, num_clips, frames_per_clip)
         except VideoError as exc:
             counts["video_errors"].append({"id": rec.id, "video": rec.video, "reason": exc.cause})
             continue
