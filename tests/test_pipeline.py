@@ -172,13 +172,15 @@ def test_pipeline_runs_locally_with_tracking(
     tiny_base: Path, synthetic_data: Path, tmp_path: Path, capsys, monkeypatch,
     mlflow_server: str, moto_endpoint: str,
 ):
-    """2 cycles x 2 shards through kfp.local, tracked in a real MLflow server with S3 artifacts."""
+    """2 cycles x 2 shards and the RLAIF stage through kfp.local, tracked in a real MLflow server
+    with S3 artifacts."""
     for key, value in {**S3_ENV, "VIDEOSTAR_S3_ENDPOINT": moto_endpoint}.items():
         monkeypatch.setenv(key, value)
     config = tmp_path / "run.yaml"
     tiny = yaml.safe_load(TINY_CONFIG.read_text())
     tiny["pipeline"] |= {"base_model": str(tiny_base), "dataset": str(synthetic_data), "num_shards": 2}
     tiny["decide"]["max_cycles"] = 2
+    tiny["rlaif"]["ppo"] |= {"steps": 3, "save_every": 0}
     tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "pipeline-test",
                         "registered_model": "pipeline-test-sft", "store": "s3://videostar-runs"}
     heldout = write_kinetics_split(tmp_path / "heldout", 6, seed=1)
@@ -201,13 +203,31 @@ def test_pipeline_runs_locally_with_tracking(
     assert all("eval.kinetics700.accuracy" in c for c in run.cycles)
     baseline = json.loads(next(run_dir.glob("evaluate-op/out/scores.json")).read_text())
     assert baseline["cycle"] == -1 and "eval.kinetics700.accuracy" in baseline["scores"]
-    _check_mlflow(mlflow_server, run.cycles)
+    _check_rlaif(run, tiny_base)
+    _check_mlflow(mlflow_server, run.cycles, run.rlaif)
     assert main(["--config", str(config), "compare"]) == 0
     table = capsys.readouterr().out
     assert "rationalized" in table and f"{run.cycles[1]['answer_yield']:.4g}" in table
 
 
-def _check_mlflow(uri: str, cycles: list[dict]) -> None:
+def _check_rlaif(run, tiny_base: Path) -> None:
+    """The stage ran after the last cycle, on its model; pairs, both models and scores are there."""
+    r = run.rlaif
+    assert r["preferences"]["kept"] == r["preferences"]["train_pairs"] + r["preferences"]["heldout_pairs"] > 0
+    pairs = [json.loads(line) for line in next(run.root.rglob("preferences-op*/out/pairs.jsonl")).open()]
+    assert pairs and {"prompt", "chosen", "rejected", "narrative", "judge_outputs"} <= set(pairs[0])
+    assert pairs[0]["narrative"].startswith("Clip 1: ")
+    rm_card = json.loads(next(run.root.rglob("reward-model-op*/reward/videostar_model.json")).read_text())
+    policy = next(run.root.rglob("ppo-op*/policy"))
+    card = json.loads((policy / "videostar_model.json").read_text())
+    assert rm_card["kind"] == "reward" and card["kind"] == "lora"
+    assert card["base"] == rm_card["base"] == str(run.models[-1])  # the last cycle's model
+    assert r["ppo"]["steps"] == 3 and r["reward"]["heldout_accuracy"] is not None
+    assert "eval.kinetics700.accuracy" in r["scores"] and r["seconds"] > 0
+    assert run.baseline and run.baseline != r["scores"]
+
+
+def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict) -> None:
     """Read the run back: nested runs, metric histories, datasets, model versions, bucket objects."""
     import minio
     from mlflow import MlflowClient
@@ -216,8 +236,9 @@ def _check_mlflow(uri: str, cycles: list[dict]) -> None:
     exp = client.get_experiment_by_name("pipeline-test")
     runs = client.search_runs([exp.experiment_id])
     (parent,) = [r for r in runs if "videostar.cycle" not in r.data.tags]
-    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-                      key=lambda r: int(r.data.tags["cycle"]))
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    (aligned,) = [r for r in nested if r.data.tags["cycle"] == "rlaif"]
+    children = sorted((r for r in nested if r is not aligned), key=lambda r: int(r.data.tags["cycle"]))
     assert [r.data.tags["cycle"] for r in children] == ["0", "1"]
     assert all(r.data.tags["base_model"] and r.data.tags["dataset"] for r in children)
     history = client.get_metric_history(parent.info.run_id, "answer_yield")
@@ -231,19 +252,40 @@ def _check_mlflow(uri: str, cycles: list[dict]) -> None:
     for child in children:
         (ds,) = child.inputs.dataset_inputs
         assert json.loads(ds.dataset.source)["uri"].startswith("s3://videostar-runs/runs/")
+    _check_mlflow_rlaif(client, parent, aligned, rlaif)
     versions = client.search_model_versions("name = 'pipeline-test-sft'")
-    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
+    assert client.get_model_version_by_alias("pipeline-test-sft", "aligned").tags["stage"] == "rlaif"
     assert client.get_model_version_by_alias("pipeline-test-sft", "candidate").version == "2"
     best = max(cycles, key=lambda c: c["answer_yield"])["cycle"]
     assert client.get_model_version_by_alias("pipeline-test-sft", "champion").tags["cycle"] == str(best)
     artifacts = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
-    assert artifacts == ["plots/yield_per_cycle.png"]
+    assert artifacts == ["plots/ppo_curves.png", "plots/yield_per_cycle.png"]
     s3 = minio.Minio(os.environ["VIDEOSTAR_S3_ENDPOINT"].removeprefix("http://"), access_key="testing",
                      secret_key="testing", secure=False)
     keys = {o.object_name for o in s3.list_objects("videostar-runs", recursive=True)}
-    assert {k.split("/", 2)[2] for k in keys} == {"cycle-0/sft/train.jsonl", "cycle-1/sft/train.jsonl"}
+    assert {k.split("/", 2)[2] for k in keys} == {"cycle-0/sft/train.jsonl", "cycle-1/sft/train.jsonl",
+                                                  "rlaif/preferences.jsonl"}
     adapters = [o.object_name for o in s3.list_objects("mlflow", recursive=True)]
-    assert sum(name.endswith("adapter_model.safetensors") for name in adapters) == 2
+    # two cycles, the reward model and the aligned policy
+    assert sum(name.endswith("adapter_model.safetensors") for name in adapters) == 4
+
+
+def _check_mlflow_rlaif(client, parent, aligned, rlaif: dict) -> None:
+    """The RLAIF run: per-step PPO curves, the reward model's accuracy, the preference dataset."""
+    steps = client.get_metric_history(aligned.info.run_id, "ppo.kl")
+    assert [m.step for m in steps] == [1, 2, 3]
+    for name in ("ppo.reward", "ppo.entropy", "ppo.clipfrac", "ppo.value_loss"):
+        assert len(client.get_metric_history(aligned.info.run_id, name)) == 3
+    metrics = aligned.data.metrics
+    assert metrics["reward.heldout_accuracy"] == rlaif["reward"]["heldout_accuracy"]
+    assert metrics["ppo.heldout_reward_after"] == pytest.approx(rlaif["ppo"]["heldout_reward_after"])
+    assert "eval.kinetics700.accuracy" in metrics
+    assert parent.data.metrics["rlaif.preferences.kept"] == rlaif["preferences"]["kept"]
+    (ds,) = aligned.inputs.dataset_inputs
+    assert ds.dataset.name == "rlaif-preferences"
+    assert json.loads(ds.dataset.source)["uri"].endswith("/rlaif/preferences.jsonl")
+    assert [a.path for a in client.list_artifacts(aligned.info.run_id)] == ["adapter", "reward_model"]
 
 
 def test_unreachable_mlflow_fails_before_any_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path,

@@ -190,6 +190,22 @@ def collect_rlaif(run_dir: Path) -> dict[str, Any]:
 
 def print_report(run: LocalRun) -> None:
     """Yields per cycle and where every output is, as a table."""
+    console = terminal.console()
+    if run.cycles:
+        _print_cycles(run, console)
+    if run.rlaif:
+        _print_rlaif(run, console)
+    if run.mlflow_uri:
+        console.print(f"MLflow: {run.mlflow_uri} — compare cycles with\n"
+                      f"  videostar --config <run.yaml> compare\n"
+                      f"  mlflow ui --backend-store-uri {run.mlflow_uri}")
+    console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
+    for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
+        console.print(f"  cycle {k}: verified answers {verified.relative_to(run.root)}, "
+                      f"model {model.relative_to(run.root)}")
+
+
+def _print_cycles(run: LocalRun, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"Video-STaR cycles ({run.seconds:.0f} s)")
@@ -206,20 +222,9 @@ def print_report(run: LocalRun) -> None:
                       f"{summary['total_yield']:.3f}",
                       *(f"{summary[k]:.3f}" if summary.get(k) is not None else "-" for k in scores),
                       "continue" if decision["continue"] else "stop")
-    console = terminal.console()
     console.print(table)
     if run.decisions:
         console.print(f"stopped after cycle {len(run.decisions) - 1}: {run.decisions[-1]['reason']}")
-    if run.mlflow_uri:
-        console.print(f"MLflow: {run.mlflow_uri} — compare cycles with\n"
-                      f"  videostar --config <run.yaml> compare\n"
-                      f"  mlflow ui --backend-store-uri {run.mlflow_uri}")
-    if run.rlaif:
-        _print_rlaif(run, console)
-    console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
-    for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
-        console.print(f"  cycle {k}: verified answers {verified.relative_to(run.root)}, "
-                      f"model {model.relative_to(run.root)}")
 
 
 def _print_rlaif(run: LocalRun, console: Any) -> None:
