@@ -36,7 +36,8 @@ def _condition_depth(spec: dict) -> int:
     """How deeply the cycle conditions nest: each cycle's If holds the next one."""
     depth, dag = 0, spec["root"]["dag"]
     while True:
-        conditions = [t for t in dag["tasks"].values() if "triggerPolicy" in t]
+        conditions = [t for t in dag["tasks"].values()
+                      if "triggerPolicy" in t and t["taskInfo"]["name"].startswith("cycle-")]
         if not conditions:
             return depth
         assert len(conditions) == 1
@@ -64,9 +65,39 @@ def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shard
 
 def test_condition_reads_the_previous_decision(tmp_path: Path):
     spec, _ = _compile(tmp_path, 2, 2)
-    (cond,) = [t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t]
-    assert cond["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--decide-op-Output'] == true")
+    conds = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"]
+             for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t}
+    decision = "inputs.parameter_values['pipelinechannel--decide-op-Output']"
+    assert conds == {"cycle-1": f"{decision} == true", "rlaif-after-cycle-0": f"{decision} == false"}
+
+
+@pytest.mark.parametrize("cycles", [1, 3])
+def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
+    """One RLAIF stage per place the cycles can stop: each stop branch, and after the last cycle."""
+    spec, _ = _compile(tmp_path, cycles, 2)
+    names = _task_names(spec)
+    for step in ("preferences", "reward-model", "ppo", "evaluate"):
+        assert names.count(f"rlaif-{step}") == cycles, step
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    for dag in dags:
+        tasks = {t["taskInfo"]["name"]: t for t in dag["tasks"].values()}
+        if "rlaif-ppo" in tasks:
+            ppo = tasks["rlaif-ppo"]["inputs"]["artifacts"]
+            assert ppo["reward"]["taskOutputArtifact"]["producerTask"].startswith("reward-model-op")
+            ev = tasks["rlaif-evaluate"]["inputs"]
+            assert ev["parameters"]["stage"]["runtimeValue"]["constant"] == "rlaif"
+
+
+def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
+    cfg = load_config(TINY_CONFIG)
+    cfg.rlaif.sft_model = "s3://models/sft-cycle-2"
+    spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    names = _task_names(spec)
+    assert sorted(names) == sorted(["base-model", "dataset", "sft-model", "track-start",
+                                    "rlaif-preferences", "rlaif-reward-model", "rlaif-ppo",
+                                    "rlaif-evaluate"])
+    assert spec["root"]["inputDefinitions"]["parameters"]["sft_model"]["defaultValue"] == (
+        "s3://models/sft-cycle-2")
 
 
 def test_every_sft_starts_from_the_base(tmp_path: Path):
