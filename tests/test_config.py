@@ -34,6 +34,10 @@ def test_nested_fields_and_int_to_float():
         ({"rationalize": {"hint": "no placeholder"}}, "rationalize.hint: invalid value"),
         ({"templates": {"x": "not a list"}}, "templates.x: expected a list"),
         ({"verify": []}, "verify: expected a mapping"),
+        ({"rlaif": {"ppo": {"kl_coeff": 0.2}}}, "rlaif.ppo.kl_coeff: unknown field"),
+        ({"rlaif": {"frames_per_clip": 32}}, "rlaif.frames_per_clip: invalid value"),
+        ({"rlaif": {"quantize": "8bit"}}, "rlaif.quantize: invalid value"),
+        ({"rlaif": {"reward": {"heldout_fraction": 1.0}}}, "rlaif.reward.heldout_fraction: invalid value"),
     ],
 )
 def test_bad_fields_are_named(data, message):
