@@ -40,8 +40,8 @@ RUN DS_ACCELERATOR=cuda DS_BUILD_FUSED_ADAM=1 DS_BUILD_CPU_ADAM=1 TORCH_CUDA_ARC
 # The project itself (dependencies pinned in pyproject.toml), not editable.
 COPY pyproject.toml README.md /build/
 COPY src /build/src
-RUN pip install --no-cache-dir /build \
- && python -c "import videostar, torch, deepspeed, decord, kfp; print('videostar', videostar.__name__, torch.__version__)" \
+RUN pip install --no-cache-dir "/build[gpu]" \
+ && python -c "import videostar, torch, deepspeed, decord, kfp, bitsandbytes; print('videostar', videostar.__name__, torch.__version__)" \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime ----------------------------------------------------------------------------------

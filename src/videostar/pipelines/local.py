@@ -208,7 +208,7 @@ def print_report(run: LocalRun) -> None:
 def _print_cycles(run: LocalRun, console: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Video-STaR cycles ({run.seconds:.0f} s)")
+    table = Table(title=f"Video-STaR cycles (whole pipeline: {run.seconds:.0f} s)")
     scores = sorted({k for c in run.cycles for k in c if k.endswith(".accuracy") or k.endswith(".spearman")})
     for col in ("cycle", "questions", "answer yield", "rationalized", "total yield",
                 *(k.removeprefix("eval.") for k in scores), "next"):
