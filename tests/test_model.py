@@ -90,3 +90,11 @@ def test_lora_adapter_roundtrip(random_ckpt: Path, tmp_path: Path):
 def test_missing_model_folder_is_one_clear_error(tmp_path: Path):
     with pytest.raises(VideostarError, match="model folder not found"):
         load_model(str(tmp_path / "nope"))
+
+
+def test_4bit_needs_a_gpu(tiny_base):
+    from videostar.errors import VideostarError
+    from videostar.model import load_model
+
+    with pytest.raises(VideostarError, match="only '4bit', and only on a CUDA GPU"):
+        load_model(str(tiny_base), device="cpu", quantize="4bit")

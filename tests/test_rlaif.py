@@ -40,6 +40,8 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xde\xad" * 500)
     data = tmp_path / "records.jsonl"
     write_jsonl(data, [*records, Record(**{**records[0].__dict__, "id": "bad", "video": str(corrupt)})])
+    with data.open("a") as fh:
+        fh.write('{"id": "no-label", "video": "v.mp4"}\n')  # a malformed record
     common = ["--config", str(rlaif_config)]
     prefs, rm, ppo = tmp_path / "prefs", tmp_path / "rm", tmp_path / "ppo"
 
@@ -47,7 +49,8 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
                  "--out", str(prefs)]) == 0
     metrics = json.loads((prefs / "metrics.json").read_text())
     assert metrics["prompts"] == 24 and [e["id"] for e in metrics["video_errors"]] == ["bad"]
-    assert f"video error: bad: {corrupt}: " in capsys.readouterr().err  # one line, and it went on
+    err = capsys.readouterr().err  # one line each, and the step went on
+    assert f"video error: bad: {corrupt}: " in err and f"malformed: {data}:26: " in err
     pairs = read_rows(prefs / "pairs.jsonl") + read_rows(prefs / "heldout.jsonl")
     assert len(pairs) == metrics["kept"] > 0
     held = set(json.loads((prefs / "split.json").read_text())["heldout_videos"])
@@ -65,10 +68,11 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
                  "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 0
     result = json.loads((ppo / "metrics.json").read_text())
+    assert len(result["input_errors"]) == 1 and "malformed: " in capsys.readouterr().err
     assert result["steps"] == 2 and [h["step"] for h in result["history"]] == [1, 2]
     assert sorted(p.name for p in (ppo / "checkpoints").iterdir()) == ["step-1", "step-2"]
     assert read_card(ppo / "model")["base"] == str(tiny_base)
-    assert "heldout_reward_after" in capsys.readouterr().err
+    assert result["heldout_reward_after"] == result["heldout_reward_after"]  # measured, not NaN
     # a second run never overwrites the saved policy
     assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
                  "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 1

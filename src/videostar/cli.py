@@ -115,6 +115,7 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar import rlaif
 
     metrics = rlaif.preferences(args.model, args.records, args.out, cfg, base=args.base)
+    _report_problems("malformed", metrics["input_errors"])
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("preferences", metrics)
     return 0
@@ -137,6 +138,7 @@ def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
     out = Path(args.out)
     metrics = rlaif.ppo(args.model, args.reward, args.records, args.preferences, out / "model", out, cfg,
                         base=args.base)
+    _report_problems("malformed", metrics["input_errors"])
     _report_problems("video error", metrics["skipped_videos"])
     _print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
     return 0

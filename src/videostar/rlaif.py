@@ -31,7 +31,7 @@ def split_videos(records: list[Record], fraction: float, seed: int) -> set[str]:
     return set(videos[:count])
 
 
-def _judge(cfg: RunConfig, lm: Any) -> Any:
+def _judge(cfg: RunConfig) -> Any:
     """The configured pair judge: the SFT model itself (None: the default), the labels, or a
     checkpoint of its own."""
     from videostar.model import load_model
@@ -62,7 +62,7 @@ def preferences(
     lm = load_model(model, base=base)
     sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
     pairs, counts = build_preferences(
-        lm, records, sampling, _judge(cfg, lm), cfg.rlaif.num_clips, cfg.video.num_frames,
+        lm, records, sampling, _judge(cfg), cfg.rlaif.num_clips, cfg.video.num_frames,
         cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction))
     train = [p.to_json() for p in pairs if p.video not in heldout_videos]
     heldout = [p.to_json() for p in pairs if p.video in heldout_videos]
@@ -117,7 +117,8 @@ def ppo(
     from videostar.train.align import train_ppo
 
     out_dir = Path(out_dir)
-    records = read_records(records_path)[:cfg.rlaif.prompts]
+    errors: list[str] = []
+    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
     split = json.loads((Path(preferences_dir) / SPLIT_FILE).read_text())
     held = set(split["heldout_videos"])
     train = [r for r in records if r.video not in held]
@@ -127,6 +128,7 @@ def ppo(
         result = train_ppo(model, str(reward_dir), train, heldout, model_out, out_dir, cfg.rlaif.ppo,
                            cfg.video, answer_prompt(cfg.generate.instruction), base=base,
                            quantize=cfg.rlaif.quantize, on_step=on_step, progress=progress)
+    result["input_errors"] = errors
     write_json(out_dir / "metrics.json", result)
     if tracking.enabled(cfg) and parent_run:
         tracking.log_ppo(cfg, parent_run, result, str(model_out))
