@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from videostar.config import DEFAULT_TEMPLATES, GenerateConfig
+from videostar.config import GenerateConfig
 from videostar.data.records import Record, read_records, write_json
 from videostar.data.synthetic import build_synthetic
 from videostar.model import LoadedModel, load_model
-from videostar.star.generate import answer_prompt, generate_batch
+from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
+from videostar.star.generate import generate_batch
 from videostar.video import read_frames
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -56,7 +56,7 @@ def colour_preferences(records: Path) -> list:
 
     from videostar.data.records import read_rows
     from videostar.data.synthetic import COLOURS
-    from videostar.train.reward import Pair
+    from videostar.rlaif.reward import Pair
 
     rng = random.Random(0)
     out = []
@@ -72,14 +72,14 @@ def colour_preferences(records: Path) -> list:
 @pytest.fixture(scope="session")
 def colour_reward_model(tiny_base: Path, synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """A reward model trained on 32 colour preferences (first 32 videos) -> (folder, metrics)."""
-    from videostar.config import LoraConfig, VideoConfig
-    from videostar.train.reward import train_reward_model
+    from videostar.config import LoraConfig, RewardConfig, VideoConfig
+    from videostar.rlaif.reward import train_reward_model
 
     prefs = colour_preferences(synthetic_data)
     out = tmp_path_factory.mktemp("reward") / "model"
-    metrics = train_reward_model(str(tiny_base), prefs[:32], prefs[32:], out,
-                                 LoraConfig(r=8, alpha=16, dropout=0.0), VideoConfig(num_frames=8),
-                                 lr=3e-3, epochs=8, batch_size=4, seed=0, progress=False)
+    cfg = RewardConfig(lr=3e-3, epochs=8, batch_size=4, seed=0, lora=LoraConfig(r=8, alpha=16, dropout=0.0))
+    metrics = train_reward_model(str(tiny_base), prefs[:32], prefs[32:], out, cfg,
+                                 VideoConfig(num_frames=8), progress=False)
     return out, metrics
 
 

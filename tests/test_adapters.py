@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videostar.config import DEFAULT_TEMPLATES
 from videostar.data import kinetics700
 from videostar.data.activitynet import build_activitynet
 from videostar.data.finediving import build_finediving
 from videostar.data.kinetics700 import build_kinetics700
 from videostar.data.records import AdapterResult, read_records, write_jsonl
 from videostar.errors import RecordError, VideoError
+from videostar.prompts import DEFAULT_TEMPLATES
 
 TEMPLATES = DEFAULT_TEMPLATES
 

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from videostar.config import Images, load_config
-from videostar.manifests import (
+from manifest_policy import (
     K8S_VERSION,
     find_kustomize,
     image_problem,
@@ -26,6 +24,8 @@ from videostar.manifests import (
     unvalidated,
     validate,
 )
+
+from videostar.config import Images, load_config
 
 ROOT = repo_root()
 MANIFESTS = ROOT / "manifests"

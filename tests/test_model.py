@@ -29,7 +29,7 @@ def test_checkpoint_loads_through_auto_classes(random_ckpt: Path):
     model = AutoModelForImageTextToText.from_pretrained(random_ckpt)
     assert 100_000 < sum(p.numel() for p in model.parameters()) < 1_000_000
     lm = load_model(str(random_ckpt))
-    assert lm.base == str(random_ckpt) and read_card(random_ckpt)["kind"] == "pretrained"
+    assert lm.tuned_from == str(random_ckpt) and read_card(random_ckpt)["kind"] == "pretrained"
 
 
 def test_eight_frames_give_sixteen_video_tokens(random_ckpt: Path):
@@ -81,7 +81,7 @@ def test_lora_adapter_roundtrip(random_ckpt: Path, tmp_path: Path):
     card = read_card(tmp_path / "adapter")
     assert card == {"kind": "lora", "base": str(random_ckpt)}
     merged = load_model(str(tmp_path / "adapter"))
-    assert merged.base == str(random_ckpt)
+    assert merged.tuned_from == str(random_ckpt)
     assert torch.allclose(merged.model(**enc).logits, expected, atol=1e-4)
     with pytest.raises(VideostarError, match="refusing to overwrite"):
         save_model(lm, tmp_path / "adapter", "lora", {})

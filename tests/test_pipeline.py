@@ -8,14 +8,16 @@ import pytest
 import yaml
 from conftest import S3_ENV, TINY_CONFIG, free_port
 from kfp import dsl
+from videostar.components import build_components
+from videostar.pipelines.local import collect
+from videostar.pipelines.submit import compile_pipeline
 
+from videostar import layout
 from videostar.cli import main
 from videostar.config import load_config
 from videostar.data.records import read_records, write_jsonl
 from videostar.data.synthetic import write_kinetics_split
-from videostar.pipelines.components import build_components
-from videostar.pipelines.local import collect
-from videostar.pipelines.submit import compile_pipeline
+from videostar.model import MODEL_CARD
 
 
 def _compile(tmp_path: Path, cycles: int, shards: int, **pipeline) -> tuple[dict, dict]:
@@ -32,17 +34,21 @@ def _task_names(spec: dict) -> list[str]:
     return [t["taskInfo"]["name"] for dag in dags for t in dag["tasks"].values()]
 
 
-def _condition_depth(spec: dict) -> int:
-    """How deeply the cycle conditions nest: each cycle's If holds the next one."""
-    depth, dag = 0, spec["root"]["dag"]
+def _cycle_chain(spec: dict) -> list[str]:
+    """The cycle sub-pipelines from the root down: each cycle's graph holds the next one inside
+    its continue condition."""
+    (first,) = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "cycle 0"]
+    chain = [first["componentRef"]["name"]]
     while True:
+        dag = spec["components"][chain[-1]]["dag"]
         conditions = [t for t in dag["tasks"].values()
-                      if "triggerPolicy" in t and t["taskInfo"]["name"].startswith("cycle-")]
+                      if t["taskInfo"]["name"].startswith("continue-after-cycle-")]
         if not conditions:
-            return depth
-        assert len(conditions) == 1
-        depth += 1
-        dag = spec["components"][conditions[0]["componentRef"]["name"]]["dag"]
+            return chain
+        (cond,) = conditions
+        inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"].values()
+        (nxt,) = [t for t in inner if t["taskInfo"]["name"] == f"cycle {len(chain)}"]
+        chain.append(nxt["componentRef"]["name"])
 
 
 @pytest.mark.parametrize(("cycles", "shards"), [(1, 1), (3, 2), (10, 16)])
@@ -53,12 +59,10 @@ def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shard
         for step in ("generate", "verify", "rationalize", "sft", "decide"):
             assert names.count(f"cycle-{k}-{step}") == 1, (k, step)
     assert f"cycle-{cycles}-generate" not in names
-    assert _condition_depth(spec) == cycles - 1
+    assert _cycle_chain(spec) == [f"comp-cycle-{k}" for k in range(cycles)]  # one sub-graph per cycle
     loops = [c["dag"]["tasks"] for c in spec["components"].values() if "dag" in c]
     iterators = [t["parameterIterator"] for tasks in loops for t in tasks.values()
                  if "parameterIterator" in t]
-    iterators += [t["parameterIterator"] for t in spec["root"]["dag"]["tasks"].values()
-                  if "parameterIterator" in t]
     assert len(iterators) == 2 * cycles
     assert all(json.loads(it["items"]["raw"]) == list(range(shards)) for it in iterators)
 
@@ -66,9 +70,10 @@ def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shard
 def test_condition_reads_the_previous_decision(tmp_path: Path):
     spec, _ = _compile(tmp_path, 2, 2)
     conds = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"]
-             for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t}
-    decision = "inputs.parameter_values['pipelinechannel--decide-op-Output']"
-    assert conds == {"cycle-1": f"{decision} == true", "rlaif-after-cycle-0": f"{decision} == false"}
+             for t in spec["components"]["comp-cycle-0"]["dag"]["tasks"].values() if "triggerPolicy" in t}
+    decision = "inputs.parameter_values['pipelinechannel--decide-Output']"
+    assert conds == {"continue-after-cycle-0": f"{decision} == true",
+                     "stop-after-cycle-0": f"{decision} == false"}
 
 
 @pytest.mark.parametrize("cycles", [1, 3])
@@ -76,6 +81,7 @@ def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
     """One RLAIF stage per place the cycles can stop: each stop branch, and after the last cycle."""
     spec, _ = _compile(tmp_path, cycles, 2)
     names = _task_names(spec)
+    assert names.count("VLM-RLAIF") == cycles  # the stage's sub-graph, once per stop branch
     for step in ("preferences", "reward-model", "ppo", "evaluate"):
         assert names.count(f"rlaif-{step}") == cycles, step
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
@@ -83,7 +89,7 @@ def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
         tasks = {t["taskInfo"]["name"]: t for t in dag["tasks"].values()}
         if "rlaif-ppo" in tasks:
             ppo = tasks["rlaif-ppo"]["inputs"]["artifacts"]
-            assert ppo["reward"]["taskOutputArtifact"]["producerTask"].startswith("reward-model-op")
+            assert ppo["reward"]["taskOutputArtifact"]["producerTask"].startswith("reward-model")
             ev = tasks["rlaif-evaluate"]["inputs"]
             assert ev["parameters"]["stage"]["runtimeValue"]["constant"] == "rlaif"
 
@@ -93,7 +99,7 @@ def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
     cfg.rlaif.sft_model = "s3://models/sft-cycle-2"
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     names = _task_names(spec)
-    assert sorted(names) == sorted(["base-model", "dataset", "sft-model", "track-start",
+    assert sorted(names) == sorted(["base-model", "dataset", "sft-model", "track-start", "VLM-RLAIF",
                                     "rlaif-preferences", "rlaif-reward-model", "rlaif-ppo",
                                     "rlaif-evaluate"])
     assert spec["root"]["inputDefinitions"]["parameters"]["sft_model"]["defaultValue"] == (
@@ -101,23 +107,28 @@ def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
 
 
 def test_every_sft_starts_from_the_base(tmp_path: Path):
+    """Each cycle's SFT reads its graph's base_model input, which is the imported base model
+    handed down unchanged from cycle to cycle."""
     spec, _ = _compile(tmp_path, 3, 2)
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
     sfts = [t for dag in dags for t in dag["tasks"].values() if t["taskInfo"]["name"].endswith("-sft")]
     assert len(sfts) == 3
     for task in sfts:
-        base = task["inputs"]["artifacts"]["base"]
-        assert base in ({"taskOutputArtifact": {"outputArtifactKey": "artifact", "producerTask": "importer"}},
-                        {"componentInputArtifact": "pipelinechannel--importer-artifact"})
+        assert task["inputs"]["artifacts"]["base_model"] == {"componentInputArtifact": "base_model"}
+    cycles = [t for dag in dags for t in dag["tasks"].values() if t["taskInfo"]["name"].startswith("cycle ")]
+    for task in cycles:
+        assert task["inputs"]["artifacts"]["base_model"] in (
+            {"taskOutputArtifact": {"outputArtifactKey": "artifact", "producerTask": "importer"}},
+            {"componentInputArtifact": "pipelinechannel--base_model"})
 
 
 def test_gpu_scheduling_lands_in_the_platform_spec(tmp_path: Path):
     spec, executors = _compile(tmp_path, 2, 4, pvc="videostar-data")
-    resources = spec["deploymentSpec"]["executors"]["exec-generate-op"]["container"]["resources"]
+    resources = spec["deploymentSpec"]["executors"]["exec-generate"]["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "1"
     assert resources["resourceMemoryLimit"] == "64Gi"
-    gen = executors["exec-generate-op"]
+    gen = executors["exec-generate"]
     assert gen["nodeSelector"]["labels"] == {"videostar.ai/pool": "gpu"}
     assert gen["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert gen["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
@@ -125,10 +136,10 @@ def test_gpu_scheduling_lands_in_the_platform_spec(tmp_path: Path):
     assert gen["pvcMount"][0]["mountPath"] == "/data"
     secrets = {s["secretName"]: s for s in gen["secretAsEnv"]}
     assert {"videostar-s3", "videostar-mlflow"} <= set(secrets)
-    verify = executors["exec-verify-op"]
+    verify = executors["exec-verify"]
     assert verify["nodeSelector"]["labels"] == {"videostar.ai/pool": "cpu"}
     assert "tolerations" not in verify
-    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-verify-op"]["container"].get(
+    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-verify"]["container"].get(
         "resources", {})
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()
               if "container" in e}
@@ -167,6 +178,8 @@ def _artifact(cls, path: Path):
 def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_data: Path):
     ops = build_components(load_config(TINY_CONFIG).pipeline.images)
     config = json.dumps({"decide": {"max_cycles": 3}})
+    start = tmp_path / "start"
+    ops.start.python_func(config=config, pipeline_run="r", out=_artifact(dsl.Dataset, start))
     shards = []
     for i, rec in enumerate(read_records(synthetic_data)[:4]):
         shard = tmp_path / f"gen{i}"
@@ -181,15 +194,20 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
     rat.mkdir()
     (rat / "metrics.json").write_text(json.dumps({"passed": 1, "per_label_type": {}}))
     dec_out = tmp_path / "decide"
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / layout.METRICS).write_text(json.dumps({"step": "sft", "train_loss": 1.0}))
     common = {"parent_run": "", "training": _artifact(dsl.Dataset, tmp_path / "sft"),
-              "model": _artifact(dsl.Model, tmp_path / "model")}  # read only when tracking is on
+              "model": _artifact(dsl.Model, tmp_path / "model")}
     go_on = ops.decide.python_func(config=config, cycle=0, verification=_artifact(dsl.Dataset, ver_out),
                                    rationales=[_artifact(dsl.Dataset, rat)],
                                    out=_artifact(dsl.Dataset, dec_out),
-                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"), **common)
+                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"),
+                                   previous=_artifact(dsl.Dataset, start), **common)
     assert go_on is True
     history = json.loads((dec_out / "history.json").read_text())
     assert [h["total_yield"] for h in history] == [0.75]
+    produced = json.loads((dec_out / layout.CYCLE).read_text())
+    assert produced["training_files"] == [str(ver_out / layout.VERIFIED), str(rat / layout.VERIFIED)]
     go_on = ops.decide.python_func(config=config, cycle=1, verification=_artifact(dsl.Dataset, ver_out),
                                    rationales=[_artifact(dsl.Dataset, rat)],
                                    out=_artifact(dsl.Dataset, tmp_path / "decide2"),
@@ -213,7 +231,8 @@ def test_pipeline_runs_locally_with_tracking(
     tiny["decide"]["max_cycles"] = 2
     tiny["rlaif"]["ppo"] |= {"steps": 3, "save_every": 0}
     tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "pipeline-test",
-                        "registered_model": "pipeline-test-sft", "store": "s3://videostar-runs"}
+                        "registered_model": "pipeline-test-sft", "registered_policy": "pipeline-test-policy",
+                        "store": "s3://videostar-runs"}
     heldout = write_kinetics_split(tmp_path / "heldout", 6, seed=1)
     tiny["evaluation"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
     config.write_text(yaml.safe_dump(tiny))
@@ -224,16 +243,17 @@ def test_pipeline_runs_locally_with_tracking(
     assert run.cycles[1]["answer_yield"] > run.cycles[0]["answer_yield"]
     assert len(run.models) == 2
     for model in run.models:
-        card = json.loads((model / "videostar_model.json").read_text())
+        card = json.loads((model / MODEL_CARD).read_text())
         assert card["kind"] == "lora" and Path(card["base"]).name == tiny_base.name
-    shard_answers = sorted(run_dir.glob("for-loop-*-iteration-*/generate-op*/out/answers.jsonl"))
-    assert len(shard_answers) == 4  # 2 shards x 2 cycles
+    assert len(list(run_dir.rglob(layout.ANSWERS))) == 4  # 2 shards x 2 cycles
     out = capsys.readouterr().out
     assert "answer yield" in out and str(run_dir) in out and mlflow_server in out
 
     assert all("eval.kinetics700.accuracy" in c for c in run.cycles)
-    baseline = json.loads(next(run_dir.glob("evaluate-op/out/scores.json")).read_text())
-    assert baseline["cycle"] == -1 and "eval.kinetics700.accuracy" in baseline["scores"]
+    stages = [json.loads(p.read_text()) for p in run_dir.rglob(layout.SCORES)]
+    assert sorted((s["stage"], s["cycle"]) for s in stages if s["stage"] != "rlaif") == [
+        ("baseline", None), ("cycle", 0), ("cycle", 1)]
+    assert "eval.kinetics700.accuracy" in run.baseline
     _check_rlaif(run, tiny_base)
     _check_mlflow(mlflow_server, run.cycles, run.rlaif)
     assert main(["--config", str(config), "compare"]) == 0
@@ -245,12 +265,12 @@ def _check_rlaif(run, tiny_base: Path) -> None:
     """The stage ran after the last cycle, on its model; pairs, both models and scores are there."""
     r = run.rlaif
     assert r["preferences"]["kept"] == r["preferences"]["train_pairs"] + r["preferences"]["heldout_pairs"] > 0
-    pairs = [json.loads(line) for line in next(run.root.rglob("preferences-op*/out/pairs.jsonl")).open()]
+    pairs = [json.loads(line) for line in next(run.root.rglob(layout.PAIRS)).open()]
     assert pairs and {"prompt", "chosen", "rejected", "narrative", "judge_outputs"} <= set(pairs[0])
     assert pairs[0]["narrative"].startswith("Clip 1: ")
-    rm_card = json.loads(next(run.root.rglob("reward-model-op*/reward/videostar_model.json")).read_text())
-    policy = next(run.root.rglob("ppo-op*/policy"))
-    card = json.loads((policy / "videostar_model.json").read_text())
+    (rm_card,) = [c for c in map(lambda p: json.loads(p.read_text()), run.root.rglob(MODEL_CARD))
+                  if c["kind"] == "reward"]
+    card = json.loads((Path(r["ppo"]["model"]) / MODEL_CARD).read_text())
     assert rm_card["kind"] == "reward" and card["kind"] == "lora"
     assert card["base"] == rm_card["base"] == str(run.models[-1])  # the last cycle's model
     assert r["ppo"]["steps"] == 3 and r["reward"]["heldout_accuracy"] is not None
@@ -285,8 +305,8 @@ def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict) -> None:
         assert json.loads(ds.dataset.source)["uri"].startswith("s3://videostar-runs/runs/")
     _check_mlflow_rlaif(client, parent, aligned, rlaif)
     versions = client.search_model_versions("name = 'pipeline-test-sft'")
-    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
-    assert client.get_model_version_by_alias("pipeline-test-sft", "aligned").tags["stage"] == "rlaif"
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert client.get_model_version_by_alias("pipeline-test-policy", "aligned").tags["stage"] == "rlaif"
     assert client.get_model_version_by_alias("pipeline-test-sft", "candidate").version == "2"
     best = max(cycles, key=lambda c: c["answer_yield"])["cycle"]
     assert client.get_model_version_by_alias("pipeline-test-sft", "champion").tags["cycle"] == str(best)

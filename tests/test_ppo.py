@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from videostar.train.ppo import (
+from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
     kl_penalty,
@@ -118,8 +118,8 @@ def _trainer(tiny_base: Path, reward, **cfg):
     """A policy on the tiny base with a fresh value model (its own copy, zero head)."""
     from videostar.config import LoraConfig, PPOConfig
     from videostar.model import add_lora, load_model
-    from videostar.train.ppo import PPOTrainer
-    from videostar.train.reward import RewardModel
+    from videostar.rlaif.ppo import PPOTrainer
+    from videostar.rlaif.reward import RewardModel
 
     torch.manual_seed(0)
     lora = LoraConfig(r=8, alpha=16, dropout=0.0)
@@ -134,7 +134,7 @@ def _trainer(tiny_base: Path, reward, **cfg):
 def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward_model, synthetic_data):
     from conftest import colour_preferences
 
-    from videostar.train.reward import load_reward_and_value
+    from videostar.rlaif.reward import load_reward_and_value
     from videostar.video import read_frames
 
     path, _ = colour_reward_model
@@ -161,7 +161,7 @@ def test_ppo_against_the_reward_model_raises_held_out_reward(
 ) -> None:
     from videostar.config import LoraConfig, PPOConfig, VideoConfig
     from videostar.model import load_model, read_card
-    from videostar.train.align import train_ppo
+    from videostar.rlaif.ppo import train_ppo
 
     recs, _ = _colour_data(synthetic_data)
     rm_path, _ = colour_reward_model
@@ -188,7 +188,7 @@ def test_ppo_run_resumes_from_its_last_checkpoint(
     tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
 ) -> None:
     from videostar.config import LoraConfig, PPOConfig, VideoConfig
-    from videostar.train.align import train_ppo
+    from videostar.rlaif.ppo import train_ppo
 
     recs, _ = _colour_data(synthetic_data)
     rm_path, _ = colour_reward_model

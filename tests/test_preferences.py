@@ -8,7 +8,7 @@ import pytest
 from videostar.config import GenerateConfig, VerifyConfig
 from videostar.data.records import Record, read_records
 from videostar.model import load_model
-from videostar.train.preferences import (
+from videostar.rlaif.preferences import (
     both_orders,
     build_preferences,
     judge_pair,

@@ -12,7 +12,7 @@ from conftest import colour_preferences
 
 from videostar.config import LoraConfig, VideoConfig
 from videostar.model import add_lora, load_model, read_card
-from videostar.train.reward import (
+from videostar.rlaif.reward import (
     HEAD_FILE,
     Pair,
     RewardModel,
@@ -96,7 +96,7 @@ def test_trained_reward_model_prefers_true_colour_and_reloads(
     scores = loaded.score(prompts * 2, responses, frames * 2, batch_size=3)
     assert scores.shape == (8,) and bool((scores[:4] > scores[4:]).all())
     # Same scores from a second load given the base explicitly (as a pipeline step would).
-    again = load_reward_model(out, base=str(tiny_base)).score(prompts * 2, responses, frames * 2)
+    again = load_reward_model(out, adapter_base=str(tiny_base)).score(prompts * 2, responses, frames * 2)
     torch.testing.assert_close(scores, again)
     assert np.isfinite(scores.numpy()).all()
 

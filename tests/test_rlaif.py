@@ -10,7 +10,7 @@ from conftest import TINY_CONFIG
 from videostar.cli import main
 from videostar.data.records import Record, read_records, read_rows, write_jsonl
 from videostar.model import read_card
-from videostar.rlaif import split_videos
+from videostar.rlaif.steps import split_videos
 
 
 def test_split_holds_out_whole_videos():

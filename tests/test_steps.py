@@ -10,9 +10,10 @@ from videostar.cli import main
 from videostar.config import DecideConfig, load_config
 from videostar.data.records import Record, read_records, read_rows, write_jsonl
 from videostar.errors import VideostarError
-from videostar.star.cycle import cycle_summary, decide
-from videostar.star.rationalize import hint_prompt, label_text, strip_hint
-from videostar.train.sft import _order, examples_from_rows, sft
+from videostar.prompts import hint_prompt, label_text
+from videostar.star.decide import decide, summarize_cycle
+from videostar.star.rationalize import strip_hint
+from videostar.star.sft import _order, examples_from_rows, sft
 
 
 @pytest.fixture()
@@ -112,11 +113,11 @@ def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, t
             cfg.generate.instruction, progress=False)
 
 
-def test_cycle_summary_yields():
+def test_summarize_cycle_yields():
     verify = {"total": 10, "passed": 4, "per_label_type": {"class": {"total": 10, "passed": 4}}}
     shards = [{"passed": 2, "per_label_type": {"class": {"passed": 2}}},
               {"passed": 1, "per_label_type": {"class": {"passed": 1}}}]
-    s = cycle_summary(2, verify, shards)
+    s = summarize_cycle(2, verify, shards)
     assert (s["answer_yield"], s["rationalization_yield"], s["total_yield"]) == (0.4, 0.5, 0.7)
     assert s["per_label_type"]["class"] == {"total": 10, "answer_yield": 0.4, "total_yield": 0.7}
 

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from videostar import steps
+from videostar import layout
 from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError
+from videostar.star import steps
 from videostar.terminal import console
 
 
@@ -36,11 +37,11 @@ def _report_problems(label: str, items: list[Any]) -> None:
 
 
 def _write_dataset(result: AdapterResult, out: Path) -> int:
-    write_jsonl(out / "records.jsonl", result.records)
+    write_jsonl(out / layout.RECORDS, result.records)
     write_json(out / "summary.json", result.summary())
     _report_problems("missing video", result.missing)
     _report_problems("malformed", result.errors)
-    print(f"{len(result.records)} records -> {out / 'records.jsonl'} "
+    print(f"{len(result.records)} records -> {out / layout.RECORDS} "
           f"({len(result.missing)} missing videos, {len(result.errors)} malformed)")
     return 0
 
@@ -98,23 +99,23 @@ def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
 def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
     metrics = steps.rationalize(args.model, args.rejected, args.out, cfg, args.base, args.shard,
                                 args.num_shards)
-    _report_problems("video error", metrics["generation"]["video_errors"])
+    _report_problems("video error", metrics["video_errors"])
     _print_metrics("rationalize", metrics)
     return 0
 
 
 def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
     out = Path(args.out)
-    metrics = steps.sft(args.base, args.data, out / "model", out / "metrics.json", cfg)
-    _report_problems("video error", metrics["skipped_videos"])
+    metrics = steps.sft(args.base, args.data, out / "model", out / layout.METRICS, cfg)
+    _report_problems("video error", metrics["video_errors"])
     _print_metrics("sft", metrics)
     return 0
 
 
 def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar import rlaif
+    from videostar.rlaif import steps as rlaif
 
-    metrics = rlaif.preferences(args.model, args.records, args.out, cfg, base=args.base)
+    metrics = rlaif.preferences(args.model, args.records, args.out, cfg, adapter_base=args.base)
     _report_problems("malformed", metrics["input_errors"])
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("preferences", metrics)
@@ -122,41 +123,41 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_reward(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar import rlaif
+    from videostar.rlaif import steps as rlaif
 
     out = Path(args.out)
-    metrics = rlaif.reward_model(args.model, args.preferences, out / "model", out / "metrics.json", cfg,
-                                 base=args.base)
-    _report_problems("video error", metrics["skipped_videos"])
+    metrics = rlaif.reward_model(args.model, args.preferences, out / "model", out / layout.METRICS, cfg,
+                                 adapter_base=args.base)
+    _report_problems("video error", metrics["video_errors"])
     _print_metrics("reward model", {k: v for k, v in metrics.items() if k != "loss_history"})
     return 0
 
 
 def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar import rlaif
+    from videostar.rlaif import steps as rlaif
 
     out = Path(args.out)
     metrics = rlaif.ppo(args.model, args.reward, args.records, args.preferences, out / "model", out, cfg,
-                        base=args.base)
+                        adapter_base=args.base)
     _report_problems("malformed", metrics["input_errors"])
-    _report_problems("video error", metrics["skipped_videos"])
+    _report_problems("video error", metrics["video_errors"])
     _print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
     return 0
 
 
 def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.star.cycle import cycle_summary
+    from videostar.star.decide import summarize_cycle
 
     verify = json.loads(Path(args.verify).read_text())
     shards = [json.loads(Path(p).read_text()) for p in args.rationalize]
-    summary = cycle_summary(args.cycle, verify, shards)
+    summary = summarize_cycle(args.cycle, verify, shards)
     write_json(args.out, summary)
     _print_metrics(f"cycle {args.cycle}", summary)
     return 0
 
 
 def cmd_decide(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.star.cycle import decide
+    from videostar.star.decide import decide
 
     history = [json.loads(Path(p).read_text()) for p in args.history]
     decision = decide(history, cfg.decide)
@@ -199,7 +200,7 @@ def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
     suite = EvalSuite(args.suite, data, getattr(args, "split", None))
     if args.limit is not None:
         cfg.evaluation.limit = args.limit
-    print_report(steps.evaluate_suite(load_model(args.model, base=args.base), suite, args.out, cfg))
+    print_report(steps.evaluate_suite(load_model(args.model, adapter_base=args.base), suite, args.out, cfg))
     return 0
 
 

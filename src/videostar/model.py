@@ -30,7 +30,8 @@ class LoadedModel:
     model: Any
     processor: Any
     source: str
-    base: str
+    tuned_from: str
+    """What the weights were tuned from (the model card's ``base``); the model itself when pretrained."""
 
     @property
     def tokenizer(self) -> Any:
@@ -140,11 +141,11 @@ def _quantization(quantize: str | None, device: str, dtype: torch.dtype) -> dict
 
 def load_model(
     uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True,
-    base: str | None = None, quantize: str | None = None,
+    adapter_base: str | None = None, quantize: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint folder: a pretrained model, full SFT weights, or a LoRA adapter.
 
-    An adapter is applied to the base named in its model card, or to ``base`` when given (a
+    An adapter is applied to the base named in its model card, or to ``adapter_base`` when given (a
     pipeline step receives the base as its own input, at a path of its own); ``merge`` folds
     the adapter into the weights, which is what generation wants (no per-token overhead). A
     base that is itself an adapter (a PPO policy on a LoRA SFT model) is merged first.
@@ -160,7 +161,7 @@ def load_model(
     if card["kind"] == "lora":
         from peft import PeftModel
 
-        base_lm = load_model(base or card["base"], device, dtype, merge=True, quantize=quantize)
+        base_lm = load_model(adapter_base or card["base"], device, dtype, merge=True, quantize=quantize)
         model = PeftModel.from_pretrained(base_lm.model, path)
         if merge:
             model = model.merge_and_unload()
@@ -172,8 +173,8 @@ def load_model(
         raise VideostarError(f"{uri}: cannot load model ({exc})") from exc
     if not quant:
         model.to(device)
-    base = card["base"] if card["kind"] == "full" else str(uri)
-    return LoadedModel(model.eval(), processor, str(uri), base)
+    tuned_from = card["base"] if card["kind"] == "full" else str(uri)
+    return LoadedModel(model.eval(), processor, str(uri), tuned_from)
 
 
 def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
@@ -187,7 +188,7 @@ def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=cfg.targets)
-    return LoadedModel(get_peft_model(model, peft_cfg), lm.processor, lm.source, lm.base)
+    return LoadedModel(get_peft_model(model, peft_cfg), lm.processor, lm.source, lm.tuned_from)
 
 
 def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any]) -> Path:
@@ -206,7 +207,7 @@ def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any
     try:
         lm.model.save_pretrained(tmp)
         lm.processor.save_pretrained(tmp)
-        card = {"kind": kind, "base": lm.base, **extra}
+        card = {"kind": kind, "base": lm.tuned_from, **extra}
         (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
         tmp.rename(out)
     except BaseException:

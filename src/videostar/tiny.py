@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from videostar.config import (
-    DEFAULT_TEMPLATES,
     GenerateConfig,
     LoraConfig,
     RationalizeConfig,
@@ -33,6 +32,7 @@ from videostar.data.synthetic import (
     build_synthetic,
 )
 from videostar.model import LoadedModel, save_model
+from videostar.prompts import DEFAULT_TEMPLATES
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                   "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -137,9 +137,8 @@ def build_tiny(
     ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
     of about half on synthetic recognition questions.
     """
-    from videostar.star.generate import answer_prompt
-    from videostar.star.rationalize import hint_prompt
-    from videostar.train.sft import Example, train
+    from videostar.prompts import answer_prompt, hint_prompt
+    from videostar.star.sft import Example, train
 
     lm = build_random(seed)
     rng = random.Random(seed)

@@ -5,7 +5,8 @@ present), one nested run per cycle. Per cycle: yields and training metrics (``st
 the cycle run and on the parent, so the parent's charts show the trend), the training data as an
 MLflow dataset whose source is its object-store URI, the adapter as a registered model version
 aliased ``candidate``, ``champion`` moved to the best cycle, and plots of the history.
-Components call these functions; they hold no logging code of their own.
+Steps log through a :class:`Tracker` (a :class:`NullTracker` when tracking is off); they hold no
+logging code of their own.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from typing import Any
 
 from videostar.config import RunConfig, TrackingConfig
 from videostar.errors import VideostarError, first_line
+from videostar.layout import BASELINE, RLAIF
 from videostar.store import Store, open_store, scoped_key
 
 PARENT_TAG = "videostar.pipeline_run"
 CYCLE_TAG = "videostar.cycle"
-RLAIF = "rlaif"
-"""The ``CYCLE_TAG`` value (and name) of the RLAIF stage's nested run, after the cycles."""
 
 # An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -195,12 +195,12 @@ def _log_dataset(cfg: RunConfig, client: Any, run_id: str, key: str, name: str, 
     return uri
 
 
-def _new_version(cfg: RunConfig, client: Any, run_id: str, model_dir: str, alias: str,
+def _new_version(name: str, client: Any, run_id: str, model_dir: str, alias: str,
                  tags: dict[str, str]) -> str:
-    """Log the adapter as the run's ``adapter`` artifact, register it, and point ``alias`` at it."""
+    """Log the adapter as the run's ``adapter`` artifact, register it as a version of ``name``,
+    and point ``alias`` at it."""
     from mlflow.exceptions import MlflowException
 
-    name = cfg.tracking.registered_model
     client.log_artifacts(run_id, model_dir, "adapter")
     source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
     with contextlib.suppress(MlflowException):
@@ -215,7 +215,7 @@ def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
     """A version aliased ``candidate``; ``champion`` moves to the best cycle."""
     name = cfg.tracking.registered_model
     cycle = history[-1]["cycle"]
-    version = _new_version(cfg, client, run_id, model_dir, "candidate", {"cycle": str(cycle)})
+    version = _new_version(name, client, run_id, model_dir, "candidate", {"cycle": str(cycle)})
     metric = cfg.decide.metric
     best = max(history, key=lambda h: h.get(metric, float("-inf")))
     if best["cycle"] == cycle:
@@ -273,12 +273,14 @@ def ppo_logger(cfg: RunConfig, run_id: str) -> Any:
 
 
 def log_ppo(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> str:
-    """Reward before/after, the aligned adapter as a registered version aliased ``aligned``,
+    """Reward before/after, the PPO policy as a version of ``tracking.registered_policy`` aliased
+    ``aligned``,
     the reward and KL curves as a plot; then the RLAIF run and the parent are closed."""
     client = _client(cfg.tracking)
     run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
     _log_on_both(client, run_id, parent, _numbers(result, "ppo."))
-    version = _new_version(cfg, client, run_id, model_dir, "aligned", {"stage": RLAIF})
+    version = _new_version(cfg.tracking.registered_policy, client, run_id, model_dir, "aligned",
+                           {"stage": RLAIF})
     _plot_steps(client, parent, "ppo_curves.png", [
         ("reward per PPO step", "reward", [(h["step"], h["reward"]) for h in result["history"]]),
         ("KL to the SFT model", "KL", [(h["step"], h["kl"]) for h in result["history"]]),
@@ -346,23 +348,24 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_scores(cfg: RunConfig, parent: str, cycle: int | str, scores: dict[str, float]) -> None:
+def log_scores(cfg: RunConfig, parent: str, stage: str, cycle: int | None,
+               scores: dict[str, float]) -> None:
     """Benchmark numbers: the base model's on the parent (``baseline.*``), a cycle's on its run,
     the PPO policy's on the RLAIF run and on the parent (``rlaif.*``)."""
     client = _client(cfg.tracking)
-    if cycle == RLAIF:
+    if stage == RLAIF:
         run_id = cycle_run(cfg, parent, RLAIF, {})
         for key, value in scores.items():
             client.log_metric(run_id, key, value)
             client.log_metric(parent, f"rlaif.{key}", value)
         return
-    if int(cycle) < 0:
+    if stage == BASELINE:
         for key, value in scores.items():
             client.log_metric(parent, f"baseline.{key}", value)
         return
     run_id = cycle_run(cfg, parent, cycle, {})
     for key, value in scores.items():
-        client.log_metric(run_id, key, value, step=int(cycle))
+        client.log_metric(run_id, key, value, step=cycle)
 
 
 def finish(cfg: RunConfig, parent: str) -> None:
@@ -386,3 +389,76 @@ def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str,
     rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
             for r in cycles if r.data.tags.get(CYCLE_TAG, "").isdigit()]
     return parent, sorted(rows, key=lambda r: r["cycle"])
+
+
+class Tracker:
+    """The MLflow logging of one pipeline run, handed to the steps.
+
+    Steps call it unconditionally: :func:`tracker` gives a :class:`NullTracker` when tracking is
+    off or the step has no parent run, so no step needs an ``if enabled`` guard.
+    """
+
+    def __init__(self, cfg: RunConfig, parent: str) -> None:
+        self.cfg, self.parent = cfg, parent
+        self.tags = {"dataset": cfg.pipeline.dataset, "base_model": cfg.pipeline.base_model}
+
+    def _tags(self, cycle: int | str) -> dict[str, str]:
+        return self.tags | {"stage": RLAIF} if cycle == RLAIF else self.tags
+
+    def step_run(self, cycle: int | str) -> contextlib.AbstractContextManager[str | None]:
+        """The cycle's (or RLAIF's) run, active while a step trains: yields its id."""
+        return step_run(self.cfg, self.parent, cycle, self._tags(cycle))
+
+    def log_cycle(self, summary: dict[str, Any], sft: dict[str, Any], training_files: list[str],
+                  model_dir: str, history: list[dict[str, Any]]) -> None:
+        log_cycle(self.cfg, self.parent, summary, sft, training_files, model_dir, history,
+                  self._tags(summary["cycle"]))
+
+    def log_scores(self, stage: str, cycle: int | None, scores: dict[str, float]) -> None:
+        log_scores(self.cfg, self.parent, stage, cycle, scores)
+
+    def log_preferences(self, metrics: dict[str, Any], files: list[Path]) -> None:
+        log_preferences(self.cfg, self.parent, metrics, files)
+
+    def log_reward_model(self, result: dict[str, Any], model_dir: str) -> None:
+        log_reward_model(self.cfg, self.parent, result, model_dir)
+
+    def ppo_logger(self, run_id: str | None) -> Any:
+        """``train_ppo``'s per-step callback (None outside an active RLAIF run)."""
+        return ppo_logger(self.cfg, run_id) if run_id else None
+
+    def log_ppo(self, result: dict[str, Any], model_dir: str) -> None:
+        log_ppo(self.cfg, self.parent, result, model_dir)
+
+    def finish(self) -> None:
+        finish(self.cfg, self.parent)
+
+
+class NullTracker(Tracker):
+    """Tracking off: every call does nothing, and a step run is no run."""
+
+    def step_run(self, cycle: int | str) -> contextlib.AbstractContextManager[str | None]:
+        return contextlib.nullcontext(None)
+
+    def log_cycle(self, *args: Any) -> None:
+        pass
+
+    def log_scores(self, *args: Any) -> None:
+        pass
+
+    def log_preferences(self, *args: Any) -> None:
+        pass
+
+    def log_reward_model(self, *args: Any) -> None:
+        pass
+
+    def log_ppo(self, *args: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def tracker(cfg: RunConfig, parent: str) -> Tracker:
+    """The tracker of a step: real when tracking is on and the pipeline run has a parent run."""
+    return Tracker(cfg, parent) if enabled(cfg) and parent else NullTracker(cfg, parent)

@@ -13,8 +13,8 @@ from typing import Any
 
 from videostar.data._common import find_video, index_videos, is_number, not_found, require_file
 from videostar.data.records import AdapterResult, Record
-from videostar.data.templates import question_for
 from videostar.errors import RecordError
+from videostar.prompts import question_for
 
 TASK = "temporal_localization"
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from videostar.data._common import is_number, not_found, require_file
 from videostar.data.records import AdapterResult, Record
-from videostar.data.templates import question_for
 from videostar.errors import RecordError
+from videostar.prompts import question_for
 
 FRAMES_DIR = "FINADiving_MTL_256s"
 COARSE_FIELDS = ("start_frame", "end_frame", "dive_score", "difficulty", "judge_scores")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from videostar.data._common import find_video, index_videos, not_found, require_file
 from videostar.data.records import AdapterResult, Record
-from videostar.data.templates import question_for
 from videostar.errors import RecordError
+from videostar.prompts import question_for
 
 TASK = "action_recognition"
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")

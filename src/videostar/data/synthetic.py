@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from videostar.data.records import AdapterResult, Record
-from videostar.data.templates import question_for
+from videostar.prompts import question_for
 from videostar.video import write_video
 
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from videostar.config import DEFAULT_TEMPLATES, GenerateConfig, VerifyConfig, VideoConfig
+from videostar.config import GenerateConfig, VerifyConfig, VideoConfig
 from videostar.data.finediving import build_finediving
 from videostar.data.records import Record
 from videostar.eval.report import answer_items, finish_report, overall
 from videostar.model import LoadedModel
-from videostar.star.generate import answer_prompt
+from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
 from videostar.star.verify import FLOAT_NAME_WINDOW, answer_numbers, get_verifier
 
 SUITE = "finediving"

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from videostar.config import DEFAULT_TEMPLATES, GenerateConfig, VerifyConfig, VideoConfig
+from videostar.config import GenerateConfig, VerifyConfig, VideoConfig
 from videostar.data.kinetics700 import build_kinetics700
 from videostar.data.records import Record
 from videostar.eval.report import answer_items, finish_report, overall, tally
 from videostar.model import LoadedModel
-from videostar.star.generate import answer_prompt
+from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
 from videostar.star.verify import verify_record
 
 SUITE = "kinetics700"

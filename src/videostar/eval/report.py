@@ -88,7 +88,7 @@ def _fingerprint(lm: LoadedModel, gen_cfg: GenerateConfig, video_cfg: VideoConfi
                  prompt: str) -> dict[str, Any]:
     """What decides the answers; batch size does not (greedy) or barely (per-batch seeds)."""
     gen = {k: v for k, v in dataclasses.asdict(gen_cfg).items() if k != "batch_size"}
-    return {"model": lm.source, "base": lm.base, "generate": gen,
+    return {"model": lm.source, "base": lm.tuned_from, "generate": gen,
             "video": dataclasses.asdict(video_cfg), "prompt": prompt}
 
 
@@ -162,7 +162,7 @@ def finish_report(
     """Write ``scored.jsonl`` and ``report.json`` (atomically) and return the report."""
     write_jsonl(out_dir / SCORED, scored_rows)
     report = EvalReport(
-        suite=suite, model=lm.source, base=lm.base, inputs=inputs, counts=counts,
+        suite=suite, model=lm.source, base=lm.tuned_from, inputs=inputs, counts=counts,
         summary=summary, breakdowns=breakdowns,
         files={"report": str(out_dir / REPORT), "predictions": str(out_dir / PREDICTIONS),
                "scored": str(out_dir / SCORED), **(extra_files or {})},

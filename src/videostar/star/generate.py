@@ -20,14 +20,8 @@ from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import JsonlAppender, Record
 from videostar.errors import VideoError
 from videostar.model import LoadedModel
+from videostar.prompts import PromptFn
 from videostar.video import read_frames
-
-PromptFn = Callable[[Record], str]
-
-
-def answer_prompt(instruction: str) -> PromptFn:
-    """The answer-generation prompt: the question, then the step-by-step instruction."""
-    return lambda rec: f"{rec.question} {instruction}".strip()
 
 
 def _batches(

@@ -12,30 +12,11 @@ from typing import Any
 
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_rows, write_jsonl
+from videostar.layout import RATIONALES, REJECTED, VERIFIED
 from videostar.model import LoadedModel
+from videostar.prompts import hint_prompt, label_text
 from videostar.star.generate import generate_answers
 from videostar.star.verify import verify_rows
-
-
-def label_text(rec: Record) -> str:
-    """The labels written the way an answer would state them."""
-    parts = []
-    for name, kind, value in rec.labels():
-        words = name.replace("_", " ")
-        if kind in ("sequence", "sentence_sequence") and isinstance(value, list):
-            parts.append(f"{words}: " + ", then ".join(map(str, value)))
-        elif kind == "temporal_range" and isinstance(value, list) and len(value) == 2:
-            parts.append(f"from {value[0]:.2f} to {value[1]:.2f}")
-        elif kind in ("float", "timestamp") and isinstance(value, int | float):
-            parts.append(f"{words} {value:g}")
-        else:
-            parts.append(str(value))
-    return "; ".join(parts)
-
-
-def hint_prompt(hint_template: str):
-    """Question + hint, e.g. 'Answer: red circle. Explain step by step how one arrives at this.'"""
-    return lambda rec: f"{rec.question} {hint_template.format(label=label_text(rec))}"
 
 
 def strip_hint(answer: str, hint: str) -> str:
@@ -64,10 +45,11 @@ def rationalize(
         hint = cfg.rationalize.hint.format(label=label_text(rec))
         return {"answer": strip_hint(text, hint), "hint": hint}
 
-    gen = generate_answers(lm, records, out_dir / "rationales.jsonl", cfg.generate, cfg.video,
+    gen = generate_answers(lm, records, out_dir / RATIONALES, cfg.generate, cfg.video,
                            prompt, kind="rationalization", annotate=annotate, progress=progress)
-    result = verify_rows(read_rows(out_dir / "rationales.jsonl"), cfg.verify)
-    write_jsonl(out_dir / "verified.jsonl", result.passed)
-    write_jsonl(out_dir / "rejected.jsonl", result.rejected)
-    return {**result.metrics, "step": "rationalize", "generation": gen, "inputs": len(records)}
+    result = verify_rows(read_rows(out_dir / RATIONALES), cfg.verify)
+    write_jsonl(out_dir / VERIFIED, result.passed)
+    write_jsonl(out_dir / REJECTED, result.rejected)
+    return {**result.metrics, "step": "rationalize", "generation": gen, "inputs": len(records),
+            "video_errors": gen["video_errors"]}
 

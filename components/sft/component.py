@@ -1,0 +1,27 @@
+"""sft: instruction-tune the base model on every verified answer and rationale of a cycle."""
+
+from typing import List
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+POOL = "gpu"
+
+
+def sft(config: str, cycle: int, parent_run: str, base_model: Input[Model], verification: Input[Dataset],
+        rationales: Input[List[Dataset]], model: Output[Model], out: Output[Dataset],
+        metrics: Output[Metrics]):
+    """Always from the base model (Video-STaR): the adapter (or full weights) into ``model``."""
+    import os
+
+    from videostar.components.runtime import log_metrics
+
+    from videostar.config import config_from_json
+    from videostar.layout import METRICS
+    from videostar.star.steps import sft as run
+    from videostar.star.steps import training_files
+
+    os.makedirs(out.path, exist_ok=True)
+    result = run(base_model.path, training_files(verification.path, [r.path for r in rationales]),
+                 model.path, f"{out.path}/{METRICS}", config_from_json(config), progress=False,
+                 parent_run=parent_run, cycle=cycle)
+    log_metrics(metrics, result)

@@ -1,0 +1,43 @@
+"""The VLM-RLAIF stage as a sub-pipeline: preferences -> reward model -> PPO (-> evaluate).
+
+It aligns the model where the Video-STaR cycles stop (or, stand-alone, a given SFT model); the
+PPO policy is evaluated like a cycle's model.
+
+No ``from __future__ import annotations`` here: KFP reads the graph's parameter types.
+"""
+
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model
+from videostar.components import Components
+from videostar.pipelines.scheduling import schedule
+
+from videostar.config import RunConfig
+
+
+def rlaif_stage(cfg: RunConfig, ops: Components) -> Any:
+    """The RLAIF stage's graph for ``cfg``."""
+    p = cfg.pipeline
+
+    @dsl.pipeline(name="vlm-rlaif", description="VLM-RLAIF: preferences, reward model, PPO")
+    def rlaif(config: str, parent_run: str, sft_model: Input[Model], base_model: Input[Model],
+              records: Input[Dataset]):
+        prefs = schedule(ops.preferences(config=config, parent_run=parent_run, model=sft_model,
+                                         base_model=base_model, records=records), p.preferences, p)
+        prefs.set_display_name("rlaif-preferences")
+        rm = schedule(ops.reward_model(config=config, parent_run=parent_run, model=sft_model,
+                                       base_model=base_model, preferences=prefs.outputs["out"]),
+                      p.reward, p)
+        rm.set_display_name("rlaif-reward-model")
+        ppo = schedule(ops.ppo(config=config, parent_run=parent_run, model=sft_model, base_model=base_model,
+                               reward=rm.outputs["reward"], records=records,
+                               preferences=prefs.outputs["out"]), p.ppo, p)
+        ppo.set_display_name("rlaif-ppo")
+        if cfg.evaluation.suites:
+            ev = schedule(ops.evaluate(config=config, stage="rlaif", parent_run=parent_run,
+                                       model=ppo.outputs["policy"], adapter_base=sft_model),
+                          p.generate, p)
+            ev.set_display_name("rlaif-evaluate")
+
+    return rlaif

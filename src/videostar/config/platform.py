@@ -1,0 +1,115 @@
+"""Where and how the pipeline runs: inputs, sharding, images, per-step Kubernetes scheduling,
+secrets, and MLflow tracking with its object store. None of it changes what the method computes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from videostar.config.fields import require
+
+
+@dataclass
+class Toleration:
+    key: str
+    operator: str = "Exists"
+    value: str | None = None
+    effect: str | None = "NoSchedule"
+
+
+@dataclass
+class StepResources:
+    """Where and how one pipeline step runs on the cluster (ignored by the local runner)."""
+
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+    cpu: str | None = None
+    memory: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[Toleration] = field(default_factory=list)
+    shm_size: str | None = None
+    retries: int = 0
+    backoff: str = "60s"
+    cache: bool = True
+
+
+def _gpu_step(memory: str) -> StepResources:
+    return StepResources(
+        accelerator_type="nvidia.com/gpu", accelerator_count=1, cpu="8", memory=memory,
+        node_selector={"videostar.ai/pool": "gpu"},
+        tolerations=[Toleration(key="nvidia.com/gpu")], shm_size="16Gi", retries=2,
+    )
+
+
+def _cpu_step() -> StepResources:
+    return StepResources(cpu="2", memory="4Gi", node_selector={"videostar.ai/pool": "cpu"}, retries=1)
+
+
+@dataclass
+class Images:
+    """Step images (built from ``images/``): generation and training on GPU, the rest on CPU."""
+
+    gpu: str = "ghcr.io/videostar/videostar-gpu:0.1.0"
+    cpu: str = "ghcr.io/videostar/videostar-cpu:0.1.0"
+
+
+@dataclass
+class SecretEnv:
+    """A Kubernetes Secret whose keys become environment variables of every step."""
+
+    secret: str
+    env: dict[str, str]
+
+
+@dataclass
+class PipelineConfig:
+    """The cyclic KFP pipeline: inputs, sharding, images and per-step scheduling.
+
+    The cycles are unrolled at compile time up to ``decide.max_cycles``.
+    """
+
+    name: str = "videostar-self-training"
+    base_model: str = ""
+    dataset: str = ""
+    num_shards: int = 2
+    experiment: str = "videostar"
+    pvc: str | None = None
+    pvc_mount: str = "/data"
+    images: Images = field(default_factory=Images)
+    secrets: list[SecretEnv] = field(default_factory=lambda: [
+        SecretEnv("videostar-s3", {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                   "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+                                   "VIDEOSTAR_S3_ENDPOINT": "VIDEOSTAR_S3_ENDPOINT"}),
+        SecretEnv("videostar-mlflow", {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}),
+    ])
+    generate: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    rationalize: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    sft: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    preferences: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
+    reward: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    ppo: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    verify: StepResources = field(default_factory=_cpu_step)
+    decide: StepResources = field(default_factory=_cpu_step)
+
+    def validate(self, where: str) -> None:
+        require(where, "num_shards", self.num_shards >= 1, ">= 1")
+
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking and the object store for run outputs; off when no MLflow URI is known.
+
+    Each cycle's SFT model is a version of ``registered_model``, the PPO policy of RLAIF a
+    version of ``registered_policy``. ``mlflow_uri`` falls back to ``$MLFLOW_TRACKING_URI``; a
+    ``sqlite:`` URI is the embedded default (artifacts then go to a folder beside the database).
+    ``store`` is ``s3://bucket`` (credentials from the environment) or a local folder.
+    """
+
+    mlflow_uri: str = ""
+    experiment: str = "videostar"
+    registered_model: str = "videostar-sft"
+    registered_policy: str = "videostar-policy"
+    store: str = ""
+    system_metrics: bool = True
+
+

@@ -1,0 +1,101 @@
+"""The VLM-RLAIF stage's settings: preferences, reward model, PPO (defaults: the released
+VLM-RLAIF settings where the paper gives them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from videostar.config.fields import require
+from videostar.config.recipe import LoraConfig
+
+
+@dataclass
+class RewardConfig:
+    """Reward-model training on the preference pairs; ``heldout_fraction`` of the videos is kept
+    out to measure pairwise accuracy."""
+
+    lr: float = 2e-5
+    epochs: float = 1.0
+    batch_size: int = 4
+    heldout_fraction: float = 0.1
+    center_coef: float = 1e-3
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def validate(self, where: str) -> None:
+        require(where, "heldout_fraction", 0 < self.heldout_fraction < 1, "in (0, 1)")
+        require(where, "batch_size", self.batch_size >= 1, ">= 1")
+
+
+
+@dataclass
+class PPOConfig:
+    """PPO knobs; defaults are the released VLM-RLAIF settings where the paper gives them.
+
+    ``steps`` rollouts of ``batch_size`` prompts each, ``ppo_epochs`` passes of minibatch updates
+    over every rollout; a checkpoint every ``save_every`` steps (0: only at the end).
+    """
+
+    steps: int = 100
+    batch_size: int = 16
+    lr: float = 1e-5
+    kl_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 1.0
+    clip: float = 0.2
+    value_clip: float = 0.2
+    value_coef: float = 0.1
+    ppo_epochs: int = 2
+    minibatch_size: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    eos_penalty: float = 1.0
+    length_penalty: float = 0.0
+    whiten_advantages: bool = True
+    max_grad_norm: float = 1.0
+    save_every: int = 0
+    heldout_samples: int = 2
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def validate(self, where: str) -> None:
+        require(where, "steps", self.steps >= 1, ">= 1")
+        require(where, "batch_size", self.batch_size >= 1, ">= 1")
+        require(where, "minibatch_size", self.minibatch_size >= 1, ">= 1")
+        require(where, "temperature", self.temperature > 0, "> 0")
+
+
+
+@dataclass
+class RLAIFConfig:
+    """The VLM-RLAIF stage after the cycles (DESIGN §3.4): preferences, reward model, PPO.
+
+    ``judge`` is ``sft`` (the SFT model judges its own samples, the paper's recipe), a model
+    folder or ``s3://`` URI, or ``labels`` (the Parser-Verifier prefers the sample that holds the
+    record's labels; for models too small to judge). ``sft_model`` is the starting point of a
+    stand-alone RLAIF pipeline; the two responses per prompt are sampled at ``temperature``;
+    ``quantize: 4bit`` loads the frozen bases 4-bit (QLoRA, GPU only).
+    """
+
+    enabled: bool = False
+    sft_model: str = ""
+    prompts: int | None = None
+    num_clips: int = 3
+    frames_per_clip: int = 8
+    temperature: float = 1.0
+    judge: str = "sft"
+    quantize: str | None = None
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def validate(self, where: str) -> None:
+        require(where, "num_clips", self.num_clips >= 1, ">= 1")
+        require(where, "frames_per_clip", 1 <= self.frames_per_clip <= 20, "1 to 20")
+        require(where, "judge", bool(self.judge), "sft, labels, or a model path/URI")
+        require(where, "quantize", self.quantize in (None, "4bit"), "null or 4bit")
+        require(where, "temperature", self.temperature > 0, "> 0")
+
+
+

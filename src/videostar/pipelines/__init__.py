@@ -1,1 +1,0 @@
-"""Kubeflow Pipelines: the step components and the cyclic self-training pipeline."""

@@ -1,0 +1,398 @@
+"""PPO from AI feedback (VLM-RLAIF §3.4) for a video LMM with LoRA: the trainer, and a whole run.
+
+Released settings: KL coefficient 0.1 (fixed), gamma = lambda = 1, clip 0.2 for policy and
+value, value coefficient 0.1, whitened advantages, 2 PPO epochs per rollout batch, sampling at
+temperature 1.0, a penalty for responses without EOS and a length penalty. The reference
+policy is the same weights with the LoRA adapter disabled, so no second copy is held in memory.
+The value model is a :class:`RewardModel` (initialised from the trained reward model, sharing
+its base: the reward model's adapter is loaded twice); the reward is any callable (a reward
+model or a rule). The math is in :mod:`videostar.rlaif.ppo_math`.
+
+A run (:func:`train_ppo`) writes a resumable checkpoint every ``save_every`` steps and at the
+end; a run that finds one continues from it (a retried pipeline step loses no finished step).
+Mean reward on held-out prompts is measured before and after, with the same sampling seed,
+which is the number that says whether PPO helped.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from videostar.config import PPOConfig, VideoConfig
+from videostar.data.records import Record
+from videostar.errors import VideostarError
+from videostar.model import LoadedModel, add_lora, load_model, save_model
+from videostar.rlaif.ppo_math import (
+    entropy_from_logits,
+    gae,
+    kl_penalty,
+    logprobs_from_logits,
+    policy_loss,
+    token_rewards,
+    value_loss,
+    whiten,
+)
+from videostar.rlaif.reward import RewardModel, load_reward_and_value
+from videostar.star.sft import decode_batch
+
+RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
+"""``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
+
+STATE_FILE = "ppo_state.pt"
+
+
+
+@dataclass
+class Rollout:
+    """One sampled batch with everything PPO needs, all ``[B, T]`` over response tokens."""
+
+    prompts: list[str]
+    frames: list[np.ndarray]
+    responses: list[str]
+    tokens: Tensor
+    mask: Tensor
+    logprobs: Tensor
+    ref_logprobs: Tensor
+    values: Tensor
+    scores: Tensor
+    rewards: Tensor
+    advantages: Tensor
+    returns: Tensor
+    kl: Tensor
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    ids = lm.model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if lm.tokenizer.eos_token_id is not None:
+        ids.append(lm.tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+class PPOTrainer:
+    """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a separate value model."""
+
+    def __init__(
+        self, lm: LoadedModel, reward_fn: RewardFn, critic: RewardModel, cfg: PPOConfig | None = None,
+    ) -> None:
+        if not hasattr(lm.model, "disable_adapter"):
+            raise ValueError("PPOTrainer needs a LoRA-wrapped policy (videostar.model.add_lora)")
+        self.lm, self.reward_fn, self.critic, self.cfg = lm, reward_fn, critic, cfg or PPOConfig()
+        critic.activate()
+        self.params = [p for p in lm.model.parameters() if p.requires_grad]
+        self.critic_params = [p for p in critic.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params + self.critic_params, lr=self.cfg.lr,
+                                           weight_decay=0.0)
+        self.step_count = 0
+        self.history: list[dict[str, float]] = []
+        self.eos_ids = _eos_ids(lm)
+
+    # -- model passes
+
+    def _joined(self, prompts: list[str], frames: list[np.ndarray], tokens: Tensor, mask: Tensor
+                ) -> tuple[dict[str, Any], int]:
+        """Left-padded prompts with the responses appended -> ``(inputs, prompt length)``."""
+        inputs = self.lm.encode_prompts(prompts, frames)
+        n_prompt = inputs["input_ids"].shape[1]
+        shape = inputs["input_ids"].shape
+        tails = {"input_ids": tokens, "attention_mask": mask}
+        for key, value in list(inputs.items()):  # e.g. mm_token_type_ids: 0 on text tokens
+            if torch.is_tensor(value) and value.shape == shape:
+                tail = tails.get(key, torch.zeros_like(tokens))
+                inputs[key] = torch.cat([value, tail.to(value.dtype)], dim=1)
+        return inputs, n_prompt
+
+    def _logits(self, inputs: dict[str, Any], n_prompt: int, t_len: int, reference: bool = False
+                ) -> Tensor:
+        """Policy (or reference) logits predicting each response token: position ``i - 1``
+        predicts token ``i``."""
+        if reference:
+            with self.lm.model.disable_adapter():
+                out = self.lm.model(**inputs)
+        else:
+            out = self.lm.model(**inputs)
+        return out.logits[:, n_prompt - 1:n_prompt - 1 + t_len]
+
+    def _values(self, inputs: dict[str, Any], n_prompt: int, t_len: int) -> Tensor:
+        """The value model's estimate at the state before each response token."""
+        return self.critic.token_values(inputs, n_prompt - 1, t_len)
+
+    def _response_mask(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens up to and including the first EOS -> ``(mask, no_eos)``."""
+        is_eos = torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
+        seen_before = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()
+        mask = seen_before == 0
+        return mask, ~is_eos.any(dim=1)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], frames: list[np.ndarray]) -> tuple[Tensor, list[str]]:
+        """Sample responses at the configured temperature -> ``(token ids [B, T], texts)``."""
+        inputs = self.lm.encode_prompts(prompts, frames)
+        self.lm.model.eval()
+        out = self.lm.model.generate(
+            **inputs, max_new_tokens=self.cfg.max_new_tokens, pad_token_id=self.lm.pad_token_id,
+            do_sample=True, temperature=self.cfg.temperature, top_k=0, top_p=1.0,
+        )
+        tokens = out[:, inputs["input_ids"].shape[1]:]
+        texts = self.lm.processor.batch_decode(tokens, skip_special_tokens=True)
+        return tokens, [t.strip() for t in texts]
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str], frames: list[np.ndarray]) -> Rollout:
+        """Sample, score, and compute KL-shaped rewards, GAE advantages and returns."""
+        cfg = self.cfg
+        tokens, texts = self.sample(prompts, frames)
+        mask, no_eos = self._response_mask(tokens)
+        tokens = torch.where(mask, tokens, torch.full_like(tokens, self.lm.pad_token_id))
+        inputs, n_prompt = self._joined(prompts, frames, tokens, mask)
+        t_len = tokens.shape[1]
+        logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len), tokens)
+        ref_logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len, True), tokens)
+        values = self._values(inputs, n_prompt, t_len)
+        scores = torch.as_tensor(self.reward_fn(prompts, texts, frames), dtype=torch.float32)
+        scores = scores.to(tokens.device)
+        kl = kl_penalty(logprobs, ref_logprobs) * mask
+        rewards = token_rewards(scores, kl, mask, cfg.kl_coef, no_eos, cfg.eos_penalty,
+                                cfg.length_penalty)
+        advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        return Rollout(prompts, frames, texts, tokens, mask, logprobs, ref_logprobs, values * mask,
+                       scores, rewards, advantages, returns, kl)
+
+    def step(self, prompts: list[str], frames: list[np.ndarray]) -> dict[str, float]:
+        """One PPO iteration: a rollout, then ``ppo_epochs`` of shuffled minibatch updates."""
+        started = time.perf_counter()
+        cfg = self.cfg
+        ro = self.rollout(prompts, frames)
+        self.lm.model.train()
+        self.critic.train()
+        n = len(prompts)
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [],
+                                         "value_clipfrac": [], "entropy": []}
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(n).tolist()
+            for start in range(0, n, cfg.minibatch_size):
+                idx = order[start:start + cfg.minibatch_size]
+                mb = torch.tensor(idx, device=ro.tokens.device)
+                mask = ro.mask[mb]
+                t_len = int(mask.sum(dim=1).max())  # drop columns that are padding everywhere
+                mask, tokens = mask[:, :t_len], ro.tokens[mb, :t_len]
+                inputs, n_prompt = self._joined([ro.prompts[i] for i in idx],
+                                                [ro.frames[i] for i in idx], tokens, mask)
+                logits = self._logits(inputs, n_prompt, t_len)
+                values = self._values(inputs, n_prompt, t_len)
+                logprobs = logprobs_from_logits(logits, tokens)
+                pg, clipfrac = policy_loss(logprobs, ro.logprobs[mb, :t_len],
+                                           ro.advantages[mb, :t_len], mask, cfg.clip)
+                vl, vclip = value_loss(values, ro.values[mb, :t_len], ro.returns[mb, :t_len],
+                                       mask, cfg.value_clip)
+                loss = pg + cfg.value_coef * vl
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.critic_params, cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    stats["entropy"].append(float(entropy_from_logits(logits, mask)))
+                for key, value in (("policy_loss", pg), ("value_loss", vl), ("clipfrac", clipfrac),
+                                   ("value_clipfrac", vclip)):
+                    stats[key].append(float(value.detach()))
+        self.lm.model.eval()
+        self.critic.eval()
+        self.step_count += 1
+        record = {
+            "step": self.step_count,
+            "reward": float(ro.scores.mean()),
+            "kl": float((ro.kl.sum(dim=1)).mean()),
+            "response_length": float(ro.mask.float().sum(dim=1).mean()),
+            **{k: float(np.mean(v)) for k, v in stats.items()},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.history.append(record)
+        return record
+
+    # -- checkpoints
+
+    @property
+    def _critic_adapter(self) -> str:
+        return self.critic.adapter or "default"
+
+    def save_checkpoint(self, out: str | Path) -> Path:
+        """Policy and value adapters, value head, optimizer, RNG states and step, so a resumed run
+        continues exactly.
+
+        The adapter is also written with ``save_pretrained`` under ``adapter/`` for loading as
+        a model; the resumable state is one ``ppo_state.pt`` written atomically.
+        """
+        from peft import get_peft_model_state_dict
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.lm.model.save_pretrained(out / "adapter")
+        state = {
+            "step": self.step_count,
+            "history": self.history,
+            "config": asdict(self.cfg),
+            "adapter": get_peft_model_state_dict(self.lm.model),
+            "value_adapter": get_peft_model_state_dict(self.critic.backbone,
+                                                       adapter_name=self._critic_adapter),
+            "value_head": self.critic.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+        tmp = out / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(out / STATE_FILE)
+        return out
+
+    def load_checkpoint(self, path: str | Path) -> int:
+        """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
+        from peft import set_peft_model_state_dict
+
+        state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+        set_peft_model_state_dict(self.lm.model, state["adapter"])
+        set_peft_model_state_dict(self.critic.backbone, state["value_adapter"],
+                                  adapter_name=self._critic_adapter)
+        self.critic.head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.step_count = int(state["step"])
+        self.history = list(state["history"])
+        return self.step_count
+
+
+def reward_scorer(rm: RewardModel, batch_size: int = 8) -> Callable[..., torch.Tensor]:
+    """The reward model as PPO's ``reward_fn``."""
+    def score(prompts: list[str], responses: list[str], frames: list[np.ndarray]) -> torch.Tensor:
+        return rm.score(prompts, responses, frames, batch_size)
+    return score
+
+
+def heldout_reward(trainer: PPOTrainer, prompts: list[str], frames: list[np.ndarray],
+                   samples: int, seed: int) -> float:
+    """Mean reward of sampled responses on held-out prompts (same seed before and after)."""
+    if not prompts:
+        return float("nan")
+    torch.manual_seed(seed)
+    scores = []
+    for _ in range(samples):
+        for i in range(0, len(prompts), trainer.cfg.batch_size):
+            sl = slice(i, i + trainer.cfg.batch_size)
+            _, texts = trainer.sample(prompts[sl], frames[sl])
+            scores.append(trainer.reward_fn(prompts[sl], texts, frames[sl]))
+    return float(torch.cat(scores).mean())
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob(f"step-*/{STATE_FILE}"), key=lambda p: int(p.parent.name[5:]))
+    return found[-1].parent if found else None
+
+
+def train_ppo(
+    sft_model: str, reward_model: str, train: list[Record], heldout: list[Record],
+    model_out: str | Path, out: str | Path, cfg: PPOConfig, video: VideoConfig,
+    prompt: Callable[[Record], str], adapter_base: str | None = None,
+    quantize: str | None = None, on_step: Callable[[dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """PPO from ``sft_model`` against ``reward_model``; the policy is saved to ``model_out``,
+    checkpoints under ``out/checkpoints``.
+
+    ``base`` is where the SFT model's own base is (a pipeline step gets it as an input);
+    ``on_step`` receives every step's statistics (MLflow logging).
+    """
+    out, model_out = Path(out), Path(model_out)
+    if model_out.exists():
+        raise VideostarError(f"{model_out}: already exists; refusing to overwrite a saved model")
+    skipped: list[dict[str, str]] = []
+    train, train_frames = decode_batch(train, video, skipped)
+    heldout, heldout_frames = decode_batch(heldout, video, skipped)
+    if not train:
+        raise VideostarError("no readable training prompts for PPO")
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    policy: LoadedModel = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
+    policy.tuned_from = sft_model  # the PPO adapter sits on exactly this model
+    policy = add_lora(policy, cfg.lora)
+    reward, value = load_reward_and_value(reward_model, adapter_base=sft_model, quantize=quantize,
+                                          sft_adapter_base=adapter_base)
+    trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg)
+    held_prompts = [prompt(r) for r in heldout]
+    checkpoints = out / "checkpoints"
+    resume = _latest_checkpoint(checkpoints)
+    if resume is not None:
+        trainer.load_checkpoint(resume)
+        before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
+    else:
+        before = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
+    order = list(range(len(train)))
+    started = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc="ppo", unit="step",
+               disable=not progress)
+    while trainer.step_count < cfg.steps:
+        k = trainer.step_count
+        random.Random(cfg.seed + k).shuffle(order)
+        idx = order[:cfg.batch_size]
+        record = trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx])
+        if k == 0:
+            record["heldout_reward_before"] = before
+        if on_step is not None:
+            on_step(record)
+        bar.update(1)
+        bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
+        if cfg.save_every and trainer.step_count % cfg.save_every == 0:
+            _save(trainer, checkpoints, trainer.step_count)
+    bar.close()
+    _save(trainer, checkpoints, trainer.step_count)
+    after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
+    metrics = {
+        "steps": trainer.step_count,
+        "prompts": len(train),
+        "heldout_prompts": len(heldout),
+        "heldout_reward_before": before,
+        "heldout_reward_after": after,
+        "reward_gain": after - before,
+        "final_kl": trainer.history[-1]["kl"],
+        "mean_reward_last": float(np.mean([h["reward"] for h in trainer.history[-5:]])),
+        "resumed_from": resume.name if resume is not None else None,
+        "video_errors": skipped,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    save_model(policy, model_out, "lora", {"stage": "ppo", "reward_model": reward_model,
+                                               "heldout_reward": after})
+    return {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
+
+
+def _save(trainer: PPOTrainer, folder: Path, step: int) -> None:
+    """A checkpoint under ``step-N``, written beside and renamed into place (never half-written)."""
+    final = folder / f"step-{step}"
+    if (final / STATE_FILE).exists():
+        return
+    tmp = folder / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_checkpoint(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)

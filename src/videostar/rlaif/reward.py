@@ -1,0 +1,311 @@
+"""VLM-RLAIF reward model (DESIGN §3.4): the SFT model with a scalar head on the last token.
+
+The LM head is not used: the backbone (with a fresh LoRA adapter) reads video + prompt +
+response, and a ``Linear(hidden, 1)`` head maps the last layer's hidden state at the last
+real token to a reward. It is trained on preference pairs with the Bradley-Terry loss plus a
+small centering term, and judged by pairwise accuracy on held-out pairs. The saved folder is
+a LoRA adapter + processor + model card (``kind: reward``) + ``reward_head.safetensors``, so
+PPO can initialise its value model from it without merging the adapter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from videostar.config import RewardConfig, VideoConfig
+from videostar.errors import VideostarError
+from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
+from videostar.star.sft import decode_batch
+
+HEAD_FILE = "reward_head.safetensors"
+"""The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""
+
+
+def bradley_terry_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, center_coef: float = 1e-3
+) -> torch.Tensor:
+    """Mean ``BCEWithLogits(r_chosen - r_rejected, 1)`` + ``center_coef * |mean reward|``.
+
+    The BT term only fixes reward differences; the centering term pins the free offset near 0
+    so rewards stay on a stable scale for PPO (and for a value model initialised from them).
+    """
+    margin = r_chosen - r_rejected
+    bt = torch.nn.functional.binary_cross_entropy_with_logits(margin, torch.ones_like(margin))
+    return bt + center_coef * torch.cat([r_chosen, r_rejected]).mean().abs()
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last attended position (rows are right-padded, so not always -1)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
+class RewardModel(torch.nn.Module):
+    """Backbone (a LoadedModel's model, usually with LoRA) + scalar head on the last token.
+
+    It keeps the LoadedModel too, so it can encode (prompt, response, frames) itself exactly
+    the way SFT does: the reward model sees the same chat format the policy is trained on.
+    When the backbone holds several adapters (PPO's reward and value models share one base),
+    ``adapter`` names this model's and is switched on before every pass.
+    """
+
+    def __init__(self, lm: LoadedModel, head: torch.nn.Linear | None = None,
+                 adapter: str | None = None, trainable: bool = True):
+        super().__init__()
+        self.lm = lm
+        self.backbone = lm.model
+        self.adapter, self.trainable = adapter, trainable
+        config = self.backbone.config
+        text_config = getattr(config, "text_config", None)
+        hidden = getattr(text_config, "hidden_size", None) or config.hidden_size
+        # The head stays float32 whatever the backbone dtype: rewards are small differences.
+        self.head = head if head is not None else torch.nn.Linear(hidden, 1)
+        self.head.to(device=lm.device, dtype=torch.float32)
+        self.head.requires_grad_(trainable)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.head.in_features
+
+    def activate(self) -> None:
+        """Make this model's adapter the active one (trainable only if this model is)."""
+        if self.adapter is not None and self.backbone.active_adapter != self.adapter:
+            self.backbone.set_adapter(self.adapter, inference_mode=not self.trainable)
+
+    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The last layer's hidden states ``[B, T, H]`` (``labels`` is ignored)."""
+        self.activate()
+        batch = {k: v for k, v in batch.items() if k != "labels"}
+        return self.backbone(**batch, output_hidden_states=True).hidden_states[-1]
+
+    def forward(self, **batch: Any) -> torch.Tensor:
+        """Rewards, shape ``[B]``, for a right-padded batch."""
+        hidden = self.hidden_states(batch)
+        idx = last_token_index(batch["attention_mask"])
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+        return self.head(last.float()).squeeze(-1)
+
+    def token_values(self, batch: dict[str, Any], start: int, length: int) -> torch.Tensor:
+        """The head at every position ``start .. start + length`` -> ``[B, length]``: PPO's value
+        of each response token (the state before it is generated)."""
+        hidden = self.hidden_states(batch)[:, start:start + length]
+        return self.head(hidden.float()).squeeze(-1)
+
+    def encode(self, prompts: list[str], responses: list[str], frames: list[np.ndarray]) -> dict[str, Any]:
+        """The SFT training encoding (answer + EOS), so the last token is the response's EOS."""
+        return self.lm.encode_training(prompts, responses, frames)
+
+    @torch.no_grad()
+    def score(
+        self, prompts: list[str], responses: list[str], frames: list[np.ndarray], batch_size: int = 8
+    ) -> torch.Tensor:
+        """Rewards (float32, CPU, shape ``[N]``) for N (prompt, response, video frames) triples."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            sl = slice(i, i + batch_size)
+            out.append(self(**self.encode(prompts[sl], responses[sl], frames[sl])).cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+@dataclass
+class Pair:
+    """One preference: for ``video`` and ``prompt``, ``chosen`` beats ``rejected``."""
+
+    id: str
+    video: str
+    prompt: str
+    chosen: str
+    rejected: str
+    start: float | None = None
+    end: float | None = None
+
+
+def pairs_from_rows(rows: list[dict[str, Any]]) -> list[Pair]:
+    """Pairs from JSON rows with the dataclass's keys (``start``/``end`` optional)."""
+    try:
+        return [Pair(str(r["id"]), r["video"], r["prompt"], r["chosen"], r["rejected"],
+                     r.get("start"), r.get("end")) for r in rows]
+    except KeyError as exc:
+        raise VideostarError(f"preference row lacks {exc.args[0]!r}") from exc
+
+
+def pair_rewards(
+    rm: RewardModel, pairs: list[Pair], frames: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r_chosen, r_rejected) from one forward over chosen and rejected stacked as 2B rows."""
+    prompts = [p.prompt for p in pairs]
+    inputs = rm.encode(prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                       frames * 2)
+    rewards = rm(**inputs)
+    return rewards[:len(pairs)], rewards[len(pairs):]
+
+
+def pairwise_accuracy(
+    rm: RewardModel, pairs: list[Pair], video: VideoConfig, batch_size: int = 8
+) -> dict[str, Any]:
+    """Fraction of pairs with r_chosen > r_rejected (ties count as wrong), and the mean margin."""
+    skipped: list[dict[str, str]] = []
+    margins: list[torch.Tensor] = []
+    was_training = rm.training
+    rm.eval()
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            kept, frames = decode_batch(pairs[i:i + batch_size], video, skipped)
+            if kept:
+                rc, rr = pair_rewards(rm, kept, frames)
+                margins.append((rc - rr).cpu())
+    rm.train(was_training)
+    m = torch.cat(margins) if margins else torch.zeros(0)
+    return {"accuracy": float((m > 0).float().mean()) if len(m) else None,
+            "margin": float(m.mean()) if len(m) else None, "pairs": len(m), "video_errors": skipped}
+
+
+def train_reward_model(
+    sft_model: str, train_pairs: list[Pair], heldout_pairs: list[Pair], out: str | Path,
+    cfg: RewardConfig, video: VideoConfig, progress: bool = True, adapter_base: str | None = None,
+    quantize: str | None = None,
+) -> dict[str, Any]:
+    """Train a reward model from ``sft_model`` on preference pairs and save it.
+
+    ``sft_model`` may be a pretrained folder or an SFT folder (full or LoRA; ``adapter_base`` is
+    where a LoRA SFT model's own base is); a LoRA SFT model is merged first so the reward adapter
+    sits on the SFT weights. The card records ``sft_model`` as the reward model's base.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    if Path(out).exists():
+        raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
+    if not train_pairs:
+        raise VideostarError("no training preference pairs")
+    lm = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
+    lm.tuned_from = sft_model  # the reward adapter sits on exactly this model, whatever it was tuned from
+    torch.manual_seed(cfg.seed)  # adapter and head initial weights are part of the recipe
+    rm = RewardModel(add_lora(lm, cfg.lora))
+    params = [p for p in rm.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr)
+    ordered = list(train_pairs)
+    random.Random(cfg.seed).shuffle(ordered)
+    batches = [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
+    steps = max(1, math.ceil(len(batches) * cfg.epochs))
+    sched = get_cosine_schedule_with_warmup(optim, max(1, int(cfg.warmup_ratio * steps)), steps)
+    rm.train()
+    losses: list[float] = []
+    skipped: list[dict[str, str]] = []
+    started = time.perf_counter()
+    for step in tqdm(range(steps), desc="reward", disable=not progress, unit="batch"):
+        kept, frames = decode_batch(batches[step % len(batches)], video, skipped)
+        if not kept:
+            continue
+        loss = bradley_terry_loss(*pair_rewards(rm, kept, frames), center_coef=cfg.center_coef)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    train_seconds = time.perf_counter() - started
+    rm.eval()
+    heldout = pairwise_accuracy(rm, heldout_pairs, video, cfg.batch_size)
+    tail = losses[-max(1, len(losses) // 4):] if losses else []
+    metrics = {
+        "pairs": len(train_pairs),
+        "heldout_pairs": heldout["pairs"],
+        "steps": steps,
+        "train_loss": float(np.mean(tail)) if tail else None,
+        "first_loss": losses[0] if losses else None,
+        "loss_history": [round(x, 5) for x in losses],
+        "heldout_accuracy": heldout["accuracy"],
+        "heldout_margin": heldout["margin"],
+        "video_errors": skipped + heldout["video_errors"],
+        "seconds": round(train_seconds, 3),
+    }
+    save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"],
+                                "pairs": len(train_pairs)})
+    return {"step": "reward", "model": str(out), **metrics}
+
+
+def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Adapter + processor + card via ``save_model`` (kind ``reward``), then the head file.
+
+    ``save_model`` publishes the folder atomically; should the head fail to write, the folder
+    is removed, so a folder without its head never passes for a reward model.
+    """
+    from safetensors.torch import save_file
+
+    card = {"head": HEAD_FILE, "hidden_size": rm.hidden_size, **(extra or {})}
+    path = save_model(LoadedModel(rm.backbone, rm.lm.processor, rm.lm.source, rm.lm.tuned_from),
+                      out, "reward", card)
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in rm.head.state_dict().items()}
+        save_file(state, str(path / HEAD_FILE))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return path
+
+
+def load_reward_model(
+    path: str | Path, adapter_base: str | None = None, device: str | None = None,
+    dtype: torch.dtype | None = None, quantize: str | None = None,
+) -> RewardModel:
+    """A saved reward model, frozen: its base (or ``adapter_base``), the adapter unmerged, the
+    head loaded."""
+    lm, head = _load_reward_parts(path, adapter_base, device, dtype, quantize)
+    return RewardModel(lm, head, trainable=False).eval()
+
+
+def load_reward_and_value(
+    path: str | Path, adapter_base: str | None = None, device: str | None = None,
+    dtype: torch.dtype | None = None, quantize: str | None = None, sft_adapter_base: str | None = None,
+) -> tuple[RewardModel, RewardModel]:
+    """PPO's frozen reward model and a trainable value model initialised from it.
+
+    Both live on one copy of the base: the reward adapter is loaded twice, as ``reward``
+    (frozen) and ``value`` (trainable), each with its own copy of the head.
+    ``sft_adapter_base`` is where a LoRA SFT model's own base is.
+    """
+    import copy
+
+    lm, head = _load_reward_parts(path, adapter_base, device, dtype, quantize, "reward",
+                                  sft_adapter_base)
+    lm.model.load_adapter(str(resolve(str(path))), adapter_name="value", is_trainable=True)
+    reward = RewardModel(lm, head, adapter="reward", trainable=False).eval()
+    value = RewardModel(lm, copy.deepcopy(head), adapter="value", trainable=True)
+    value.activate()
+    return reward, value
+
+
+def _load_reward_parts(
+    path: str | Path, adapter_base: str | None, device: str | None, dtype: torch.dtype | None,
+    quantize: str | None, adapter_name: str = "default", sft_adapter_base: str | None = None,
+) -> tuple[LoadedModel, torch.nn.Linear]:
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+
+    folder = resolve(str(path))
+    card = read_card(folder)
+    if card["kind"] != "reward":
+        raise VideostarError(f"{path}: not a reward model (kind {card['kind']!r})")
+    base_lm = load_model(adapter_base or card["base"], device, dtype, merge=True,
+                         adapter_base=sft_adapter_base,
+                         quantize=quantize)
+    model = PeftModel.from_pretrained(base_lm.model, folder, adapter_name=adapter_name)
+    lm = LoadedModel(model.eval(), AutoProcessor.from_pretrained(folder), str(path), card["base"])
+    state = load_file(str(folder / card.get("head", HEAD_FILE)))
+    head = torch.nn.Linear(state["weight"].shape[1], 1)
+    head.load_state_dict(state)
+    return lm, head

@@ -1,0 +1,126 @@
+"""Each VLM-RLAIF step as one call from paths to paths: what the CLI and the KFP components run.
+
+``preferences`` samples and judges (its folder: ``pairs.jsonl``, ``heldout.jsonl``, the
+video split), ``reward_model`` trains the reward model on those pairs, ``ppo`` aligns the SFT
+model against it. Prompts and videos are split once, in ``preferences``: the videos held out
+from reward training are the ones PPO's held-out reward is measured on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from videostar import layout, tracking
+from videostar.config import RunConfig
+from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.prompts import answer_prompt
+
+
+def split_videos(records: list[Record], fraction: float, seed: int) -> set[str]:
+    """The held-out videos: a seeded ``fraction`` of the distinct videos, at least one when
+    there are two or more (so every run has a held-out measurement)."""
+    videos = sorted({r.video for r in records})
+    random.Random(seed).shuffle(videos)
+    count = min(len(videos) - 1, max(1, math.ceil(fraction * len(videos)))) if len(videos) > 1 else 0
+    return set(videos[:count])
+
+
+def _judge(cfg: RunConfig) -> Any:
+    """The configured pair judge: the SFT model itself (None: the default), the labels, or a
+    checkpoint of its own."""
+    from videostar.model import load_model
+    from videostar.rlaif.preferences import both_orders, label_judge, lmm_judge
+
+    name = cfg.rlaif.judge
+    if name == "sft":
+        return None
+    if name == "labels":
+        return label_judge(cfg.verify)
+    return both_orders(lmm_judge(load_model(name), cfg.generate))
+
+
+def preferences(
+    model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
+    adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
+) -> dict[str, Any]:
+    """Narratives, two samples per prompt and the judge's verdicts -> preference pairs."""
+    from videostar.model import load_model
+    from videostar.rlaif.preferences import build_preferences
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    errors: list[str] = []
+    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    heldout_videos = split_videos(records, cfg.rlaif.reward.heldout_fraction, cfg.rlaif.reward.seed)
+    lm = load_model(model, adapter_base=adapter_base)
+    sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
+    pairs, counts = build_preferences(
+        lm, records, sampling, _judge(cfg), cfg.rlaif.num_clips, cfg.video.num_frames,
+        cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction))
+    train = [p.to_json() for p in pairs if p.video not in heldout_videos]
+    heldout = [p.to_json() for p in pairs if p.video in heldout_videos]
+    write_jsonl(out_dir / layout.PAIRS, train)
+    write_jsonl(out_dir / layout.HELDOUT, heldout)
+    write_json(out_dir / layout.SPLIT, {"heldout_videos": sorted(heldout_videos)})
+    metrics = {"step": "preferences", "judge": cfg.rlaif.judge, **counts,
+               "keep_rate": counts["kept"] / counts["prompts"] if counts["prompts"] else 0.0,
+               "train_pairs": len(train), "heldout_pairs": len(heldout), "input_errors": errors,
+               "seconds": round(time.perf_counter() - started, 3)}
+    write_json(out_dir / layout.METRICS, metrics)
+    tracking.tracker(cfg, parent_run).log_preferences(
+        metrics, [out_dir / layout.PAIRS, out_dir / layout.HELDOUT])
+    return metrics
+
+
+def reward_model(
+    model: str, preferences_dir: str | Path, model_out: str | Path, metrics_out: str | Path,
+    cfg: RunConfig, adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
+) -> dict[str, Any]:
+    """Train the reward model on the pairs; its held-out pairwise accuracy is the metric."""
+    from videostar.rlaif.reward import pairs_from_rows, train_reward_model
+
+    folder = Path(preferences_dir)
+    tracker = tracking.tracker(cfg, parent_run)
+    with tracker.step_run(layout.RLAIF):
+        result = train_reward_model(
+            model, pairs_from_rows(read_rows(folder / layout.PAIRS)),
+            pairs_from_rows(read_rows(folder / layout.HELDOUT)), model_out, cfg.rlaif.reward,
+            cfg.video, progress=progress, adapter_base=adapter_base, quantize=cfg.rlaif.quantize)
+    write_json(metrics_out, result)
+    tracker.log_reward_model(result, str(model_out))
+    return result
+
+
+def ppo(
+    model: str, reward_dir: str | Path, records_path: str | Path, preferences_dir: str | Path,
+    model_out: str | Path, out_dir: str | Path, cfg: RunConfig, adapter_base: str | None = None,
+    parent_run: str = "", progress: bool = True,
+) -> dict[str, Any]:
+    """PPO from the SFT model against the reward model: the policy in ``model_out``, the
+    checkpoints and ``metrics.json`` (with every step's statistics) in ``out_dir``.
+
+    Every step's reward, KL, entropy, clip fraction and losses go to MLflow as they happen.
+    """
+    from videostar.rlaif.ppo import train_ppo
+
+    out_dir = Path(out_dir)
+    errors: list[str] = []
+    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
+    train = [r for r in records if r.video not in held]
+    heldout = [r for r in records if r.video in held]
+    tracker = tracking.tracker(cfg, parent_run)
+    with tracker.step_run(layout.RLAIF) as run_id:
+        result = train_ppo(model, str(reward_dir), train, heldout, model_out, out_dir, cfg.rlaif.ppo,
+                           cfg.video, answer_prompt(cfg.generate.instruction),
+                           adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
+                           on_step=tracker.ppo_logger(run_id), progress=progress)
+    result["input_errors"] = errors
+    write_json(out_dir / layout.METRICS, result)
+    tracker.log_ppo(result, str(model_out))
+    return result

@@ -1,0 +1,64 @@
+"""The end of a Video-STaR cycle: its yields (``summarize_cycle``) and whether another cycle runs
+(``decide``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from videostar.config import DecideConfig
+
+
+def summarize_cycle(
+    cycle: int, verify: dict[str, Any], rationalize: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Answer-generation, rationalization and total yield of a cycle, overall and per label type.
+
+    Yields are fractions of the cycle's questions; the rationalization yield is the fraction
+    of rejected questions that a hinted rationale recovered. ``rationalize`` holds the metrics
+    of every rationalization shard (none when rationalization was skipped).
+    """
+    total = verify["total"]
+    answered = verify["passed"]
+    rationalized = sum(m["passed"] for m in rationalize)
+    per_type: dict[str, dict[str, float]] = {}
+    for kind, counts in verify["per_label_type"].items():
+        extra = sum(m.get("per_label_type", {}).get(kind, {}).get("passed", 0) for m in rationalize)
+        per_type[kind] = {
+            "total": counts["total"],
+            "answer_yield": _ratio(counts["passed"], counts["total"]),
+            "total_yield": _ratio(counts["passed"] + extra, counts["total"]),
+        }
+    return {
+        "cycle": cycle,
+        "questions": total,
+        "answered": answered,
+        "rationalized": rationalized,
+        "answer_yield": _ratio(answered, total),
+        "rationalization_yield": _ratio(rationalized, total - answered),
+        "total_yield": _ratio(answered + rationalized, total),
+        "per_label_type": per_type,
+    }
+
+
+def decide(history: list[dict[str, Any]], cfg: DecideConfig) -> dict[str, Any]:
+    """Continue while under the cycle budget and the metric still improves by ``min_delta``."""
+    if not history:
+        return {"continue": True, "reason": "no cycle has run yet", "cycles": 0}
+    values = [h.get(cfg.metric) for h in history]
+    if any(v is None for v in values):
+        missing = next(i for i, v in enumerate(values) if v is None)
+        raise KeyError(f"cycle {missing} has no metric {cfg.metric!r}")
+    done = len(history)
+    if done >= cfg.max_cycles:
+        return {"continue": False, "reason": f"cycle budget of {cfg.max_cycles} reached",
+                "cycles": done, cfg.metric: values[-1]}
+    if done >= 2 and values[-1] - values[-2] < cfg.min_delta:
+        return {"continue": False,
+                "reason": f"{cfg.metric} plateaued ({values[-2]:.4f} -> {values[-1]:.4f}, "
+                          f"min_delta {cfg.min_delta})", "cycles": done, cfg.metric: values[-1]}
+    return {"continue": True, "reason": f"{cfg.metric} {values[-1]:.4f}, still improving",
+            "cycles": done, cfg.metric: values[-1]}
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0

@@ -1,0 +1,172 @@
+"""Each Video-STaR step as one call from paths to paths: what the CLI and the KFP components run.
+
+A step reads its inputs, calls the library, and writes its outputs plus a ``metrics.json`` into
+one folder (file names: :mod:`videostar.layout`). Sharded steps take ``shard``/``num_shards`` and
+work on every ``num_shards``-th record, so shards never overlap and their union is the whole
+dataset. Steps log through a :class:`~videostar.tracking.Tracker` for the pipeline run's parent
+MLflow run (``parent_run``; none when tracking is off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from videostar import layout, tracking
+from videostar.config import EvalSuite, RunConfig
+from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.star.decide import decide as decide_next
+from videostar.star.decide import summarize_cycle
+from videostar.star.verify import verify_rows
+
+
+def shard(records: list[Record], index: int, count: int) -> list[Record]:
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} is not in 0..{count - 1}")
+    return records[index::count]
+
+
+def start(cfg: RunConfig, pipeline_run: str, out_dir: str | Path | None = None) -> str:
+    """Check MLflow and the store, open the run's parent MLflow run ('' when tracking is off),
+    and write the empty cycle history the first cycle's decision starts from."""
+    if out_dir is not None:
+        write_json(Path(out_dir) / layout.HISTORY, [])
+    return tracking.start_run(cfg, pipeline_run)
+
+
+def generate(
+    model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
+    adapter_base: str | None = None, index: int = 0, count: int = 1, progress: bool = True,
+) -> dict[str, Any]:
+    """Answer the questions of one shard into ``answers.jsonl``."""
+    from videostar.model import load_model
+    from videostar.prompts import answer_prompt
+    from videostar.star.generate import generate_answers
+
+    out_dir = Path(out_dir)
+    errors: list[str] = []
+    records = shard(read_records(records_path, errors), index, count)
+    metrics = generate_answers(load_model(model, adapter_base=adapter_base), records,
+                               out_dir / layout.ANSWERS, cfg.generate, cfg.video,
+                               answer_prompt(cfg.generate.instruction), progress=progress)
+    metrics |= {"input_errors": errors, "shard": index, "num_shards": count}
+    write_json(out_dir / layout.METRICS, metrics)
+    return metrics
+
+
+def verify(answers_paths: list[str | Path], out_dir: str | Path, cfg: RunConfig) -> dict[str, Any]:
+    """Verify the answers of all shards into ``verified.jsonl`` / ``rejected.jsonl``."""
+    out_dir = Path(out_dir)
+    result = verify_rows([row for p in answers_paths for row in read_rows(p)], cfg.verify)
+    write_jsonl(out_dir / layout.VERIFIED, result.passed)
+    write_jsonl(out_dir / layout.REJECTED, result.rejected)
+    write_json(out_dir / layout.METRICS, result.metrics)
+    return result.metrics
+
+
+def rationalize(
+    model: str, rejected_path: str | Path, out_dir: str | Path, cfg: RunConfig,
+    adapter_base: str | None = None, index: int = 0, count: int = 1, progress: bool = True,
+) -> dict[str, Any]:
+    """Rationalize one shard of the rejected records; the verified rationales are kept."""
+    from videostar.model import load_model
+    from videostar.star.rationalize import rationalize as run
+
+    out_dir = Path(out_dir)
+    errors: list[str] = []
+    records = shard(read_records(rejected_path, errors), index, count)
+    metrics = run(load_model(model, adapter_base=adapter_base), records, out_dir, cfg, progress)
+    metrics |= {"input_errors": errors, "shard": index, "num_shards": count}
+    write_json(out_dir / layout.METRICS, metrics)
+    return metrics
+
+
+def sft(
+    base_model: str, data_paths: list[str | Path], model_out: str | Path, metrics_out: str | Path,
+    cfg: RunConfig, progress: bool = True, parent_run: str = "", cycle: int = 0,
+) -> dict[str, Any]:
+    """Instruction-tune ``base_model`` on all verified answers and rationales of a cycle.
+
+    With tracking on, the cycle's MLflow run is active meanwhile and records system metrics.
+    """
+    from videostar.star.sft import sft as run
+
+    with tracking.tracker(cfg, parent_run).step_run(cycle):
+        metrics = run(base_model, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
+                      progress)
+    write_json(metrics_out, metrics)
+    return metrics
+
+
+def decide(
+    cycle: int, verification_dir: str | Path, rationale_dirs: list[str | Path], sft_dir: str | Path,
+    model_dir: str | Path, history: list[dict[str, Any]], cfg: RunConfig, parent_run: str = "",
+    evaluation_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """End a cycle: its summary (with its evaluation scores) and the decision on another cycle,
+    logged to MLflow and the store when tracking is on."""
+    scores = layout.read_json(evaluation_dir, layout.SCORES)["scores"] if evaluation_dir else {}
+    shards = [layout.read_json(d, layout.METRICS) for d in rationale_dirs]
+    summary = summarize_cycle(cycle, layout.read_json(verification_dir, layout.METRICS), shards) | scores
+    decision = decide_next([*history, summary], cfg.decide)
+    tracker = tracking.tracker(cfg, parent_run)
+    tracker.log_cycle(summary, layout.read_json(sft_dir, layout.METRICS),
+                      training_files(verification_dir, rationale_dirs), str(model_dir),
+                      [*history, summary])
+    if not decision["continue"] and not cfg.rlaif.enabled:  # else the RLAIF stage closes the run
+        tracker.finish()
+    return summary, decision
+
+
+def training_files(verification_dir: str | Path, rationale_dirs: list[str | Path]) -> list[str]:
+    """A cycle's training data: the verified answers and the verified rationales of every shard."""
+    return [str(Path(d) / layout.VERIFIED) for d in (verification_dir, *rationale_dirs)]
+
+
+def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfig,
+                   progress: bool = True) -> dict[str, Any]:
+    """Run one benchmark suite on a loaded model; writes ``report.json`` into ``out_dir``."""
+    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluation.temperature,
+                              max_new_tokens=cfg.evaluation.max_new_tokens)
+    d, limit = suite.data, cfg.evaluation.limit
+    if suite.name == "tempcompass":
+        from videostar.eval.tempcompass import evaluate_tempcompass
+
+        return evaluate_tempcompass(lm, d["data"], out_dir, gen, cfg.video, video_dir=d.get("videos"),
+                                    limit=limit, progress=progress)
+    if suite.name == "kinetics700":
+        from videostar.eval.kinetics_qa import evaluate_kinetics
+
+        return evaluate_kinetics(lm, d["csv"], d["videos"], out_dir, gen, cfg.video, cfg.verify,
+                                 templates=cfg.templates, split=suite.split, limit=limit,
+                                 progress=progress)
+    from videostar.eval.finediving import evaluate_finediving
+
+    return evaluate_finediving(lm, d["root"], d["coarse"], d["fine"], d["split_keys"], d["subactions"],
+                               out_dir, gen, cfg.video, cfg.verify, templates=cfg.templates,
+                               limit=limit, progress=progress)
+
+
+def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, stage: str, cycle: int | None = None,
+             adapter_base: str | None = None, parent_run: str = "", progress: bool = True
+             ) -> dict[str, float]:
+    """Every configured suite on one model: the base model (stage ``baseline``), a cycle's SFT
+    model (``cycle``, with its number) or the PPO policy after the cycles (``rlaif``).
+
+    Returns the suites' headline numbers as ``eval.<suite>.<metric>``; they join the cycle's
+    summary, so ``decide.metric`` can use them, and go to MLflow when tracking is on.
+    """
+    from videostar.model import load_model
+
+    if stage not in layout.STAGES or (stage == layout.CYCLE_STAGE) != (cycle is not None):
+        raise ValueError(f"stage {stage!r} with cycle {cycle!r}: a cycle number belongs to stage 'cycle'")
+    lm = load_model(model, adapter_base=adapter_base)
+    scores: dict[str, float] = {}
+    for suite in cfg.evaluation.suites:
+        report = evaluate_suite(lm, suite, Path(out_dir) / suite.name, cfg, progress)
+        scores |= {f"eval.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+    write_json(Path(out_dir) / layout.SCORES, {"stage": stage, "cycle": cycle, "scores": scores})
+    tracking.tracker(cfg, parent_run).log_scores(stage, cycle, scores)
+    return scores

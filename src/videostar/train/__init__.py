@@ -1,1 +1,0 @@
-"""Training: instruction tuning (SFT), and the RLAIF pieces (preferences, reward model, PPO)."""
