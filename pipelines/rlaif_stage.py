@@ -16,11 +16,17 @@ from videostar.pipelines.scheduling import schedule
 from videostar.config import RunConfig
 
 
-def rlaif_stage(cfg: RunConfig, ops: Components) -> Any:
-    """The RLAIF stage's graph for ``cfg``."""
-    p = cfg.pipeline
+def rlaif_stage(cfg: RunConfig, ops: Components, after: str = "") -> Any:
+    """The RLAIF stage's graph for ``cfg``; ``after`` names where it runs (e.g. ``cycle-2``).
 
-    @dsl.pipeline(name="vlm-rlaif", description="VLM-RLAIF: preferences, reward model, PPO")
+    Each place the stage runs gets a graph of its own name: the KFP compiler numbers a graph
+    used in several places in an order that changes from run to run, which would make the
+    compiled pipeline (committed under ``manifests/``) differ on every compile.
+    """
+    p = cfg.pipeline
+    name = f"vlm-rlaif-after-{after}" if after else "vlm-rlaif"
+
+    @dsl.pipeline(name=name, description="VLM-RLAIF: preferences, reward model, PPO")
     def rlaif(config: str, parent_run: str, sft_model: Input[Model], base_model: Input[Model],
               records: Input[Dataset]):
         prefs = schedule(ops.preferences(config=config, parent_run=parent_run, model=sft_model,

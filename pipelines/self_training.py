@@ -24,12 +24,11 @@ from videostar.config import RunConfig, config_to_json
 def build_pipeline(cfg: RunConfig) -> Any:
     """The pipeline function for ``cfg``: its parameters default to the config's values."""
     ops = build_components(cfg.pipeline.images)
-    rlaif = rlaif_stage(cfg, ops) if cfg.rlaif.enabled or cfg.rlaif.sft_model else None
     if cfg.rlaif.sft_model:
-        return _rlaif_pipeline(cfg, ops, rlaif)
+        return _rlaif_pipeline(cfg, ops, rlaif_stage(cfg, ops))
     cycle = None  # built from the last cycle back: cycle k holds cycle k+1
     for k in reversed(range(cfg.decide.max_cycles)):
-        cycle = star_cycle(k, cfg, ops, next_cycle=cycle, rlaif=rlaif)
+        cycle = star_cycle(k, cfg, ops, next_cycle=cycle)
 
     @dsl.pipeline(name=cfg.pipeline.name,
                   description="Video-STaR self-training: generate, verify, rationalize, SFT, decide")

@@ -16,16 +16,18 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
 from videostar.components import Components
+from videostar.pipelines.rlaif_stage import rlaif_stage
 from videostar.pipelines.scheduling import schedule
 
 from videostar.config import RunConfig
 
 
-def star_cycle(k: int, cfg: RunConfig, ops: Components, next_cycle: Any = None, rlaif: Any = None) -> Any:
+def star_cycle(k: int, cfg: RunConfig, ops: Components, next_cycle: Any = None) -> Any:
     """The graph of cycle ``k``; ``next_cycle`` (the graph of cycle k+1, or None at the cycle
-    budget) runs when decide says continue, ``rlaif`` (the RLAIF stage's graph, or None) when
-    the cycles stop here."""
+    budget) runs when decide says continue, the RLAIF stage (when enabled) when the cycles stop
+    here."""
     p = cfg.pipeline
+    rlaif = rlaif_stage(cfg, ops, after=f"cycle-{k}") if cfg.rlaif.enabled else None
     shards = list(range(p.num_shards))
 
     @dsl.pipeline(name=f"cycle-{k}", description=f"Video-STaR cycle {k}")

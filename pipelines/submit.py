@@ -6,6 +6,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from videostar.config import RunConfig
 from videostar.errors import VideostarError, first_line
 
@@ -15,6 +17,7 @@ def compile_pipeline(cfg: RunConfig, out: str | Path, kubernetes_manifest: bool 
     """Write the compiled pipeline for ``cfg`` to ``out``."""
     from kfp import compiler
     from kfp.compiler.compiler_utils import KubernetesManifestOptions
+    from videostar.pipelines.canonical import canonicalize_documents
     from videostar.pipelines.self_training import build_pipeline
 
     out = Path(out)
@@ -28,6 +31,8 @@ def compile_pipeline(cfg: RunConfig, out: str | Path, kubernetes_manifest: bool 
     compiler.Compiler().compile(build_pipeline(cfg), str(out),
                                 kubernetes_manifest_format=kubernetes_manifest,
                                 kubernetes_manifest_options=options)
+    docs = canonicalize_documents(list(yaml.safe_load_all(out.read_text())))
+    out.write_text(yaml.safe_dump_all(docs, sort_keys=True))
     return out
 
 

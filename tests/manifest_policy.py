@@ -54,8 +54,8 @@ _SECRET_ENV = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|A
 
 
 def repo_root() -> Path:
-    """The checkout this module lives in (``src/videostar/manifests.py`` -> repository root)."""
-    return Path(__file__).resolve().parents[2]
+    """The checkout this module lives in (``tests/manifest_policy.py`` -> repository root)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def find_kustomize(root: Path | None = None) -> str | None:
