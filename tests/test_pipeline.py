@@ -51,6 +51,7 @@ def _cycle_chain(spec: dict) -> list[str]:
         chain.append(nxt["componentRef"]["name"])
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("cycles", "shards"), [(1, 1), (3, 2), (10, 16)])
 def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shards: int):
     spec, _ = _compile(tmp_path, cycles, shards)
@@ -67,6 +68,7 @@ def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shard
     assert all(json.loads(it["items"]["raw"]) == list(range(shards)) for it in iterators)
 
 
+@pytest.mark.fast
 def test_condition_reads_the_previous_decision(tmp_path: Path):
     spec, _ = _compile(tmp_path, 2, 2)
     conds = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"]
@@ -76,6 +78,7 @@ def test_condition_reads_the_previous_decision(tmp_path: Path):
                      "stop-after-cycle-0": f"{decision} == false"}
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("cycles", [1, 3])
 def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
     """One RLAIF stage per place the cycles can stop: each stop branch, and after the last cycle."""
@@ -94,6 +97,7 @@ def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
             assert ev["parameters"]["stage"]["runtimeValue"]["constant"] == "rlaif"
 
 
+@pytest.mark.fast
 def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
     cfg = load_config(TINY_CONFIG)
     cfg.rlaif.sft_model = "s3://models/sft-cycle-2"
@@ -106,6 +110,7 @@ def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
         "s3://models/sft-cycle-2")
 
 
+@pytest.mark.fast
 def test_every_sft_starts_from_the_base(tmp_path: Path):
     """Each cycle's SFT reads its graph's base_model input, which is the imported base model
     handed down unchanged from cycle to cycle."""
@@ -122,6 +127,7 @@ def test_every_sft_starts_from_the_base(tmp_path: Path):
             {"componentInputArtifact": "pipelinechannel--base_model"})
 
 
+@pytest.mark.fast
 def test_gpu_scheduling_lands_in_the_platform_spec(tmp_path: Path):
     spec, executors = _compile(tmp_path, 2, 4, pvc="videostar-data")
     resources = spec["deploymentSpec"]["executors"]["exec-generate"]["container"]["resources"]
@@ -146,6 +152,7 @@ def test_gpu_scheduling_lands_in_the_platform_spec(tmp_path: Path):
     assert images == {"ghcr.io/videostar/videostar-gpu:0.1.0", "ghcr.io/videostar/videostar-cpu:0.1.0"}
 
 
+@pytest.mark.fast
 def test_kubernetes_native_manifest(tmp_path: Path):
     cfg = load_config(TINY_CONFIG)
     out = compile_pipeline(cfg, tmp_path / "k.yaml", kubernetes_manifest=True, namespace="kubeflow")
@@ -153,6 +160,7 @@ def test_kubernetes_native_manifest(tmp_path: Path):
     assert kinds == [("Pipeline", "kubeflow"), ("PipelineVersion", "kubeflow")]
 
 
+@pytest.mark.fast
 def test_bad_pipeline_config_exits_2(tmp_path: Path, capsys):
     bad = tmp_path / "run.yaml"
     bad.write_text("pipeline:\n  num_shards: 0\n")
@@ -163,6 +171,7 @@ def test_bad_pipeline_config_exits_2(tmp_path: Path, capsys):
     assert "pipeline.generate.tolerations[0]" in capsys.readouterr().err
 
 
+@pytest.mark.fast
 def test_submit_to_an_unreachable_endpoint_is_one_line(tmp_path: Path, capsys):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("pipeline:\n  base_model: s3://m/base\n  dataset: s3://d/records.jsonl\n")

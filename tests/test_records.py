@@ -6,6 +6,8 @@ import pytest
 from videostar.data.records import JsonlAppender, Record, read_records, write_jsonl
 from videostar.errors import RecordError
 
+pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
+
 
 def _rec(i: int, **kw) -> Record:
     return Record(id=f"r{i}", video="v.mp4", question="What?", label={"action": "x"},

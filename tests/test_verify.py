@@ -23,6 +23,8 @@ from videostar.star.verify import (
     verify_rows,
 )
 
+pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
+
 CFG = VerifyConfig()
 
 
