@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from difflib import SequenceMatcher
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from rapidfuzz import fuzz
 
 from videostar.config import VerifyConfig
 from videostar.data.records import LABEL_TYPES, Record
@@ -152,8 +152,9 @@ SCORE_FIRST = "The score is 85 and the difficulty is 3.5."
 @pytest.mark.parametrize(
     ("answer", "value", "name", "expected"),
     [
-        ("The dive earns 85.5 points.", 84.0, "score", True),  # name absent: any number
+        ("The dive earns 85.5 points.", 84.0, "score", True),  # "points" ties it to the score
         ("The dive earns 85.5 points.", 70.0, "score", False),
+        ("The dive earns 85.5.", 84.0, "score", False),  # nothing ties 85.5 to the score
         (DIFFICULTY_FIRST, 85.0, "score", True),
         (DIFFICULTY_FIRST, 3.5, "score", False),  # 3.5 belongs to 'difficulty'
         (SCORE_FIRST, 3.5, "score", False),  # 3.5 follows 'score' but is not its number
@@ -176,7 +177,54 @@ def test_float(answer: str, value: Any, name: str, expected: bool) -> None:
 
 def test_float_reason() -> None:
     verdict = check("float", "The score is 85", 84.0, "score")
-    assert verdict.reason == "found 85.0 after 'score' within 10% of 84.0"
+    assert verdict.reason == "found 85.0 for 'score' within 10% of 84.0"
+    verdict = check("float", "A 10 m platform dive over 74 frames.", 74.0, "score")
+    assert verdict.reason == "no number for 'score' in the answer"
+
+
+# Dive descriptions as a model writes them: platform height, dive code, difficulty, frame
+# counts, twists and the score, in varying order. Labels as FineDiving's: score, difficulty.
+DIVE_A = ("From the 10 m platform the diver performs 5253B, a back 2.5 somersaults with 1.5 "
+          "twists in pike, over 74 frames; the judges award 52.5 points.")
+DIVE_B = ("Dive 307C (difficulty 3.5): reverse 3.5 somersaults tuck. Entry at frame 74. "
+          "Final score: 81.6.")
+DIVE_C = "Its score, over 74 frames, is 52.0 with 2 twists in a 3 seconds flight."
+DIVE_D = "The diver scored 88.2 points on a 3.2 difficulty dive from the 10m platform."
+DIVE_E = "Degree of difficulty 3.0, the dive 5152B earned 71.4 marks from the panel."
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "name", "expected"),
+    [
+        (DIVE_A, 74.0, "score", False),  # 74 counts frames; the value given is 52.5 points
+        (DIVE_A, 10.0, "score", False),  # 10 is the platform height
+        (DIVE_A, 52.5, "score", True),
+        (DIVE_A, 2.5, "difficulty", False),  # "2.5 somersaults": no difficulty is given
+        (DIVE_B, 74.0, "score", False),  # frame 74 cannot rescue the score given, 81.6
+        (DIVE_B, 81.6, "score", True),
+        (DIVE_B, 3.5, "difficulty", True),
+        (DIVE_B, 307.0, "score", False),  # "307C" is a dive code
+        (DIVE_C, 74.0, "score", False),  # right after 'score', but tied to 'frames'
+        (DIVE_C, 3.0, "score", False),
+        (DIVE_C, 52.0, "score", True),
+        (DIVE_D, 88.2, "score", True),  # "scored 88.2 points"
+        (DIVE_D, 3.2, "score", False),
+        (DIVE_D, 3.2, "difficulty", True),  # "3.2 difficulty": within reach of its name
+        (DIVE_D, 10.0, "difficulty", False),  # "10m" is glued to its unit
+        (DIVE_E, 3.0, "difficulty", True),
+        (DIVE_E, 71.4, "score", True),  # "71.4 marks"
+        (DIVE_E, 5152.0, "score", False),
+        # a name that is no known quantity, not mentioned: the numbers without a unit
+        ("10 m platform, 74 frames, 2 twists: 61 overall.", 61.0, "rating", True),
+        ("10 m platform, 74 frames, 2 twists: 61 overall.", 74.0, "rating", False),
+        ("Height 10 m, over 74 frames.", 10.0, "height", True),  # right after its name: its unit
+    ],
+)
+def test_float_takes_the_value_given_for_the_quantity(
+    answer: str, value: float, name: str, expected: bool
+) -> None:
+    verdict = check("float", answer, value, name)
+    assert verdict.passed is expected, verdict.reason
 
 
 # --------------------------------------------------------------------------- timestamp
@@ -442,11 +490,17 @@ WORDS = st.text("abcdefgh", min_size=1, max_size=9)
 
 @given(word=WORDS, vocab=st.lists(WORDS, max_size=20), threshold=st.sampled_from([0.5, 0.85]))
 @settings(max_examples=500, deadline=None)
-def test_pruned_fuzzy_match_equals_exhaustive_scan(
+def test_fuzzy_match_is_strictly_above_the_threshold_for_some_word(
     word: str, vocab: list[str], threshold: float
 ) -> None:
-    exhaustive = any(SequenceMatcher(None, word, w).ratio() > threshold for w in vocab)
+    """As the release's ``ratio > 85``: a tie at the threshold ("ab"/"ac" = 0.5) is no match."""
+    exhaustive = any(fuzz.ratio(word, w) > 100 * threshold for w in vocab)
     assert best_match(word, frozenset(vocab), threshold)[0] is exhaustive
+    assert best_match(word, list(vocab), threshold)[0] is exhaustive
+
+
+def test_fuzzy_tie_at_the_threshold_is_no_match() -> None:
+    assert best_match("ab", frozenset({"ac"}), 0.5) == (False, "ac", 0.5)
 
 
 # --------------------------------------------------------------------------- records and rows
@@ -473,9 +527,9 @@ def test_verify_record_needs_every_label() -> None:
         "passed": False,
         "labels": {
             "score": {"type": "float", "passed": False,
-                      "reason": "found 60.0 after 'score' not within 10% of 85.0"},
+                      "reason": "found 60.0 for 'score' not within 10% of 85.0"},
             "difficulty": {"type": "float", "passed": True,
-                           "reason": "found 3.5 after 'difficulty' within 10% of 3.5"},
+                           "reason": "found 3.5 for 'difficulty' within 10% of 3.5"},
         },
     }
 

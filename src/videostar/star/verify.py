@@ -7,16 +7,15 @@ malformed label value into a failed verdict whose reason says so.
 
 Deliberate choices, relative to the released verifier:
 
-- class words are matched with difflib's ratio (> ``class_ratio``); candidates are pruned by
-  exact upper bounds of that ratio (length bound, ``quick_ratio``), so the decisions equal an
-  exhaustive pairwise scan. Numeric label tokens ("1.5") are kept however short and must match
-  exactly.
+- class words are matched with rapidfuzz's ``fuzz.ratio`` (> ``class_ratio``), the release's
+  fuzzywuzzy ratio as a float. Numeric label tokens ("1.5") are kept however short and must
+  match exactly.
 - sentence similarity is a *lexical fallback* (no embedding model here): the fraction of the
   ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of one
   answer sentence.
 - sentence_sequence follows the release: every ground-truth sentence's best-matching answer
   sentence must reach ``sequence_threshold``, at non-decreasing answer positions.
-- float counts only the number right after a mention of the label's name when the name occurs.
+- float judges only the value the answer gives for the labelled quantity (:func:`numbers_for`).
 - bbox ``xywh`` means top-left corner plus size (torchvision's convention); ``cxcywh``
   (the release's centre format) is understood too.
 """
@@ -27,9 +26,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any, ClassVar
+
+from rapidfuzz import fuzz, process
 
 from videostar.config import VerifyConfig
 from videostar.data.records import LABEL_TYPES, Record
@@ -190,66 +190,30 @@ def _answer_sentences(answer: str) -> tuple[frozenset[str], ...]:
 # --------------------------------------------------------------------------- fuzzy words
 
 
-@lru_cache(maxsize=1 << 20)
-def _pair_ratio(word: str, cand: str, threshold: float) -> float:
-    """difflib ratio of (label word, answer word), or -1 when ``quick_ratio`` rules it out.
-
-    quick_ratio is an upper bound of ratio, so a pruned pair could never pass. Cached: answer
-    vocabularies are Zipfian, so the same pairs recur across answers.
-    """
-    matcher = SequenceMatcher(None, word, cand)
-    if matcher.quick_ratio() <= threshold:
-        return -1.0
-    return matcher.ratio()
-
-
-@lru_cache(maxsize=1 << 16)
-def _ratio(word: str, cand: str) -> float:
-    return SequenceMatcher(None, word, cand).ratio()
-
-
-def _length_bounds(n: int, threshold: float) -> tuple[float, float]:
-    """Answer-word lengths outside (lo, hi) cannot reach ratio > threshold with an n-char word.
-
-    ratio <= 2*min(n, m) / (n + m); a small margin keeps the bound conservative.
-    """
-    if threshold <= 0:
-        return -1.0, math.inf
-    return n * threshold / (2 - threshold) - 1e-9, n * (2 - threshold) / threshold + 1e-9
-
-
 def best_match(
     word: str, vocab: Iterable[str], threshold: float, explain: bool = True
 ) -> tuple[bool, str, float]:
     """Whether ``word`` matches some answer word (ratio > threshold), and that word and ratio.
 
-    Exact membership short-cuts; otherwise only candidates that the ratio's upper bounds
-    (length, quick_ratio) leave open are scored, so the decision equals scoring every pair.
-    On failure, with ``explain``, the nearest candidate of similar length is reported.
+    rapidfuzz's ``fuzz.ratio`` (the Indel similarity fuzzywuzzy uses with python-Levenshtein)
+    over the whole vocabulary in C++; an exact hit short-cuts. On failure, with ``explain``,
+    the nearest word is reported.
     """
     if threshold < 1 and isinstance(vocab, frozenset | set) and word in vocab:
         return True, word, 1.0
     if _is_numeric(word):
         return False, "", 0.0
-    lo, hi = _length_bounds(len(word), threshold)
-    near = [cand for cand in vocab if lo < len(cand) < hi]
-    for cand in near:
-        ratio = _pair_ratio(word, cand, threshold)
-        if ratio > threshold:
-            return True, cand, ratio
-    if not (near and explain):
-        return False, "", 0.0
-    best = max(near, key=lambda cand: _ratio(word, cand))
-    return False, best, _ratio(word, best)
+    hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=100 * threshold)
+    if hit is not None and hit[1] > 100 * threshold:  # the cutoff keeps ==, the rule wants >
+        return True, hit[0], hit[1] / 100
+    near = process.extractOne(word, vocab, scorer=fuzz.ratio) if explain else None
+    return (False, near[0], near[1] / 100) if near else (False, "", 0.0)
 
 
 def _word_matches(word: str, cand: str, threshold: float) -> bool:
     if word == cand:
         return threshold < 1
-    if _is_numeric(word):
-        return False
-    lo, hi = _length_bounds(len(word), threshold)
-    return lo < len(cand) < hi and _pair_ratio(word, cand, threshold) > threshold
+    return not _is_numeric(word) and fuzz.ratio(word, cand) > 100 * threshold
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -476,48 +440,100 @@ class SequenceVerifier(Verifier):
         return True, f"all {len(value)} items found in order"
 
 
-def _name_pattern(name: str) -> re.Pattern[str] | None:
-    words = re.findall(r"[^\W_]+", name)
-    return _compiled_name(tuple(words)) if words else None
+QUANTITY_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "score": (("score", "scores", "scored", "scoring"), ("points", "point", "pts", "marks", "mark")),
+    "difficulty": (("difficulty", "dd"), ()),
+}
+"""Known quantities: words that introduce their value ("scored 85") and words that follow it
+("85 points"). A label named for one of them only takes numbers tied to it."""
+
+_LINK_WORDS = (
+    "is was are were be been of at to about around approximately roughly nearly almost just "
+    "only exactly equals equal final total overall its his her their a an the"
+)
+_DIRECT_GAP_RE = re.compile(rf"(?:[\s:=\-]|\b(?:{'|'.join(_LINK_WORDS.split())})\b)*", re.I)
+_NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([^\W\d_]+)")
+_NOT_UNITS = frozenset(["overall", "total", "exactly", "approximately", "roughly", "altogether"])
 
 
 @lru_cache(maxsize=256)
-def _compiled_name(words: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile(r"\b" + r"[\s_-]*".join(map(re.escape, words)), re.IGNORECASE)
+def _quantity(name: str) -> tuple[re.Pattern[str] | None, frozenset[str], bool]:
+    """A label name's mention pattern, the words that follow its value ("85 points", "3.2
+    difficulty"), and whether it is a known quantity. The name counts with any ending."""
+    words = re.findall(r"[^\W_]+", name.lower())
+    known = [QUANTITY_WORDS[w] for w in words if w in QUANTITY_WORDS]
+    before = {w for pre, _ in known for w in pre}
+    after = frozenset(w for _, post in known for w in post) | before | set(words)
+    parts = [r"[\s_-]*".join(map(re.escape, words))] if words else []
+    parts += [re.escape(w) + r"\b" for w in sorted(before)]
+    pattern = re.compile(r"\b(?:" + "|".join(parts) + ")", re.I) if parts else None
+    return pattern, after, bool(known)
 
 
-def _numbers_after_name(answer: str, pattern: re.Pattern[str]) -> list[float] | None:
-    """The first number after each mention of the name (within the window); None: no mention."""
-    numbers = answer_numbers(answer)
-    ends = [m.end() for m in pattern.finditer(answer)]
-    if not ends:
-        return None
-    picked = []
-    for end in ends:
-        nxt = next(((v, s) for v, s, _, _ in numbers if s >= end), None)
-        if nxt is not None and nxt[1] - end <= FLOAT_NAME_WINDOW:
-            picked.append(nxt[0])
-    return picked
+@dataclass(frozen=True)
+class _Number:
+    value: float
+    start: int
+    glued: bool
+    """Part of an identifier ("5253B", "10m"): never a value."""
+    unit: str | None
+    """The word right after it ("74 frames", "10 m", "2 twists"), unless a filler word."""
+
+
+@lru_cache(maxsize=64)
+def _numbers_with_units(answer: str) -> tuple[_Number, ...]:
+    out = []
+    for value, start, end, pct in answer_numbers(answer):
+        glued = not pct and end < len(answer) and answer[end].isalpha()
+        m = None if pct or glued else _NEXT_WORD_RE.match(answer, end)
+        word = m.group(1).lower() if m else None
+        unit = word if word and word not in STOPWORDS and word not in _NOT_UNITS else None
+        out.append(_Number(value, start, glued, unit))
+    return tuple(out)
+
+
+def numbers_for(answer: str, name: str) -> tuple[list[float], bool]:
+    """The values the answer gives for the quantity ``name``, and whether any is tied to it.
+
+    Tied: the first number after a mention of the name (or of its verbs, "scored"), within
+    ``FLOAT_NAME_WINDOW`` characters, that follows the mention directly ("score: 85",
+    "score is about 85") or carries no unit of its own; and any number followed by the
+    quantity's own words ("85 points"). Identifiers ("5253B") never count. A known quantity
+    takes tied numbers only; another name falls back to the numbers without a unit.
+    """
+    pattern, after, known = _quantity(name)
+    numbers = [n for n in _numbers_with_units(answer) if not n.glued]
+    tied = [n for n in numbers if n.unit in after]
+    for m in pattern.finditer(answer) if pattern else ():
+        for n in numbers:
+            if n.start < m.end() or n.start - m.end() > FLOAT_NAME_WINDOW:
+                continue
+            direct = _DIRECT_GAP_RE.fullmatch(answer, m.end(), n.start) is not None
+            if direct or n.unit is None:
+                tied.append(n)
+                break
+    if tied or known:
+        return [n.value for n in tied], True
+    return [n.value for n in numbers if n.unit is None], False
 
 
 @register("float")
 class FloatVerifier(Verifier):
     """A number (e.g. a dive score) within ``float_rel_tol`` relative error of the label.
 
-    Stricter than the release: if the label's name (underscores as spaces) is mentioned, only
-    the first number following a mention counts, so "difficulty 3.5" cannot pass "score 3.5".
+    Stricter than the release, which takes any number: only the value the answer gives for
+    the labelled quantity is judged (:func:`numbers_for`), so neither "74 frames", "10 m",
+    "5253B" nor "difficulty 3.5" can pass a score of 74 or 3.5.
     """
 
     def parse(self, value: Any) -> float:
         return _as_number(value)
 
     def judge(self, answer: str, value: float, name: str) -> tuple[bool, str]:
-        pattern = _name_pattern(name)
-        after = _numbers_after_name(answer, pattern) if pattern else None
-        numbers = [v for v, _, _, _ in answer_numbers(answer)] if after is None else after
-        scope = "" if after is None else f" after '{name.replace('_', ' ')}'"
+        numbers, tied = numbers_for(answer, name)
+        scope = f" for '{name.replace('_', ' ')}'" if tied else ""
         if not numbers:
-            return False, f"no number{scope} in the answer"
+            return False, f"no number{scope or ' without a unit'} in the answer"
         tol = self.cfg.float_rel_tol
         closest = min(numbers, key=lambda x: abs(x - value))
         allowed = tol * abs(value) if value else tol
