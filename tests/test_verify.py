@@ -12,6 +12,7 @@ from rapidfuzz import fuzz
 
 from videostar.config import VerifyConfig
 from videostar.data.records import LABEL_TYPES, Record
+from videostar.errors import RecordError
 from videostar.star import verify as V
 from videostar.star.verify import (
     LabelVerdict,
@@ -65,6 +66,82 @@ def test_class(label: str, answer: str, expected: bool) -> None:
 def test_class_reason_names_the_missing_word_and_best_candidate() -> None:
     verdict = check("class", "A kid dribbles a basketball", "dribbling basketball")
     assert verdict.reason == "label word 'dribbling' not found (best 'dribbles' 0.71)"
+
+
+# Real Kinetics-700 classes that the released rule cannot tell apart (nested content words).
+K700_CLASSES = [
+    "passing American football (in game)", "passing American football (not in game)",
+    "tying bow tie", "tying knot (not on a tie)", "tying tie",
+    "skiing (not slalom or crosscountry)", "skiing crosscountry", "skiing slalom",
+    "playing bass guitar", "playing guitar", "riding a bike", "riding mountain bike",
+    "dribbling basketball", "shooting basketball", "playing basketball", "abseiling",
+]
+SIBLINGS = V.class_siblings(K700_CLASSES)
+IN_GAME, NOT_IN_GAME = K700_CLASSES[:2]
+
+
+def test_class_siblings_are_the_classes_with_nested_words() -> None:
+    assert SIBLINGS[IN_GAME] == [NOT_IN_GAME] and SIBLINGS[NOT_IN_GAME] == [IN_GAME]
+    assert SIBLINGS["tying tie"] == ["tying bow tie", "tying knot (not on a tie)"]
+    assert SIBLINGS["tying bow tie"] == ["tying tie"]  # no words in common with the knot
+    assert SIBLINGS["skiing slalom"] == ["skiing (not slalom or crosscountry)"]
+    assert SIBLINGS["riding a bike"] == ["riding mountain bike"]
+    for alone in ("dribbling basketball", "playing basketball", "abseiling"):
+        assert alone not in SIBLINGS
+
+
+@pytest.mark.parametrize(
+    ("label", "answer", "expected"),
+    [
+        (IN_GAME, "The quarterback is passing an American football in a game.", True),
+        (IN_GAME, "Two friends are passing an American football, not in a game.", False),
+        (IN_GAME, "I am not sure, but they are passing an American football in a game.", True),
+        (NOT_IN_GAME, "The quarterback is passing an American football in a game.", False),
+        (NOT_IN_GAME, "Two friends are passing an American football, not in a game.", True),
+        ("tying tie", "A man is tying his tie in front of a mirror.", True),
+        ("tying tie", "A man is tying a bow tie in front of a mirror.", False),
+        ("tying tie", "A sailor is tying a knot in a rope, not on a tie.", False),
+        ("tying bow tie", "A man is tying a bow tie.", True),
+        ("tying bow tie", "A man is tying his tie.", False),  # 'bow' missing: the release too
+        ("tying knot (not on a tie)", "A sailor is tying a knot in a rope, not on a tie.", True),
+        ("tying knot (not on a tie)", "A man is tying a knot on his tie.", False),
+        ("tying knot (not on a tie)", "A man is tying a knot, but not a tie.", False),  # 'not on'
+        ("skiing slalom", "She is skiing a slalom course between the gates.", True),
+        ("skiing slalom", "She is skiing, not slalom or crosscountry, just downhill.", False),
+        ("playing guitar", "He is playing an acoustic guitar.", True),
+        ("playing guitar", "He is playing a bass guitar on stage.", False),
+        ("riding a bike", "A boy is riding a mountain bike down a trail.", False),
+        ("riding a bike", "A boy is riding a bike down the street.", True),
+        ("dribbling basketball", "A kid dribbling a basketball, not in a game.", True),  # no sibling
+    ],
+)
+def test_class_with_siblings_needs_the_distinguishing_words(
+    label: str, answer: str, expected: bool
+) -> None:
+    verdict = get_verifier("class", CFG).check(answer, label, "action", SIBLINGS.get(label, []))
+    assert verdict.passed is expected, verdict.reason
+    released = check("class", answer, label)  # without the class list: the released rule
+    assert released.passed or not expected
+
+
+def test_class_sibling_reasons_name_the_sibling() -> None:
+    verdict = get_verifier("class", CFG).check(
+        "Passing an American football, not in a game.", IN_GAME, "action", [NOT_IN_GAME])
+    assert verdict.reason == f"the answer describes sibling class '{NOT_IN_GAME}' (not in)"
+    verdict = get_verifier("class", CFG).check(
+        "Passing an American football in a game.", NOT_IN_GAME, "action", [IN_GAME])
+    assert verdict.reason == f"'not in' not found: it tells the label from its sibling class '{IN_GAME}'"
+
+
+def test_record_siblings_thread_into_verify_record() -> None:
+    record = Record(id="k1", video="k1.mp4", question="q?", label={"action": "tying tie"},
+                    label_type=["class"], task="action_recognition",
+                    meta={"class_siblings": {"action": SIBLINGS["tying tie"]}})
+    assert not verify_record(record, "He is tying a bow tie.", CFG).passed
+    plain = Record.from_json({**record.to_json(), "meta": {}})
+    assert verify_record(plain, "He is tying a bow tie.", CFG).passed  # released behaviour
+    with pytest.raises(RecordError, match="meta.class_siblings must map label names"):
+        Record.from_json({**record.to_json(), "meta": {"class_siblings": {"action": "tying tie"}}})
 
 
 def test_label_words_drop_stopwords_and_short_tokens() -> None:

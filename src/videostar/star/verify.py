@@ -211,9 +211,12 @@ def best_match(
 
 
 def _word_matches(word: str, cand: str, threshold: float) -> bool:
+    """Fuzzy for content words; a stopword ("not", "on") only as itself ("not" is no "knot")."""
     if word == cand:
         return threshold < 1
-    return not _is_numeric(word) and fuzz.ratio(word, cand) > 100 * threshold
+    if _is_numeric(word) or word in STOPWORDS:
+        return False
+    return fuzz.ratio(word, cand) > 100 * threshold
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -268,8 +271,12 @@ class Verifier:
     def __init__(self, cfg: VerifyConfig) -> None:
         self.cfg = cfg
 
-    def check(self, answer: str, value: Any, name: str) -> LabelVerdict:
-        """Verdict for one label; a malformed value fails with a reason instead of raising."""
+    def check(self, answer: str, value: Any, name: str, siblings: Sequence[str] = ()) -> LabelVerdict:
+        """Verdict for one label; a malformed value fails with a reason instead of raising.
+
+        ``siblings``: the dataset's classes this label must be told apart from (see
+        :func:`class_siblings`); an answer that passes is then held to :meth:`tell_apart`.
+        """
         try:
             parsed = self.parse(value)
         except MalformedLabel as exc:
@@ -277,7 +284,14 @@ class Verifier:
         if not isinstance(answer, str):
             return LabelVerdict(name, self.type_name, False, "answer is not text")
         passed, reason = self.judge(answer, parsed, name)
+        if passed and siblings:
+            passed, reason = self.tell_apart(answer, parsed, siblings, reason)
         return LabelVerdict(name, self.type_name, passed, reason)
+
+    def tell_apart(self, answer: str, value: Any, siblings: Sequence[str], reason: str
+                   ) -> tuple[bool, str]:
+        """Types without sibling values keep their verdict."""
+        return True, reason
 
     def parse(self, value: Any) -> Any:
         return value
@@ -331,15 +345,70 @@ def match_class(label: str, answer: str, cfg: VerifyConfig) -> tuple[bool, str]:
     return True, f"all label words found: {', '.join(dict.fromkeys(words))}"
 
 
+def _content(label: str) -> frozenset[str]:
+    return frozenset(t for t in tokens(label) if t not in STOPWORDS)
+
+
+def class_siblings(classes: Iterable[str]) -> dict[str, list[str]]:
+    """Each class's siblings in a dataset's class list: the classes whose stopword-free words
+    contain its own or are contained in them ("tying tie" / "tying bow tie" / "tying knot
+    (not on a tie)"; "... (in game)" / "... (not in game)"). The released rule cannot tell
+    such classes apart: an answer naming one passes for the other. Classes without siblings
+    are left out.
+    """
+    words = {c: _content(c) for c in dict.fromkeys(classes)}
+    out: dict[str, list[str]] = {}
+    for label, mine in words.items():
+        sibs = [other for other, theirs in words.items()
+                if other != label and mine and theirs and (mine <= theirs or theirs <= mine)]
+        if sibs:
+            out[label] = sibs
+    return out
+
+
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _distinguishing(label: str, other: str) -> list[tuple[str, ...]]:
+    """What ``label`` says that ``other`` does not: each of its words missing from ``other``
+    (negations and qualifiers included, articles not), with the label word that follows it,
+    so "not in game" must read "not ... in", not just contain a "not" somewhere."""
+    theirs = set(tokens(other))
+    words = [t for t in tokens(label) if t not in _ARTICLES]
+    return [tuple(words[i : i + 2]) for i, w in enumerate(words) if w not in theirs]
+
+
 @register("class")
 class ClassVerifier(Verifier):
-    """A class name (e.g. a Kinetics action): all its content words appear in the answer."""
+    """A class name (e.g. a Kinetics action): all its content words appear in the answer.
+
+    With siblings (:func:`class_siblings`), the words that tell the label from each sibling
+    must appear too, and the answer must not also say what tells the sibling from the label.
+    """
 
     def parse(self, value: Any) -> str:
         return _as_text(value)
 
     def judge(self, answer: str, value: str, name: str) -> tuple[bool, str]:
         return match_class(value, answer, self.cfg)
+
+    def tell_apart(self, answer: str, value: str, siblings: Sequence[str], reason: str
+                   ) -> tuple[bool, str]:
+        toks, ratio = _answer_tokens(answer), self.cfg.class_ratio
+
+        def found(phrase: tuple[str, ...]) -> bool:
+            return _find_item(phrase, toks, 0, ratio) is not None
+
+        for other in siblings:
+            missing = next((p for p in _distinguishing(value, other) if not found(p)), None)
+            if missing is not None:
+                return False, (f"'{' '.join(missing)}' not found: it tells the label from "
+                               f"its sibling class '{other}'")
+            theirs = _distinguishing(other, value)
+            if theirs and all(found(p) for p in theirs):
+                said = ", ".join(" ".join(p) for p in theirs)
+                return False, f"the answer describes sibling class '{other}' ({said})"
+        return True, f"{reason}; told apart from {len(siblings)} sibling class(es)"
 
 
 def sentence_similarity(gt_words: Sequence[str], sentence: frozenset[str], ratio: float) -> float:
@@ -702,7 +771,8 @@ class MultipleChoiceVerifier(Verifier):
 
 def verify_record(record: Record, answer: str, cfg: VerifyConfig) -> Verdict:
     """Check every label of the record; the answer passes only if all of them pass."""
-    labels = [get_verifier(t, cfg).check(answer, v, n) for n, t, v in record.labels()]
+    labels = [get_verifier(t, cfg).check(answer, v, n, record.siblings(n))
+              for n, t, v in record.labels()]
     return Verdict(all(lv.passed for lv in labels), labels)
 
 
