@@ -10,9 +10,10 @@ Deliberate choices, relative to the released verifier:
 - class words are matched with rapidfuzz's ``fuzz.ratio`` (> ``class_ratio``), the release's
   fuzzywuzzy ratio as a float. Numeric label tokens ("1.5") are kept however short and must
   match exactly.
-- sentence similarity is a *lexical fallback* (no embedding model here): the fraction of the
-  ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of one
-  answer sentence.
+- sentence similarity is the cosine of ``sentence_model`` embeddings (sentence-transformers,
+  as the release's MiniLM) when one is configured; otherwise a *lexical fallback*: the fraction
+  of the ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of
+  one answer sentence.
 - sentence_sequence follows the release: every ground-truth sentence's best-matching answer
   sentence must reach ``sequence_threshold``, at non-decreasing answer positions.
 - float judges only the value the answer gives for the labelled quantity (:func:`numbers_for`).
@@ -33,7 +34,7 @@ from rapidfuzz import fuzz, process
 
 from videostar.config import VerifyConfig
 from videostar.data.records import LABEL_TYPES, Record
-from videostar.errors import RecordError
+from videostar.errors import RecordError, VideostarError, first_line
 
 _STOPWORD_TEXT = """
     a about above after again against all am an and any are as at be because been before
@@ -182,9 +183,13 @@ def _sentence_words(sentence: str, min_len: int) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=64)
+def _answer_sentence_texts(answer: str) -> tuple[str, ...]:
+    return tuple(p for p in _SENTENCE_SPLIT_RE.split(answer) if p.strip())
+
+
+@lru_cache(maxsize=64)
 def _answer_sentences(answer: str) -> tuple[frozenset[str], ...]:
-    parts = (p for p in _SENTENCE_SPLIT_RE.split(answer) if p.strip())
-    return tuple(frozenset(_stem(w) for w in tokens(p)) for p in parts)
+    return tuple(frozenset(_stem(w) for w in tokens(p)) for p in _answer_sentence_texts(answer))
 
 
 # --------------------------------------------------------------------------- fuzzy words
@@ -426,6 +431,39 @@ def _best_sentence(gt: str, answer: str, cfg: VerifyConfig) -> list[float]:
     return [sentence_similarity(words, s, cfg.class_ratio) for s in sentences]
 
 
+@lru_cache(maxsize=4)
+def sentence_encoder(uri: str) -> Any:
+    """The sentence-transformers model at ``uri`` (a folder or an ``s3://`` prefix), loaded
+    once per process; a folder that holds none is a one-line error."""
+    from sentence_transformers import SentenceTransformer
+
+    from videostar.model import resolve
+
+    path = resolve(uri)
+    try:
+        return SentenceTransformer(str(path))
+    except Exception as exc:  # the library raises many types for a folder it cannot load
+        raise VideostarError(f"verify.sentence_model {uri}: not a sentence-transformers model "
+                             f"({first_line(exc)})") from exc
+
+
+def similarities(gts: Sequence[str], answer: str, cfg: VerifyConfig) -> list[list[float]]:
+    """Similarity of each ground-truth sentence to each answer sentence, in answer order: the
+    cosine of ``sentence_model`` embeddings (the release's MiniLM), else the lexical fallback."""
+    if not cfg.sentence_model:
+        return [_best_sentence(gt, answer, cfg) for gt in gts]
+    parts = list(_answer_sentence_texts(answer))
+    if not parts:
+        return [[] for _ in gts]
+    emb = sentence_encoder(cfg.sentence_model).encode(
+        [*gts, *parts], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return (emb[: len(gts)] @ emb[len(gts) :].T).tolist()
+
+
+def _similarity_kind(cfg: VerifyConfig) -> str:
+    return "embedding" if cfg.sentence_model else "lexical"
+
+
 @register("sentence")
 class SentenceVerifier(Verifier):
     """Each ground-truth sentence is similar (>= sentence_threshold) to some answer sentence."""
@@ -434,13 +472,13 @@ class SentenceVerifier(Verifier):
         return _as_texts(value)
 
     def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
-        threshold = self.cfg.sentence_threshold
-        for i, gt in enumerate(value, 1):
-            best = max(_best_sentence(gt, answer, self.cfg), default=0.0)
+        threshold, kind = self.cfg.sentence_threshold, _similarity_kind(self.cfg)
+        for i, (gt, sims) in enumerate(zip(value, similarities(value, answer, self.cfg), strict=True), 1):
+            best = max(sims, default=0.0)
             if best < threshold:
                 return False, (f"sentence {i}/{len(value)} '{gt.strip():.50}' not found "
-                               f"(best lexical similarity {best:.2f} < {threshold})")
-        return True, f"all {len(value)} sentences found (lexical similarity >= {threshold})"
+                               f"(best {kind} similarity {best:.2f} < {threshold})")
+        return True, f"all {len(value)} sentences found ({kind} similarity >= {threshold})"
 
 
 @register("sentence_sequence")
@@ -458,8 +496,7 @@ class SentenceSequenceVerifier(Verifier):
 
     def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
         threshold, pos = self.cfg.sequence_threshold, 0
-        for i, gt in enumerate(value, 1):
-            sims = _best_sentence(gt, answer, self.cfg)
+        for i, (gt, sims) in enumerate(zip(value, similarities(value, answer, self.cfg), strict=True), 1):
             best = max(sims, default=0.0)
             where = f"sentence {i}/{len(value)} '{gt.strip():.50}'"
             if best < threshold or not sims:
