@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from videostar.config import VerifyConfig
 from videostar.data import kinetics700
 from videostar.data.activitynet import build_activitynet
 from videostar.data.finediving import build_finediving
@@ -17,6 +18,7 @@ from videostar.data.kinetics700 import build_kinetics700
 from videostar.data.records import AdapterResult, read_records, write_jsonl
 from videostar.errors import RecordError, VideoError
 from videostar.prompts import DEFAULT_TEMPLATES
+from videostar.star.verify import verify_record
 
 pytestmark = pytest.mark.fast  # no model, no server: `make test-fast`
 
@@ -94,6 +96,24 @@ def test_kinetics_labels_exact_and_videos_found_anywhere(k700, tmp_path):
         f"{csv_path}:8: expected 5 columns, got 3",
     ]
     _roundtrip(result, tmp_path)
+
+
+def test_kinetics_records_carry_their_sibling_classes_from_the_whole_file(k700):
+    """The class list is every label of the CSV, whatever the split or the clips on disk."""
+    csv_path, root = k700
+    csv_path.write_text(K700_CSV + '"passing American football (not in game)",nig1,0,10,val\n'
+                        '"tying tie",tt1,0,10,val\n"tying bow tie",tb1,0,10,val\n')
+    _touch(root / "tt1_000000_000010.mp4")
+    recs = _by_id(build_kinetics700(csv_path, root, TEMPLATES))
+    football = recs["k700/abc123_000014_000024"]
+    assert football.siblings("action") == ["passing American football (not in game)"]
+    assert recs["k700/tt1_000000_000010"].siblings("action") == ["tying bow tie"]
+    assert recs["k700/flat1_000100_000110"].siblings("action") == []
+    assert "class_siblings" not in recs["k700/flat1_000100_000110"].meta
+    cfg = VerifyConfig()
+    assert verify_record(football, "They are passing an American football in a game.", cfg).passed
+    assert not verify_record(football, "Passing an American football, not in a game.", cfg).passed
+    assert not verify_record(recs["k700/tt1_000000_000010"], "He is tying a bow tie.", cfg).passed
 
 
 def test_kinetics_split_filter(k700):

@@ -33,6 +33,7 @@ from videostar.eval.tempcompass import (
     load_tempcompass,
     rate,
     rule_rating,
+    score_predictions,
 )
 from videostar.video import write_video
 
@@ -54,7 +55,11 @@ MC_A = "B. dribbling a basketball"
     ("C. passing a basketball", False),
     ("B) dribbling", True),
     ("D)", False),
-    (" B ", True),  # surrounding whitespace is stripped (generation strips it too)
+    (" B ", True),  # surrounding whitespace is stripped, as officially
+    ("B</s>", True),  # and the end-of-sequence token removed
+    ("B.", True),
+    ("E", None),  # only A-D are letters
+    ("E. something", None),
     ("(B)", None),  # no official rule takes a parenthesised letter
     ("The answer is B", None),
     ("b", None),  # letters are case-sensitive in the official rules
@@ -74,34 +79,75 @@ def test_multi_choice_rules(prediction, expected):
     ("Nope", "no", True),  # starts with "no": the official rule reads it as no
     ("I think yes", "yes", None),
     ("It is not", "no", None),
+    ("Yes", "Yes", False),  # the ground truth is compared as written (the files use lowercase)
+    ("Not really.", "no", True),
 ])
 def test_yes_no_rules(prediction, answer, expected):
     assert rule_rating("yes_no", "Is the man dunking?", answer, prediction) is expected
 
 
-CM_Q = ("Which caption matches the video better?\nCaption A: The man walks left.\n"
-        "Caption B: The man walks right.")
-CM_A = "Caption B: The man walks right."
-OPT_Q = ("Which description is a more suitable match for the video?\nOption 1: A cat sleeps.\n"
-         "Option 2: A cat jumps.")
+def _cm_question(header: str, ids: tuple[str, str], intro: str) -> tuple[str, str]:
+    """A caption-matching question in one header style, and its answer (the second option)."""
+    lines = [f"{header} {ids[0]}: The man walks left.", f"{header} {ids[1]}: The man walks right."]
+    return "\n".join([intro, *lines]), lines[1]
 
 
-@pytest.mark.parametrize(("prediction", "question", "answer", "expected"), [
-    ("Caption B: The man walks right.", CM_Q, CM_A, True),
-    ("The man walks right.", CM_Q, CM_A, True),
-    ("Caption B", CM_Q, CM_A, True),
-    ("Caption B.", CM_Q, CM_A, True),
-    ("Caption A", CM_Q, CM_A, False),
-    ("Caption A: The man walks left.", CM_Q, CM_A, False),
-    ("(B) The man walks right.", CM_Q, CM_A, True),  # the sentence after an "X) " prefix
-    ("B", CM_Q, CM_A, None),
-    ("I think caption B", CM_Q, CM_A, None),
-    ("Option 2", OPT_Q, "Option 2: A cat jumps.", True),
-    ("Option 1.", OPT_Q, "Option 2: A cat jumps.", False),
-    ("A cat jumps.", OPT_Q, "Option 2: A cat jumps.", True),
-])
-def test_caption_matching_rules(prediction, question, answer, expected):
+CM_STYLES = {  # the three header styles of the official question file, each with its own intro
+    "Caption": _cm_question("Caption", ("A", "B"), "Which caption matches the video better?"),
+    "Sentence": _cm_question("Sentence", ("A", "B"),
+                             "Which sentence better captures the essence of the video?"),
+    "Option": _cm_question("Option", ("1", "2"),
+                           "Which description is a more suitable match for the video?"),
+}
+CM_IDS = {"Caption": ("A", "B"), "Sentence": ("A", "B"), "Option": ("1", "2")}
+CM_FORMS = [  # (form, expected): {h} header word, {w} wrong index, {r} right index
+    ("{h} {r}: The man walks right.", True),  # the whole option line
+    ("{h} {w}: The man walks left.", False),
+    ("The man walks right.", True),  # the option sentence alone
+    ("The man walks left.", False),
+    ("({r}) The man walks right.", True),  # the sentence after an "X) " prefix
+    ("{r}) The man walks right.", True),
+    ("({w}) The man walks left.", False),
+    ("{h} {r}", True),  # the index with its header
+    ("{h} {r}.", True),  # ... every "." removed first
+    ("{h} {w}", False),
+    ("{h} {w}.", False),
+    ("{r}", True),  # the bare index
+    ("{r}.", True),
+    ("{w}", False),
+    ("{w}.", False),
+    ("  {h} {r}\n</s>", True),  # "</s>" removed and whitespace stripped, as officially
+    ("({r})", None),  # rejected forms: no rule takes these
+    ("{r})", None),
+    ("{r}. The man walks right.", None),  # "." removal leaves "{r} The man walks right"
+    ("{h} {r}: The man walks", None),  # a cut sentence
+    ("The answer is {h} {r}", None),
+    ("{h} {r} is the better match.", None),
+    ("{h}{r}", None),
+    ("the man walks right.", None),  # case-sensitive
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("style", sorted(CM_STYLES))
+@pytest.mark.parametrize(("form", "expected"), CM_FORMS)
+def test_caption_matching_rules(style, form, expected):
+    question, answer = CM_STYLES[style]
+    wrong, right = CM_IDS[style]
+    prediction = form.format(h=style, w=wrong, r=right)
+    if style == "Option" and form == "{h} {r}: The man walks":
+        prediction = "Option 2: The man walks"
     assert rule_rating("caption_matching", question, answer, prediction) is expected
+
+
+def test_caption_matching_rules_follow_the_official_quirks():
+    question, answer = CM_STYLES["Caption"]
+    # the piece after the first ") " only (the official ``split(') ')[1]``)
+    odd = question.replace("The man walks right.", "The man (left) walks right.")
+    odd_answer = "Caption B: The man (left) walks right."
+    assert rule_rating("caption_matching", odd, odd_answer, "B) The man (left) walks right.") is None
+    # a line without ": " offers no option (the official script would crash on it)
+    assert rule_rating("caption_matching", question + "\n(none of these)", answer, "B") is True
 
 
 class RecordingJudge:
@@ -127,6 +173,65 @@ def test_judge_is_a_fallback_and_scores_captions_against_the_multi_choice_questi
     assert rate(mc, "(B)", RecordingJudge(None)) == (None, "unscored")
 
 
+def test_null_prediction_is_a_refusal_rated_wrong_without_the_judge():
+    judge = RecordingJudge(True)
+    mc = Question("multi-choice", "v1", "action", 0, MC_Q, MC_A)
+    assert rate(mc, None, judge) == (False, "refusal") and judge.calls == []
+
+
+def _official_predictions(root: Path) -> Path:
+    """predictions/<model>/<task>.json as published: the question file plus a prediction."""
+    model = root / "predictions" / "some-vlm"
+    files = {
+        "multi-choice": {"v1": {"action": [
+            {"question": MC_Q, "answer": MC_A, "prediction": "B</s>"},  # right
+            {"question": MC_Q, "answer": "A. dunking a basketball", "prediction": "(A)"},  # unscored
+        ], "direction": [
+            {"question": "Which way?\nA. left\nB. right", "answer": "A. left", "prediction": None},
+        ]}},
+        "yes_no": {"v1": {"action": [
+            {"question": "Is he dribbling?", "answer": "yes", "response": "No, he is not."},  # wrong
+            {"question": "Is he dunking?", "answer": "no"},  # malformed: no prediction key
+            {"question": "Is he walking?", "answer": "no", "prediction": 3},  # malformed
+        ]}},
+        "caption_matching": {"v1": {"direction": [
+            {"question": CM_STYLES["Option"][0], "answer": CM_STYLES["Option"][1], "prediction": "2."},
+            {"question": CM_STYLES["Sentence"][0], "answer": CM_STYLES["Sentence"][1], "prediction": "A"},
+        ]}},
+    }
+    for task, data in files.items():
+        model.mkdir(parents=True, exist_ok=True)
+        (model / f"{task}.json").write_text(json.dumps(data, indent=4))
+    return model
+
+
+def test_scoring_only_mode_scores_an_official_predictions_folder(tmp_path, capsys):
+    model = _official_predictions(tmp_path)
+    (tmp_path / "meta_info.json").write_text(json.dumps(TC_META))
+    out = tmp_path / "scored"
+    code = main(["eval", "tempcompass", "--predictions", str(model), "--data", str(tmp_path),
+                 "--out", str(out)])
+    assert code == 0 and "some-vlm" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == "some-vlm" and report["settings"] == {"scoring_only": True}
+    counts = report["counts"]
+    assert (counts["items"], counts["scored"], counts["unscored"], counts["correct"]) == (6, 5, 1, 2)
+    assert counts["scored_by_refusal"] == 1 and counts["scored_by_rule"] == 4
+    assert report["summary"]["accuracy/caption_matching"] == 0.5
+    assert report["summary"]["accuracy_unscored_wrong"] == 2 / 6
+    assert [e.split(": ", 1)[1] for e in report["input_errors"]] == [
+        "v1/action[1]: needs a 'prediction' (or 'response'): text, or null for a refusal",
+        "v1/action[2]: needs a 'prediction' (or 'response'): text, or null for a refusal"]
+    rows = {r["id"]: r for r in read_rows(out / "scored.jsonl")}
+    assert rows["tempcompass/multi-choice/v1/direction/0"]["scored_by"] == "refusal"
+    assert rows["tempcompass/yes_no/v1/action/0"]["rating"] is False  # from the "response" key
+    fine = report["breakdowns"]["per_task_fine_dimension"]["multi-choice"]
+    assert fine["fine-grained action"]["total"] == 2
+    # no model and no predictions: a clear usage error, exit 2
+    assert main(["eval", "tempcompass", "--out", str(out)]) == 2
+    assert "--predictions" in capsys.readouterr().err
+
+
 # --- TempCompass files ----------------------------------------------------------------------
 
 TC_QUESTIONS = {
@@ -141,7 +246,8 @@ TC_QUESTIONS = {
                "speed": [{"question": "Is it slow?"}]},  # malformed: no answer
         "v3": {"order": [{"question": "Does he jump first?", "answer": "no"}]},
     },
-    "caption_matching": {"v1_reverse": {"direction": [{"question": CM_Q, "answer": CM_A}]}},
+    "caption_matching": {"v1_reverse": {"direction": [{"question": CM_STYLES["Caption"][0],
+                                                       "answer": CM_STYLES["Caption"][1]}]}},
     "captioning": {"v1": {"action": [{"question": "Information A: ...\nGenerated Caption:",
                                       "answer": "B. dribbling a basketball"}]}},
 }
@@ -333,6 +439,10 @@ def test_tempcompass_end_to_end(tiny_lm, tempcompass, tmp_path):
     assert all(isinstance(p["prediction"], str) for p in mirror["v1"]["action"])
     assert mirror["v1"]["action"][1]["answer"] == "A. dunking a basketball"
     assert set(report["files"]["predictions_by_task"]) == set(TC_QUESTIONS)
+    # the files score alike without the model; their nulls (unreadable videos) are refusals
+    rescored = score_predictions(out / "predictions", tmp_path / "rescored")
+    assert rescored["counts"]["correct"] == counts["correct"]
+    assert rescored["counts"]["scored_by_refusal"] == counts["video_errors"]
 
     # a judge rescored run reuses the answers and leaves nothing unscored
     judge = RecordingJudge(False)

@@ -196,6 +196,13 @@ def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.eval.report import print_report
     from videostar.model import load_model
 
+    if getattr(args, "predictions", None):
+        from videostar.eval.tempcompass import score_predictions
+
+        print_report(score_predictions(args.predictions, args.out, data=args.data))
+        return 0
+    if args.model is None or (args.suite == "tempcompass" and args.data is None):
+        raise ConfigError(f"eval {args.suite}: --model and --data are needed (or --predictions DIR)")
     data = {k: getattr(args, k) for k in (*EVAL_SUITES[args.suite], "videos") if getattr(args, k, None)}
     suite = EvalSuite(args.suite, data, getattr(args, "split", None))
     if args.limit is not None:
@@ -364,12 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark").add_subparsers(
         dest="suite", required=True)
     tc = ev.add_parser("tempcompass", help="TempCompass question files + videos")
-    tc.add_argument("--data", required=True, help="folder with questions/ and meta_info.json")
+    tc.add_argument("--data", help="folder with questions/ and meta_info.json")
     tc.add_argument("--videos", help="default: DATA/videos")
+    tc.add_argument("--predictions", help="score this predictions/<model>/ folder (official layout) "
+                    "instead of running a model; --data then only supplies meta_info.json")
+    tc.add_argument("--model")
     kq = _kinetics_args(ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split"))
     fdv = _finediving_args(ev.add_parser("finediving", help="FineDiving action quality assessment"))
-    for p in (tc, kq, fdv):
+    for p in (kq, fdv):
         p.add_argument("--model", required=True)
+    for p in (tc, kq, fdv):
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
         p.add_argument("--out", required=True, help="folder for predictions and report.json")
         p.add_argument("--limit", type=int, help="evaluate the first N items only")

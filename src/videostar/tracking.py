@@ -1,7 +1,10 @@
 """MLflow tracking of the self-training cycles, with run outputs copied to the object store.
 
-One parent run per pipeline run (the one KFP's MLflow plugin injects as ``MLFLOW_RUN_ID`` when
-present), one nested run per cycle. Per cycle: yields and training metrics (``step=cycle``, on
+One parent run per pipeline run, one nested run per cycle. Under KFP's MLflow plugin (KFP 2.17)
+the parent is the plugin's own run of the pipeline: the plugin nests one run per task under it
+and gives each task ``MLFLOW_RUN_ID`` = that task's run and ``MLFLOW_EXPERIMENT_ID``, so the
+pipeline's run is found by following ``mlflow.parentRunId`` up from the task's run; the plugin's
+runs are never closed here. Per cycle: yields and training metrics (``step=cycle``, on
 the cycle run and on the parent, so the parent's charts show the trend), the training data as an
 MLflow dataset whose source is its object-store URI, the adapter as a registered model version
 aliased ``candidate``, ``champion`` moved to the best cycle, and plots of the history.
@@ -26,6 +29,7 @@ from videostar.layout import BASELINE, RLAIF
 from videostar.store import Store, open_store, scoped_key
 
 PARENT_TAG = "videostar.pipeline_run"
+NESTED_TAG = "mlflow.parentRunId"
 CYCLE_TAG = "videostar.cycle"
 
 # An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
@@ -49,8 +53,16 @@ def _client(cfg: TrackingConfig) -> Any:
     return MlflowClient()
 
 
+def _plugin_task_run() -> str:
+    """The task's run when KFP's MLflow plugin (or a user) set ``MLFLOW_RUN_ID``; else ''."""
+    return os.environ.get("MLFLOW_RUN_ID", "")
+
+
 def _experiment_id(cfg: TrackingConfig) -> str:
-    """The experiment, created when missing; a local sqlite store keeps artifacts beside it."""
+    """``MLFLOW_EXPERIMENT_ID`` when set (the plugin's experiment), else the configured one,
+    created when missing; a local sqlite store keeps artifacts beside it."""
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
     client = _client(cfg)
     exp = client.get_experiment_by_name(cfg.experiment)
     if exp is not None:
@@ -87,8 +99,8 @@ def start_run(cfg: RunConfig, pipeline_run: str) -> str:
     from videostar.config import config_to_dict
 
     client = _client(cfg.tracking)
-    if os.environ.get("MLFLOW_RUN_ID"):
-        parent = os.environ["MLFLOW_RUN_ID"]
+    if _plugin_task_run():
+        parent = pipeline_run_of(client, _plugin_task_run())
         client.set_tag(parent, PARENT_TAG, pipeline_run)
     else:
         found = _find(cfg, f"tags.`{PARENT_TAG}` = '{pipeline_run}' and tags.`{CYCLE_TAG}` IS NULL")
@@ -101,6 +113,16 @@ def start_run(cfg: RunConfig, pipeline_run: str) -> str:
     return parent
 
 
+def pipeline_run_of(client: Any, run_id: str) -> str:
+    """The top of ``run_id``'s chain of ``mlflow.parentRunId`` tags: the pipeline's run, above
+    the task's run and any sub-pipeline's run (the plugin gives each its own run)."""
+    seen = {run_id}
+    while (up := client.get_run(run_id).data.tags.get(NESTED_TAG)) and up not in seen:
+        seen.add(up)
+        run_id = up
+    return run_id
+
+
 def _find(cfg: RunConfig, filter_string: str) -> str | None:
     client = _client(cfg.tracking)
     runs = client.search_runs([_experiment_id(cfg.tracking)], filter_string=filter_string,
@@ -111,14 +133,18 @@ def _find(cfg: RunConfig, filter_string: str) -> str | None:
 def cycle_run(cfg: RunConfig, parent: str, cycle: int | str, meta: dict[str, str]) -> str:
     """The nested run of ``cycle`` (or of the RLAIF stage) under ``parent``, created on first use."""
     client = _client(cfg.tracking)
-    pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, "")
-    found = _find(cfg, f"tags.mlflow.parentRunId = '{parent}' and tags.`{CYCLE_TAG}` = '{cycle}'")
+    info = client.get_run(parent)
+    pipeline_run = info.data.tags.get(PARENT_TAG, "")
+    experiment = info.info.experiment_id  # nested runs live in their parent's experiment
+    found = client.search_runs(
+        [experiment], filter_string=f"tags.{NESTED_TAG} = '{parent}' and tags.`{CYCLE_TAG}` = '{cycle}'",
+        max_results=1)
     if found:
-        return found
-    tags = {"mlflow.parentRunId": parent, CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run,
+        return found[0].info.run_id
+    tags = {NESTED_TAG: parent, CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run,
             "cycle": str(cycle), **meta}
     name = cycle if isinstance(cycle, str) else f"cycle-{cycle}"
-    return client.create_run(_experiment_id(cfg.tracking), run_name=name, tags=tags).info.run_id
+    return client.create_run(experiment, run_name=name, tags=tags).info.run_id
 
 
 @contextlib.contextmanager
@@ -369,23 +395,25 @@ def log_scores(cfg: RunConfig, parent: str, stage: str, cycle: int | None,
 
 
 def finish(cfg: RunConfig, parent: str) -> None:
-    """Close the parent run once the last cycle has been logged."""
-    if enabled(cfg) and parent and not os.environ.get("MLFLOW_RUN_ID"):
+    """Close the parent run once the last cycle has been logged, unless the plugin owns it."""
+    if enabled(cfg) and parent and not _plugin_task_run():
         _client(cfg.tracking).set_terminated(parent)
 
 
 def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str, Any]]]:
     """The per-cycle rows of one pipeline run (default: the latest) of the experiment."""
     client = _client(cfg.tracking)
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    exp_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    exp = client.get_experiment(exp_id) if exp_id else client.get_experiment_by_name(
+        cfg.tracking.experiment)
+    name = exp_id or cfg.tracking.experiment
     if exp is None:
-        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: no experiment "
-                             f"{cfg.tracking.experiment!r}")
+        raise VideostarError(f"MLflow at {tracking_uri(cfg.tracking)}: no experiment {name!r}")
     parent = run or _find(cfg, f"tags.`{CYCLE_TAG}` IS NULL and tags.`{PARENT_TAG}` != ''")
     if parent is None:
-        raise VideostarError(f"experiment {cfg.tracking.experiment!r} has no videostar runs")
+        raise VideostarError(f"experiment {name!r} has no videostar runs")
     cycles = client.search_runs([exp.experiment_id],
-                                filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+                                filter_string=f"tags.{NESTED_TAG} = '{parent}'")
     rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
             for r in cycles if r.data.tags.get(CYCLE_TAG, "").isdigit()]
     return parent, sorted(rows, key=lambda r: r["cycle"])

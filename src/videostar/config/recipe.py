@@ -63,6 +63,9 @@ class VerifyConfig:
     range_iou: float = 0.5
     bbox_iou: float = 0.5
     bbox_format: str = "xyxy"
+    sentence_model: str | None = None
+    """A sentence-transformers model (folder or ``s3://`` prefix) for sentence similarity;
+    None: the lexical fallback. The thresholds apply to whichever similarity is in use."""
 
     def validate(self, where: str) -> None:
         require(where, "bbox_format", self.bbox_format in ("xyxy", "xywh"), "xyxy or xywh")

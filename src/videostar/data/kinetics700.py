@@ -11,11 +11,13 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from videostar.data._common import find_video, index_videos, not_found, require_file
-from videostar.data.records import AdapterResult, Record
+from videostar.data.records import SIBLINGS, AdapterResult, Record
 from videostar.errors import RecordError
 from videostar.prompts import question_for
+from videostar.star.verify import class_siblings
 
 TASK = "action_recognition"
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
@@ -52,6 +54,9 @@ def build_kinetics700(
     header, rows = _read_csv(csv_path)
     columns = _check_header(csv_path, header, split)
     index = index_videos(video_root)
+    # The class list is the whole file's labels, whatever the split or the clips on disk.
+    label_col = columns["label"]
+    siblings = class_siblings(row[label_col] for _, row in rows if len(row) == len(header))
     result = AdapterResult(records=[])
     first_line: dict[str, int] = {}
     for lineno, row in rows:
@@ -72,7 +77,7 @@ def build_kinetics700(
         if path is None:
             result.missing.append(not_found(f"{clip.name}.mp4", video_root))
             continue
-        result.records.append(_record(clip, path, templates))
+        result.records.append(_record(clip, path, templates, siblings.get(clip.label, [])))
     return result
 
 
@@ -132,7 +137,16 @@ def _seconds(text: str, column: str) -> int:
     return int(text)
 
 
-def _record(clip: _Clip, path: Path, templates: dict[str, list[str]]) -> Record:
+def _record(clip: _Clip, path: Path, templates: dict[str, list[str]], siblings: list[str]) -> Record:
+    meta: dict[str, Any] = {
+        "dataset": "kinetics700",
+        "youtube_id": clip.youtube_id,
+        "time_start": clip.time_start,
+        "time_end": clip.time_end,
+        "split": clip.split,
+    }
+    if siblings:
+        meta[SIBLINGS] = {"action": siblings}
     return Record(
         id=f"k700/{clip.name}",
         video=str(path),
@@ -140,11 +154,5 @@ def _record(clip: _Clip, path: Path, templates: dict[str, list[str]]) -> Record:
         label={"action": clip.label},
         label_type=["class"],
         task=TASK,
-        meta={
-            "dataset": "kinetics700",
-            "youtube_id": clip.youtube_id,
-            "time_start": clip.time_start,
-            "time_end": clip.time_end,
-            "split": clip.split,
-        },
+        meta=meta,
     )

@@ -30,6 +30,11 @@ LABEL_TYPES = (
 )
 
 
+SIBLINGS = "class_siblings"
+"""``meta`` key: label name -> the dataset's classes the verifier must tell that label from
+(:func:`videostar.star.verify.class_siblings`); written by adapters that know the class list."""
+
+
 @dataclass
 class Record:
     """One question about one video, with the labels an answer must contain.
@@ -62,6 +67,15 @@ class Record:
         unknown = [t for t in self.label_type if t not in LABEL_TYPES]
         if unknown:
             raise RecordError(f"record {self.id}: unknown label type {unknown[0]!r}")
+        sibs = self.meta.get(SIBLINGS, {}) if isinstance(self.meta, dict) else {}
+        if not (isinstance(sibs, dict) and all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v) for v in sibs.values())):
+            raise RecordError(f"record {self.id}: meta.{SIBLINGS} must map label names to lists of "
+                              "class names")
+
+    def siblings(self, name: str) -> list[str]:
+        """The classes label ``name`` must be told apart from (none unless an adapter set them)."""
+        return self.meta.get(SIBLINGS, {}).get(name, []) if isinstance(self.meta, dict) else []
 
     def labels(self) -> list[tuple[str, str, Any]]:
         """(name, type, value) per label, in order."""

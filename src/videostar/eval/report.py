@@ -160,7 +160,6 @@ def finish_report(
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``scored.jsonl`` and ``report.json`` (atomically) and return the report."""
-    write_jsonl(out_dir / SCORED, scored_rows)
     report = EvalReport(
         suite=suite, model=lm.source, base=lm.tuned_from, inputs=inputs, counts=counts,
         summary=summary, breakdowns=breakdowns,
@@ -171,9 +170,16 @@ def finish_report(
                   "reused_answers": gen_metrics["skipped_existing"]},
         video_errors=gen_metrics["video_errors"], input_errors=input_errors, details=details or {},
         seconds=round(time.perf_counter() - started, 3),
-    ).to_json()
-    write_json(out_dir / REPORT, report)
-    return report
+    )
+    return write_report(out_dir, report, scored_rows)
+
+
+def write_report(out_dir: Path, report: EvalReport, scored_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``scored.jsonl`` and ``report.json`` (atomically); returns the report as JSON."""
+    write_jsonl(out_dir / SCORED, scored_rows)
+    data = report.to_json()
+    write_json(out_dir / REPORT, data)
+    return data
 
 
 def _pct(value: float | None) -> str:

@@ -34,11 +34,15 @@ from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import Record, write_json
 from videostar.errors import RecordError
 from videostar.eval.report import (
+    REPORT,
+    SCORED,
+    EvalReport,
     Rating,
     answer_items,
     finish_report,
     overall,
     tally,
+    write_report,
 )
 from videostar.model import LoadedModel
 
@@ -135,6 +139,17 @@ def _read_task(path: Path, task: str, meta: dict[str, Any], errors: list[str]) -
     return out
 
 
+def read_meta(root: Path) -> dict[str, Any]:
+    """``root/meta_info.json`` (empty when absent: it only feeds the fine-grained breakdown)."""
+    meta_path = root / "meta_info.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{meta_path}: not a readable JSON file ({exc})") from exc
+
+
 def load_tempcompass(root: str | Path, tasks: Iterable[str] | None = None) -> TempCompassData:
     """Questions of ``tasks`` (default: every task whose question file exists) under ``root``.
 
@@ -153,13 +168,7 @@ def load_tempcompass(root: str | Path, tasks: Iterable[str] | None = None) -> Te
     missing = [t for t in wanted if not (qdir / f"{t}.json").is_file()]
     if missing:
         raise RecordError(f"{qdir / (missing[0] + '.json')}: question file not found")
-    meta_path = root / "meta_info.json"
-    meta: dict[str, Any] = {}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordError(f"{meta_path}: not a readable JSON file ({exc})") from exc
+    meta = read_meta(root)
     errors: list[str] = []
     questions = [q for t in wanted for q in _read_task(qdir / f"{t}.json", t, meta, errors)]
     multi_choice: dict[tuple[str, str], Question] = {}
@@ -176,10 +185,9 @@ def load_tempcompass(root: str | Path, tasks: Iterable[str] | None = None) -> Te
 
 
 def rate_multi_choice(prediction: str, answer: str) -> Rating:
-    """Official rules: the whole answer line, a bare letter, or an ``X.`` / ``X)`` prefix.
-
-    "(B)" or "The answer is B" match no rule (unscored), exactly as in the official script.
-    """
+    """Official rules, in their order: the whole answer line; a bare letter A-D; an ``X.`` or
+    ``X)`` prefix (the letter decides). Letters are case-sensitive; "(B)" or "The answer is
+    B" match no rule (unscored), exactly as in the official script."""
     if prediction == answer:
         return True
     if prediction in _LETTERS:
@@ -191,7 +199,8 @@ def rate_multi_choice(prediction: str, answer: str) -> Rating:
 
 
 def rate_yes_no(prediction: str, answer: str) -> Rating:
-    """Official rule: the lowercased reply starts with "yes" or "no" (so "Nope" is a no)."""
+    """Official rule: the lowercased reply starts with "yes" or "no" (so "Nope" is a no),
+    compared with the ground truth as written."""
     reply = prediction.lower()
     if reply.startswith("yes"):
         pred = "yes"
@@ -199,36 +208,60 @@ def rate_yes_no(prediction: str, answer: str) -> Rating:
         pred = "no"
     else:
         return None
-    return pred == answer.strip().lower()
+    return pred == answer
+
+
+_INDEX_WORDS = ("Sentence ", "Option ", "Caption ")
+"""Header words the official script strips to get a bare option index ("Caption A" -> "A")."""
+
+
+def _field(text: str, sep: str, i: int) -> str | None:
+    """``text.split(sep)[i]``, or None where the official script would raise IndexError."""
+    parts = text.split(sep)
+    return parts[i] if i < len(parts) else None
 
 
 def rate_caption_matching(prediction: str, question: str, answer: str) -> Rating:
-    """Official rules: the prediction is an option line ("Caption A: ..."), its sentence (also
-    after an "X) " prefix), or its index ("Caption A", "Option 1", "Sentence B", a dot allowed).
+    """Official rules, each overriding the one before when several match:
+
+    1. the whole option line ("Caption A: The man walks left.");
+    2. its sentence, alone or after an ``X) `` prefix (the piece after the first ``) ``);
+    3. its index, with the header ("Caption A", "Option 1", "Sentence B") or bare ("A", "1"),
+       every ``.`` of the prediction removed first ("Caption A." and "A." count).
+
+    The match is right when it equals the answer line, its index with or without the header,
+    or its sentence. Option lines are the question's lines after the first; a line without
+    ``": "`` (on which the official script would crash) offers nothing.
     """
     options = [line for line in question.split("\n")[1:] if ": " in line]
-    sentences = [opt.split(": ", 1)[1] for opt in options]
-    indices = [opt.split(": ", 1)[0] for opt in options]
+    sentences = [opt.split(": ")[1] for opt in options]
+    indices = [opt.split(": ")[0] for opt in options]
+    bare = list(indices)
+    for word in _INDEX_WORDS:
+        bare = [ind.replace(word, "") for ind in bare]
     pred = None
     for opt in options:
         if opt == prediction:
             pred = opt
-    after_paren = prediction.split(") ", 1)[1] if ") " in prediction else None
+    after_paren = _field(prediction, ") ", 1) if ") " in prediction else None
     for sent in sentences:
         if sent in (prediction, after_paren):
             pred = sent
-    for ind in indices:
-        if ind in (prediction, prediction.replace(".", "")):
+    no_dots = prediction.replace(".", "")
+    for ind in indices + bare:
+        if ind in (prediction, no_dots):
             pred = ind
     if pred is None:
         return None
-    gt_sentence = answer.split(": ", 1)[1] if ": " in answer else None
-    return pred in (answer, answer.split(":")[0], gt_sentence)
+    head = answer.split(": ")[0].split()
+    accepted = (answer, answer.split(":")[0], _field(answer, ": ", 1), head[1] if len(head) > 1 else None)
+    return pred in accepted
 
 
 def rule_rating(task: str, question: str, answer: str, prediction: str) -> Rating:
-    """The official rule score of one prediction; None when no rule applies (or captioning)."""
-    prediction = prediction.strip()
+    """The official rule score of one prediction (``</s>`` removed, then stripped, as the
+    official scripts do); None when no rule applies (always for captioning)."""
+    prediction = prediction.replace("</s>", "").strip()
     if task == "multi-choice":
         return rate_multi_choice(prediction, answer)
     if task == "yes_no":
@@ -238,9 +271,12 @@ def rule_rating(task: str, question: str, answer: str, prediction: str) -> Ratin
     return None
 
 
-def rate(q: Question, prediction: str, judge: Judge | None = None,
+def rate(q: Question, prediction: str | None, judge: Judge | None = None,
          multi_choice: Question | None = None) -> tuple[Rating, str]:
-    """Rating of one prediction and what gave it: "rule", "judge" or "unscored"."""
+    """Rating of one prediction and what gave it: "rule", "judge", "unscored", or "refusal"
+    (a null prediction: the official scripts rate it 0 without asking the judge)."""
+    if prediction is None:
+        return False, "refusal"
     rating = rule_rating(q.task, q.question, q.answer, prediction)
     if rating is not None:
         return rating, "rule"
@@ -257,7 +293,7 @@ def rate(q: Question, prediction: str, judge: Judge | None = None,
 
 
 def score_tempcompass(
-    questions: list[Question], predictions: dict[str, str], judge: Judge | None = None,
+    questions: list[Question], predictions: dict[str, str | None], judge: Judge | None = None,
     multi_choice: dict[tuple[str, str], Question] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-answer verdicts and the breakdowns; questions without a prediction are skipped."""
@@ -303,6 +339,102 @@ def write_prediction_files(questions: list[Question], predictions: dict[str, str
         if mirror:
             files[task] = str(write_json(out_dir / "predictions" / f"{task}.json", mirror))
     return files
+
+
+def _totals(questions: list[Question], rows: list[dict[str, Any]]
+            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """Overall accuracy, the headline numbers and the counts of a scored run."""
+    totals = overall(r["rating"] for r in rows)
+    per_task = tally(((r["task"], r["rating"]) for r in rows), TASKS)
+    summary = {
+        "accuracy": totals["accuracy"],
+        "accuracy_unscored_wrong": totals["accuracy_unscored_wrong"],
+        **{f"accuracy/{task}": acc["accuracy"] for task, acc in per_task.items()},
+    }
+    counts = {
+        "items": len(questions), "answered": len(rows),
+        "scored": totals["scored"], "unscored": totals["unscored"], "correct": totals["correct"],
+        **{f"scored_by_{how}": sum(r["scored_by"] == how for r in rows)
+           for how in ("rule", "judge", "refusal")},
+        "videos": len({q.video_id for q in questions}),
+    }
+    return totals, summary, counts
+
+
+# --------------------------------------------------------------------------- scoring only
+
+
+def read_predictions(pred_dir: str | Path, meta: dict[str, Any] | None = None
+                     ) -> tuple[list[Question], dict[str, str | None], list[str]]:
+    """Questions and predictions of an official predictions folder (``<task>.json`` per task:
+    the question file's layout plus ``prediction``, or ``response`` as some models write it).
+
+    ``null`` is a refusal. An item without text question/answer, or without a prediction
+    key, is listed in the errors (``file: video/dimension[i]: why``) and skipped.
+    """
+    pred_dir = Path(pred_dir)
+    files = [t for t in TASKS if (pred_dir / f"{t}.json").is_file()]
+    if not files:
+        raise RecordError(f"{pred_dir}: no TempCompass prediction files ({', '.join(TASKS)}).json")
+    questions: list[Question] = []
+    predictions: dict[str, str | None] = {}
+    errors: list[str] = []
+    for task in files:
+        path = pred_dir / f"{task}.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordError(f"{path}: not a readable JSON file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: expected {{video_id: {{dimension: [predictions]}}}}")
+        items = [(vid, dim, i, item) for vid, dims in data.items() if isinstance(dims, dict)
+                 for dim, lst in dims.items() if isinstance(lst, list) for i, item in enumerate(lst)]
+        errors += [f"{path}: {vid}: expected {{dimension: [predictions]}}"
+                   for vid, dims in data.items() if not isinstance(dims, dict)]
+        for vid, dim, i, item in items:
+            where = f"{path}: {vid}/{dim}[{i}]"
+            item = item if isinstance(item, dict) else {}
+            q, a = item.get("question"), item.get("answer")
+            key = "prediction" if "prediction" in item else "response"
+            pred = item.get(key)
+            if not (isinstance(q, str) and q.strip() and isinstance(a, str) and a.strip()):
+                errors.append(f"{where}: needs text 'question' and 'answer'")
+            elif key not in item or not (pred is None or isinstance(pred, str)):
+                errors.append(f"{where}: needs a 'prediction' (or 'response'): text, or null for a refusal")
+            else:
+                question = Question(task, vid, dim, i, q, a, _fine_dimension(meta or {}, vid, dim))
+                questions.append(question)
+                predictions[question.id] = pred
+    return questions, predictions, errors
+
+
+def score_predictions(pred_dir: str | Path, out_dir: str | Path, *, data: str | Path | None = None,
+                      judge: Judge | None = None) -> dict[str, Any]:
+    """Score an existing predictions folder (``predictions/<model>/``) without a model, as
+    the official scripts do; ``data`` (optional) holds ``meta_info.json`` for the fine-grained
+    breakdown. Writes ``out_dir/scored.jsonl`` and ``out_dir/report.json``; returns the report.
+    """
+    started = time.perf_counter()
+    pred_dir, out_dir = Path(pred_dir), Path(out_dir)
+    meta = read_meta(Path(data)) if data is not None else {}
+    questions, predictions, errors = read_predictions(pred_dir, meta)
+    captioning_refs = {}
+    for q in questions:
+        if q.task == "multi-choice":
+            captioning_refs.setdefault((q.video_id, q.dimension), q)
+    rows, breakdowns = score_tempcompass(questions, predictions, judge, captioning_refs)
+    totals, summary, counts = _totals(questions, rows)
+    report = EvalReport(
+        suite=SUITE, model=pred_dir.name, base="", counts=counts, summary=summary,
+        inputs={"predictions": str(pred_dir), "meta_info": bool(meta),
+                "tasks": sorted({q.task for q in questions}, key=TASKS.index),
+                "judge": None if judge is None else type(judge).__name__},
+        breakdowns={"overall": {"all": totals}, **breakdowns},
+        files={"report": str(out_dir / REPORT), "scored": str(out_dir / SCORED)},
+        settings={"scoring_only": True}, input_errors=errors,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return write_report(out_dir, report, rows)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -352,19 +484,8 @@ def evaluate_tempcompass(
                                     json.dumps(ANSWER_PROMPTS, sort_keys=True), f"eval-{SUITE}",
                                     progress)
     rows, breakdowns = score_tempcompass(questions, predictions, judge, data.multi_choice)
-    totals = overall(r["rating"] for r in rows)
-    summary = {
-        "accuracy": totals["accuracy"],
-        "accuracy_unscored_wrong": totals["accuracy_unscored_wrong"],
-        **{f"accuracy/{task}": acc["accuracy"] for task, acc in breakdowns["per_task"].items()},
-    }
-    counts = {
-        "items": len(questions), "answered": len(rows), "video_errors": len(gen["video_errors"]),
-        "scored": totals["scored"], "unscored": totals["unscored"], "correct": totals["correct"],
-        "scored_by_rule": sum(r["scored_by"] == "rule" for r in rows),
-        "scored_by_judge": sum(r["scored_by"] == "judge" for r in rows),
-        "videos": len({q.video_id for q in questions}),
-    }
+    totals, summary, counts = _totals(questions, rows)
+    counts["video_errors"] = len(gen["video_errors"])
     files = {"predictions_by_task": write_prediction_files(questions, predictions, out_dir)}
     inputs = {"root": str(root), "video_dir": str(video_dir),
               "tasks": sorted({q.task for q in data.questions}, key=TASKS.index), "limit": limit,

@@ -7,16 +7,16 @@ malformed label value into a failed verdict whose reason says so.
 
 Deliberate choices, relative to the released verifier:
 
-- class words are matched with difflib's ratio (> ``class_ratio``); candidates are pruned by
-  exact upper bounds of that ratio (length bound, ``quick_ratio``), so the decisions equal an
-  exhaustive pairwise scan. Numeric label tokens ("1.5") are kept however short and must match
-  exactly.
-- sentence similarity is a *lexical fallback* (no embedding model here): the fraction of the
-  ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of one
-  answer sentence.
+- class words are matched with rapidfuzz's ``fuzz.ratio`` (> ``class_ratio``), the release's
+  fuzzywuzzy ratio as a float. Numeric label tokens ("1.5") are kept however short and must
+  match exactly.
+- sentence similarity is the cosine of ``sentence_model`` embeddings (sentence-transformers,
+  as the release's MiniLM) when one is configured; otherwise a *lexical fallback*: the fraction
+  of the ground-truth sentence's content words (lightly stemmed) that fuzzily match a word of
+  one answer sentence.
 - sentence_sequence follows the release: every ground-truth sentence's best-matching answer
   sentence must reach ``sequence_threshold``, at non-decreasing answer positions.
-- float counts only the number right after a mention of the label's name when the name occurs.
+- float judges only the value the answer gives for the labelled quantity (:func:`numbers_for`).
 - bbox ``xywh`` means top-left corner plus size (torchvision's convention); ``cxcywh``
   (the release's centre format) is understood too.
 """
@@ -27,13 +27,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from rapidfuzz import fuzz, process
+
 from videostar.config import VerifyConfig
 from videostar.data.records import LABEL_TYPES, Record
-from videostar.errors import RecordError
+from videostar.errors import RecordError, VideostarError, first_line
 
 _STOPWORD_TEXT = """
     a about above after again against all am an and any are as at be because been before
@@ -182,40 +183,16 @@ def _sentence_words(sentence: str, min_len: int) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=64)
+def _answer_sentence_texts(answer: str) -> tuple[str, ...]:
+    return tuple(p for p in _SENTENCE_SPLIT_RE.split(answer) if p.strip())
+
+
+@lru_cache(maxsize=64)
 def _answer_sentences(answer: str) -> tuple[frozenset[str], ...]:
-    parts = (p for p in _SENTENCE_SPLIT_RE.split(answer) if p.strip())
-    return tuple(frozenset(_stem(w) for w in tokens(p)) for p in parts)
+    return tuple(frozenset(_stem(w) for w in tokens(p)) for p in _answer_sentence_texts(answer))
 
 
 # --------------------------------------------------------------------------- fuzzy words
-
-
-@lru_cache(maxsize=1 << 20)
-def _pair_ratio(word: str, cand: str, threshold: float) -> float:
-    """difflib ratio of (label word, answer word), or -1 when ``quick_ratio`` rules it out.
-
-    quick_ratio is an upper bound of ratio, so a pruned pair could never pass. Cached: answer
-    vocabularies are Zipfian, so the same pairs recur across answers.
-    """
-    matcher = SequenceMatcher(None, word, cand)
-    if matcher.quick_ratio() <= threshold:
-        return -1.0
-    return matcher.ratio()
-
-
-@lru_cache(maxsize=1 << 16)
-def _ratio(word: str, cand: str) -> float:
-    return SequenceMatcher(None, word, cand).ratio()
-
-
-def _length_bounds(n: int, threshold: float) -> tuple[float, float]:
-    """Answer-word lengths outside (lo, hi) cannot reach ratio > threshold with an n-char word.
-
-    ratio <= 2*min(n, m) / (n + m); a small margin keeps the bound conservative.
-    """
-    if threshold <= 0:
-        return -1.0, math.inf
-    return n * threshold / (2 - threshold) - 1e-9, n * (2 - threshold) / threshold + 1e-9
 
 
 def best_match(
@@ -223,33 +200,28 @@ def best_match(
 ) -> tuple[bool, str, float]:
     """Whether ``word`` matches some answer word (ratio > threshold), and that word and ratio.
 
-    Exact membership short-cuts; otherwise only candidates that the ratio's upper bounds
-    (length, quick_ratio) leave open are scored, so the decision equals scoring every pair.
-    On failure, with ``explain``, the nearest candidate of similar length is reported.
+    rapidfuzz's ``fuzz.ratio`` (the Indel similarity fuzzywuzzy uses with python-Levenshtein)
+    over the whole vocabulary in C++; an exact hit short-cuts. On failure, with ``explain``,
+    the nearest word is reported.
     """
     if threshold < 1 and isinstance(vocab, frozenset | set) and word in vocab:
         return True, word, 1.0
     if _is_numeric(word):
         return False, "", 0.0
-    lo, hi = _length_bounds(len(word), threshold)
-    near = [cand for cand in vocab if lo < len(cand) < hi]
-    for cand in near:
-        ratio = _pair_ratio(word, cand, threshold)
-        if ratio > threshold:
-            return True, cand, ratio
-    if not (near and explain):
-        return False, "", 0.0
-    best = max(near, key=lambda cand: _ratio(word, cand))
-    return False, best, _ratio(word, best)
+    hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=100 * threshold)
+    if hit is not None and hit[1] > 100 * threshold:  # the cutoff keeps ==, the rule wants >
+        return True, hit[0], hit[1] / 100
+    near = process.extractOne(word, vocab, scorer=fuzz.ratio) if explain else None
+    return (False, near[0], near[1] / 100) if near else (False, "", 0.0)
 
 
 def _word_matches(word: str, cand: str, threshold: float) -> bool:
+    """Fuzzy for content words; a stopword ("not", "on") only as itself ("not" is no "knot")."""
     if word == cand:
         return threshold < 1
-    if _is_numeric(word):
+    if _is_numeric(word) or word in STOPWORDS:
         return False
-    lo, hi = _length_bounds(len(word), threshold)
-    return lo < len(cand) < hi and _pair_ratio(word, cand, threshold) > threshold
+    return fuzz.ratio(word, cand) > 100 * threshold
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -304,8 +276,12 @@ class Verifier:
     def __init__(self, cfg: VerifyConfig) -> None:
         self.cfg = cfg
 
-    def check(self, answer: str, value: Any, name: str) -> LabelVerdict:
-        """Verdict for one label; a malformed value fails with a reason instead of raising."""
+    def check(self, answer: str, value: Any, name: str, siblings: Sequence[str] = ()) -> LabelVerdict:
+        """Verdict for one label; a malformed value fails with a reason instead of raising.
+
+        ``siblings``: the dataset's classes this label must be told apart from (see
+        :func:`class_siblings`); an answer that passes is then held to :meth:`tell_apart`.
+        """
         try:
             parsed = self.parse(value)
         except MalformedLabel as exc:
@@ -313,7 +289,14 @@ class Verifier:
         if not isinstance(answer, str):
             return LabelVerdict(name, self.type_name, False, "answer is not text")
         passed, reason = self.judge(answer, parsed, name)
+        if passed and siblings:
+            passed, reason = self.tell_apart(answer, parsed, siblings, reason)
         return LabelVerdict(name, self.type_name, passed, reason)
+
+    def tell_apart(self, answer: str, value: Any, siblings: Sequence[str], reason: str
+                   ) -> tuple[bool, str]:
+        """Types without sibling values keep their verdict."""
+        return True, reason
 
     def parse(self, value: Any) -> Any:
         return value
@@ -367,15 +350,70 @@ def match_class(label: str, answer: str, cfg: VerifyConfig) -> tuple[bool, str]:
     return True, f"all label words found: {', '.join(dict.fromkeys(words))}"
 
 
+def _content(label: str) -> frozenset[str]:
+    return frozenset(t for t in tokens(label) if t not in STOPWORDS)
+
+
+def class_siblings(classes: Iterable[str]) -> dict[str, list[str]]:
+    """Each class's siblings in a dataset's class list: the classes whose stopword-free words
+    contain its own or are contained in them ("tying tie" / "tying bow tie" / "tying knot
+    (not on a tie)"; "... (in game)" / "... (not in game)"). The released rule cannot tell
+    such classes apart: an answer naming one passes for the other. Classes without siblings
+    are left out.
+    """
+    words = {c: _content(c) for c in dict.fromkeys(classes)}
+    out: dict[str, list[str]] = {}
+    for label, mine in words.items():
+        sibs = [other for other, theirs in words.items()
+                if other != label and mine and theirs and (mine <= theirs or theirs <= mine)]
+        if sibs:
+            out[label] = sibs
+    return out
+
+
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _distinguishing(label: str, other: str) -> list[tuple[str, ...]]:
+    """What ``label`` says that ``other`` does not: each of its words missing from ``other``
+    (negations and qualifiers included, articles not), with the label word that follows it,
+    so "not in game" must read "not ... in", not just contain a "not" somewhere."""
+    theirs = set(tokens(other))
+    words = [t for t in tokens(label) if t not in _ARTICLES]
+    return [tuple(words[i : i + 2]) for i, w in enumerate(words) if w not in theirs]
+
+
 @register("class")
 class ClassVerifier(Verifier):
-    """A class name (e.g. a Kinetics action): all its content words appear in the answer."""
+    """A class name (e.g. a Kinetics action): all its content words appear in the answer.
+
+    With siblings (:func:`class_siblings`), the words that tell the label from each sibling
+    must appear too, and the answer must not also say what tells the sibling from the label.
+    """
 
     def parse(self, value: Any) -> str:
         return _as_text(value)
 
     def judge(self, answer: str, value: str, name: str) -> tuple[bool, str]:
         return match_class(value, answer, self.cfg)
+
+    def tell_apart(self, answer: str, value: str, siblings: Sequence[str], reason: str
+                   ) -> tuple[bool, str]:
+        toks, ratio = _answer_tokens(answer), self.cfg.class_ratio
+
+        def found(phrase: tuple[str, ...]) -> bool:
+            return _find_item(phrase, toks, 0, ratio) is not None
+
+        for other in siblings:
+            missing = next((p for p in _distinguishing(value, other) if not found(p)), None)
+            if missing is not None:
+                return False, (f"'{' '.join(missing)}' not found: it tells the label from "
+                               f"its sibling class '{other}'")
+            theirs = _distinguishing(other, value)
+            if theirs and all(found(p) for p in theirs):
+                said = ", ".join(" ".join(p) for p in theirs)
+                return False, f"the answer describes sibling class '{other}' ({said})"
+        return True, f"{reason}; told apart from {len(siblings)} sibling class(es)"
 
 
 def sentence_similarity(gt_words: Sequence[str], sentence: frozenset[str], ratio: float) -> float:
@@ -393,6 +431,39 @@ def _best_sentence(gt: str, answer: str, cfg: VerifyConfig) -> list[float]:
     return [sentence_similarity(words, s, cfg.class_ratio) for s in sentences]
 
 
+@lru_cache(maxsize=4)
+def sentence_encoder(uri: str) -> Any:
+    """The sentence-transformers model at ``uri`` (a folder or an ``s3://`` prefix), loaded
+    once per process; a folder that holds none is a one-line error."""
+    from sentence_transformers import SentenceTransformer
+
+    from videostar.model import resolve
+
+    path = resolve(uri)
+    try:
+        return SentenceTransformer(str(path))
+    except Exception as exc:  # the library raises many types for a folder it cannot load
+        raise VideostarError(f"verify.sentence_model {uri}: not a sentence-transformers model "
+                             f"({first_line(exc)})") from exc
+
+
+def similarities(gts: Sequence[str], answer: str, cfg: VerifyConfig) -> list[list[float]]:
+    """Similarity of each ground-truth sentence to each answer sentence, in answer order: the
+    cosine of ``sentence_model`` embeddings (the release's MiniLM), else the lexical fallback."""
+    if not cfg.sentence_model:
+        return [_best_sentence(gt, answer, cfg) for gt in gts]
+    parts = list(_answer_sentence_texts(answer))
+    if not parts:
+        return [[] for _ in gts]
+    emb = sentence_encoder(cfg.sentence_model).encode(
+        [*gts, *parts], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return (emb[: len(gts)] @ emb[len(gts) :].T).tolist()
+
+
+def _similarity_kind(cfg: VerifyConfig) -> str:
+    return "embedding" if cfg.sentence_model else "lexical"
+
+
 @register("sentence")
 class SentenceVerifier(Verifier):
     """Each ground-truth sentence is similar (>= sentence_threshold) to some answer sentence."""
@@ -401,13 +472,13 @@ class SentenceVerifier(Verifier):
         return _as_texts(value)
 
     def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
-        threshold = self.cfg.sentence_threshold
-        for i, gt in enumerate(value, 1):
-            best = max(_best_sentence(gt, answer, self.cfg), default=0.0)
+        threshold, kind = self.cfg.sentence_threshold, _similarity_kind(self.cfg)
+        for i, (gt, sims) in enumerate(zip(value, similarities(value, answer, self.cfg), strict=True), 1):
+            best = max(sims, default=0.0)
             if best < threshold:
                 return False, (f"sentence {i}/{len(value)} '{gt.strip():.50}' not found "
-                               f"(best lexical similarity {best:.2f} < {threshold})")
-        return True, f"all {len(value)} sentences found (lexical similarity >= {threshold})"
+                               f"(best {kind} similarity {best:.2f} < {threshold})")
+        return True, f"all {len(value)} sentences found ({kind} similarity >= {threshold})"
 
 
 @register("sentence_sequence")
@@ -425,8 +496,7 @@ class SentenceSequenceVerifier(Verifier):
 
     def judge(self, answer: str, value: list[str], name: str) -> tuple[bool, str]:
         threshold, pos = self.cfg.sequence_threshold, 0
-        for i, gt in enumerate(value, 1):
-            sims = _best_sentence(gt, answer, self.cfg)
+        for i, (gt, sims) in enumerate(zip(value, similarities(value, answer, self.cfg), strict=True), 1):
             best = max(sims, default=0.0)
             where = f"sentence {i}/{len(value)} '{gt.strip():.50}'"
             if best < threshold or not sims:
@@ -476,48 +546,100 @@ class SequenceVerifier(Verifier):
         return True, f"all {len(value)} items found in order"
 
 
-def _name_pattern(name: str) -> re.Pattern[str] | None:
-    words = re.findall(r"[^\W_]+", name)
-    return _compiled_name(tuple(words)) if words else None
+QUANTITY_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "score": (("score", "scores", "scored", "scoring"), ("points", "point", "pts", "marks", "mark")),
+    "difficulty": (("difficulty", "dd"), ()),
+}
+"""Known quantities: words that introduce their value ("scored 85") and words that follow it
+("85 points"). A label named for one of them only takes numbers tied to it."""
+
+_LINK_WORDS = (
+    "is was are were be been of at to about around approximately roughly nearly almost just "
+    "only exactly equals equal final total overall its his her their a an the"
+)
+_DIRECT_GAP_RE = re.compile(rf"(?:[\s:=\-]|\b(?:{'|'.join(_LINK_WORDS.split())})\b)*", re.I)
+_NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([^\W\d_]+)")
+_NOT_UNITS = frozenset(["overall", "total", "exactly", "approximately", "roughly", "altogether"])
 
 
 @lru_cache(maxsize=256)
-def _compiled_name(words: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile(r"\b" + r"[\s_-]*".join(map(re.escape, words)), re.IGNORECASE)
+def _quantity(name: str) -> tuple[re.Pattern[str] | None, frozenset[str], bool]:
+    """A label name's mention pattern, the words that follow its value ("85 points", "3.2
+    difficulty"), and whether it is a known quantity. The name counts with any ending."""
+    words = re.findall(r"[^\W_]+", name.lower())
+    known = [QUANTITY_WORDS[w] for w in words if w in QUANTITY_WORDS]
+    before = {w for pre, _ in known for w in pre}
+    after = frozenset(w for _, post in known for w in post) | before | set(words)
+    parts = [r"[\s_-]*".join(map(re.escape, words))] if words else []
+    parts += [re.escape(w) + r"\b" for w in sorted(before)]
+    pattern = re.compile(r"\b(?:" + "|".join(parts) + ")", re.I) if parts else None
+    return pattern, after, bool(known)
 
 
-def _numbers_after_name(answer: str, pattern: re.Pattern[str]) -> list[float] | None:
-    """The first number after each mention of the name (within the window); None: no mention."""
-    numbers = answer_numbers(answer)
-    ends = [m.end() for m in pattern.finditer(answer)]
-    if not ends:
-        return None
-    picked = []
-    for end in ends:
-        nxt = next(((v, s) for v, s, _, _ in numbers if s >= end), None)
-        if nxt is not None and nxt[1] - end <= FLOAT_NAME_WINDOW:
-            picked.append(nxt[0])
-    return picked
+@dataclass(frozen=True)
+class _Number:
+    value: float
+    start: int
+    glued: bool
+    """Part of an identifier ("5253B", "10m"): never a value."""
+    unit: str | None
+    """The word right after it ("74 frames", "10 m", "2 twists"), unless a filler word."""
+
+
+@lru_cache(maxsize=64)
+def _numbers_with_units(answer: str) -> tuple[_Number, ...]:
+    out = []
+    for value, start, end, pct in answer_numbers(answer):
+        glued = not pct and end < len(answer) and answer[end].isalpha()
+        m = None if pct or glued else _NEXT_WORD_RE.match(answer, end)
+        word = m.group(1).lower() if m else None
+        unit = word if word and word not in STOPWORDS and word not in _NOT_UNITS else None
+        out.append(_Number(value, start, glued, unit))
+    return tuple(out)
+
+
+def numbers_for(answer: str, name: str) -> tuple[list[float], bool]:
+    """The values the answer gives for the quantity ``name``, and whether any is tied to it.
+
+    Tied: the first number after a mention of the name (or of its verbs, "scored"), within
+    ``FLOAT_NAME_WINDOW`` characters, that follows the mention directly ("score: 85",
+    "score is about 85") or carries no unit of its own; and any number followed by the
+    quantity's own words ("85 points"). Identifiers ("5253B") never count. A known quantity
+    takes tied numbers only; another name falls back to the numbers without a unit.
+    """
+    pattern, after, known = _quantity(name)
+    numbers = [n for n in _numbers_with_units(answer) if not n.glued]
+    tied = [n for n in numbers if n.unit in after]
+    for m in pattern.finditer(answer) if pattern else ():
+        for n in numbers:
+            if n.start < m.end() or n.start - m.end() > FLOAT_NAME_WINDOW:
+                continue
+            direct = _DIRECT_GAP_RE.fullmatch(answer, m.end(), n.start) is not None
+            if direct or n.unit is None:
+                tied.append(n)
+                break
+    if tied or known:
+        return [n.value for n in tied], True
+    return [n.value for n in numbers if n.unit is None], False
 
 
 @register("float")
 class FloatVerifier(Verifier):
     """A number (e.g. a dive score) within ``float_rel_tol`` relative error of the label.
 
-    Stricter than the release: if the label's name (underscores as spaces) is mentioned, only
-    the first number following a mention counts, so "difficulty 3.5" cannot pass "score 3.5".
+    Stricter than the release, which takes any number: only the value the answer gives for
+    the labelled quantity is judged (:func:`numbers_for`), so neither "74 frames", "10 m",
+    "5253B" nor "difficulty 3.5" can pass a score of 74 or 3.5.
     """
 
     def parse(self, value: Any) -> float:
         return _as_number(value)
 
     def judge(self, answer: str, value: float, name: str) -> tuple[bool, str]:
-        pattern = _name_pattern(name)
-        after = _numbers_after_name(answer, pattern) if pattern else None
-        numbers = [v for v, _, _, _ in answer_numbers(answer)] if after is None else after
-        scope = "" if after is None else f" after '{name.replace('_', ' ')}'"
+        numbers, tied = numbers_for(answer, name)
+        scope = f" for '{name.replace('_', ' ')}'" if tied else ""
         if not numbers:
-            return False, f"no number{scope} in the answer"
+            return False, f"no number{scope or ' without a unit'} in the answer"
         tol = self.cfg.float_rel_tol
         closest = min(numbers, key=lambda x: abs(x - value))
         allowed = tol * abs(value) if value else tol
@@ -686,7 +808,8 @@ class MultipleChoiceVerifier(Verifier):
 
 def verify_record(record: Record, answer: str, cfg: VerifyConfig) -> Verdict:
     """Check every label of the record; the answer passes only if all of them pass."""
-    labels = [get_verifier(t, cfg).check(answer, v, n) for n, t, v in record.labels()]
+    labels = [get_verifier(t, cfg).check(answer, v, n, record.siblings(n))
+              for n, t, v in record.labels()]
     return Verdict(all(lv.passed for lv in labels), labels)
 
 
