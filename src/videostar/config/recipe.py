@@ -52,7 +52,7 @@ class RationalizeConfig:
 
 @dataclass
 class VerifyConfig:
-    """Parser-Verifier thresholds, per label type (DESIGN §3.2)."""
+    """Parser-Verifier thresholds, per label type."""
 
     class_ratio: float = 0.85
     class_min_token_len: int = 3

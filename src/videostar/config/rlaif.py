@@ -70,7 +70,7 @@ class PPOConfig:
 
 @dataclass
 class RLAIFConfig:
-    """The VLM-RLAIF stage after the cycles (DESIGN §3.4): preferences, reward model, PPO.
+    """The VLM-RLAIF stage after the cycles: preferences, reward model, PPO.
 
     ``judge`` is ``sft`` (the SFT model judges its own samples, the paper's recipe), a model
     folder or ``s3://`` URI, or ``labels`` (the Parser-Verifier prefers the sample that holds the

@@ -1,4 +1,4 @@
-"""Benchmark evaluation: TempCompass, Kinetics700-QA and FineDiving (DESIGN §3.5).
+"""Benchmark evaluation: TempCompass, Kinetics700-QA and FineDiving.
 
 Each suite has a pure scoring layer (predictions and labels in, metrics out, no model) and one
 entry function ``evaluate_<suite>`` that answers the benchmark with the resumable batched

@@ -3,7 +3,7 @@
 Records come from the Kinetics-700 adapter (the same CSV + clip reading as training data) on a
 split never used for self-training, e.g. ``validate.csv``. The model is asked the record's
 question with the generation instruction, as during Video-STaR's own answer generation, and
-an answer is right when the class verifier finds the label in it (DESIGN §3.2): the same
+an answer is right when the class verifier finds the label in it: the same
 criterion that decided which answers became training data.
 """
 

@@ -1,4 +1,4 @@
-"""VLM-RLAIF reward model (DESIGN §3.4): the SFT model with a scalar head on the last token.
+"""VLM-RLAIF reward model: the SFT model with a scalar head on the last token.
 
 The LM head is not used: the backbone (with a fresh LoRA adapter) reads video + prompt +
 response, and a ``Linear(hidden, 1)`` head maps the last layer's hidden state at the last

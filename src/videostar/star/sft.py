@@ -165,7 +165,7 @@ def sft(
 ) -> dict[str, Any]:
     """Instruction-tune a fresh copy of ``base`` on the verified rows and save it to ``out``.
 
-    Always from the base checkpoint (Video-STaR §3): a model card naming a different base is
+    Always from the base checkpoint (the Video-STaR paper, section 3): a model card naming a different base is
     refused, so a cycle can never silently build on the previous cycle's weights.
     """
     if Path(out).exists():

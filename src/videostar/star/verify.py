@@ -1,4 +1,4 @@
-"""Parser-Verifier: keep an answer only if it contains every label of its record (DESIGN §3.2).
+"""Parser-Verifier: keep an answer only if it contains every label of its record.
 
 A registry maps each label type to one small verifier class; adding a type is one class with
 ``@register("name")`` and its thresholds in :class:`~videostar.config.VerifyConfig`. Verifiers
