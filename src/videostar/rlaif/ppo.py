@@ -1,4 +1,5 @@
-"""PPO from AI feedback (the VLM-RLAIF paper, section 3.4) for a video LMM with LoRA: the trainer, and a whole run.
+"""PPO from AI feedback (the VLM-RLAIF paper, section 3.4) for a video LMM with LoRA: the
+trainer, and a whole run.
 
 Released settings: KL coefficient 0.1 (fixed), gamma = lambda = 1, clip 0.2 for policy and
 value, value coefficient 0.1, whitened advantages, 2 PPO epochs per rollout batch, sampling at
