@@ -929,13 +929,16 @@ def _verify_row(row: Any, cfg: VerifyConfig, answer_key: str) -> tuple[Record, V
 
 def _record_metrics(metrics: dict[str, Any], record: Record, verdict: Verdict) -> None:
     """Per label type (once per type a row has: passed when all its labels of that type
-    passed), per task, and the reasons of a rejection."""
+    passed), per task, per group the adapter named (``meta.yield_groups``, e.g. STEP's
+    ``path_length=3``), and the reasons of a rejection."""
     types: dict[str, bool] = {}
     for lv in verdict.labels:
         types[lv.type] = types.get(lv.type, True) and lv.passed
     for kind, ok in types.items():
         _count(metrics["per_label_type"], kind, ok)
     _count(metrics["per_task"], record.task, verdict.passed)
+    for group in record.meta.get("yield_groups", []) if isinstance(record.meta, dict) else []:
+        _count(metrics["per_group"], str(group), verdict.passed)
     if not verdict.passed:
         reasons = {lv.name: lv.reason for lv in verdict.labels if not lv.passed}
         metrics["rejects"].append({"id": record.id, "reasons": reasons})
@@ -952,7 +955,7 @@ def verify_rows(
     """
     metrics: dict[str, Any] = {
         "step": "verify", "total": len(rows), "passed": 0, "yield": 0.0,
-        "per_label_type": {}, "per_task": {}, "rejects": [], "errors": [],
+        "per_label_type": {}, "per_task": {}, "per_group": {}, "rejects": [], "errors": [],
     }
     passed: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
