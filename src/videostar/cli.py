@@ -16,6 +16,7 @@ from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError
 from videostar.star import steps
+from videostar.step.dataset import SOURCES as STEP_SOURCES
 from videostar.terminal import console
 
 
@@ -71,6 +72,14 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
         from videostar.data.kinetics700 import build_kinetics700
 
         result = build_kinetics700(args.csv, args.videos, cfg.templates, split=args.split)
+    elif args.source in STEP_SOURCES:
+        from videostar.step.dataset import build_step_dataset, group_counts
+
+
+        result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
+                                    getattr(args, "videos", None), getattr(args, "count", 0),
+                                    getattr(args, "seed", 0))
+        print(f"questions per type/path length: {group_counts(result)}")
     elif args.source == "finediving":
         from videostar.data.finediving import build_finediving
 
@@ -288,7 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     anet = sources.add_parser("activitynet", help="ActivityNet-Captions-style JSON + videos")
     anet.add_argument("--json", required=True)
     anet.add_argument("--videos", required=True)
-    for p in (syn, k700, fd, anet):
+    ag = sources.add_parser("action-genome", help="STEP: Action Genome annotations/ + videos")
+    vidor = sources.add_parser("vidor", help="STEP: VidOR/VidVRD JSON annotations + videos")
+    for p, what in ((ag, "the annotations/ folder (person_bbox.pkl, ...)"),
+                    (vidor, "folder of per-video JSON files (any depth)")):
+        p.add_argument("--annotations", required=True, help=what)
+        p.add_argument("--videos", required=True)
+    stepsyn = sources.add_parser("step-synthetic",
+                                 help="STEP: synthetic scene-graph videos with their ground truth")
+    stepsyn.add_argument("--count", type=int, default=24)
+    stepsyn.add_argument("--seed", type=int, default=0)
+    for p in (syn, k700, fd, anet, ag, vidor, stepsyn):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)
 
