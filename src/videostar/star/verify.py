@@ -831,7 +831,9 @@ class GraphPathVerifier(Verifier):
     Value: ``{"answer": text or number, "steps": [{"subject", "predicates": [...], "object"}]}``
     (``object`` None for a one-entity step). A step is stated when one clause of the answer
     holds the subject's words, the words of one of its predicates and the object's words
-    (fuzzy, lightly stemmed, as ``class``); step i must sit in a later clause than step i-1.
+    (fuzzy, lightly stemmed, as ``class``); a step may leave out its subject when that is the
+    previous step's subject or object ("..., then touching the cube"). Step i must sit in a
+    later clause than step i-1.
     ``graph_path_steps`` of the steps must be stated; the first one missing is named.
     """
 
@@ -858,7 +860,9 @@ class GraphPathVerifier(Verifier):
         required = math.ceil(self.cfg.graph_path_steps * len(steps) - 1e-9)
         at, found, missing = -1, 0, None
         for i, step in enumerate(steps, 1):
-            hit = next((j for j in range(at + 1, len(clauses)) if self._states(step, clauses[j])), None)
+            known = steps[i - 2][0::2] if i > 1 else ()
+            hit = next((j for j in range(at + 1, len(clauses))
+                        if self._states(step, clauses[j], known)), None)
             if hit is None:
                 where = "in the rationale" if at < 0 else "after the previous step"
                 missing = missing or f"step {i}/{len(steps)} '{_step_text(step)}' not found {where}"
@@ -877,9 +881,11 @@ class GraphPathVerifier(Verifier):
                 return True, f"'{word}' found"
         return match_class(value, final, self.cfg)
 
-    def _states(self, step: tuple[str, list[str], str | None], clause: tuple[str, ...]) -> bool:
+    def _states(self, step: tuple[str, list[str], str | None], clause: tuple[str, ...],
+                known: Sequence[str | None]) -> bool:
         subject, predicates, obj = step
-        return (self._has(subject, clause) and (obj is None or self._has(obj, clause))
+        return ((subject in known or self._has(subject, clause))
+                and (obj is None or self._has(obj, clause))
                 and any(self._has(p, clause) for p in predicates))
 
     def _has(self, phrase: str, clause: tuple[str, ...]) -> bool:
