@@ -10,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from videostar.cli import main
-from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict
+from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_records
 from videostar.errors import ConfigError, RecordError
+from videostar.pipelines.submit import compile_pipeline
 from videostar.prompts import DEFAULT_TEMPLATES
 from videostar.star.verify import tokens, verify_record
 from videostar.step.action_genome import build_action_genome_graphs
@@ -363,3 +365,15 @@ def test_step_config_is_validated():
     with pytest.raises(ConfigError, match="verify.graph_path_steps"):
         config_from_dict({"verify": {"graph_path_steps": 0}})
     assert RunConfig().step.min_steps == 3
+
+
+def test_step_config_compiles(tmp_path):
+    """configs/step-tiny.yaml compiles to the same cyclic pipeline, carrying its STEP settings."""
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "step-tiny.yaml")
+    spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
+    assert config["step"]["max_questions"] == 48 and config["verify"]["graph_path_steps"] == 1.0
+    assert "step_relation_chain" in config["templates"]
+    names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
+             for t in c["dag"]["tasks"].values()]
+    assert {"cycle-0-verify", "cycle-1-verify"} <= set(names) and not any("rlaif" in n for n in names)
