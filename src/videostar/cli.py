@@ -50,7 +50,7 @@ def _write_dataset(result: AdapterResult, out: Path) -> int:
 def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
 
-    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed")}
+    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed", "step_videos")}
     info = build_tiny(args.out, **{k: v for k, v in options.items() if v is not None})
     print(json.dumps(info))
     return 0
@@ -283,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--steps", type=int, help="pretraining steps (fewer: a weaker start)")
     tiny.add_argument("--noise", type=float, help="fraction of captions with a wrong word")
     tiny.add_argument("--seed", type=int)
+    tiny.add_argument("--step-videos", type=int,
+                      help="also pretrain on the graph-path rationales of this many scene-graph videos")
     tiny.set_defaults(func=cmd_model_tiny)
 
     data = sub.add_parser("data", help="build records from a labeled dataset")
