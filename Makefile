@@ -47,7 +47,7 @@ demo: $(STAMP)
 
 # STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
 demo-step: $(STAMP)
-	test -f demo/base/videostar_model.json || $(VENV)/bin/videostar model tiny --out demo/base
+	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 48 --out demo/step-base
 	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 24 --seed 0 --out demo/step
 	$(VENV)/bin/videostar --config configs/step-tiny.yaml run --local --root demo/runs
 

@@ -377,3 +377,20 @@ def test_step_config_compiles(tmp_path):
     names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
              for t in c["dag"]["tasks"].values()]
     assert {"cycle-0-verify", "cycle-1-verify"} <= set(names) and not any("rlaif" in n for n in names)
+
+
+def test_step_eval_scores_by_number_of_steps():
+    from videostar.eval.step_qa import score_step
+
+    two = [*STEPS[:1], {"subject": "blue square", "predicates": ["moving past"], "object": "green triangle"}]
+    recs = [_rec(), Record(id="q2", video="v.mp4", question="?", task="step_temporal_order",
+                           label={"path": {"answer": "green triangle", "steps": two}},
+                           label_type=["graph_path"], meta={"path_length": 2})]
+    recs[0].meta["path_length"] = 3
+    answers = {"q": f"{S1} {S3} {END}",  # right answer, middle step missing
+               "q2": f"{S1} {S2} The answer is the green triangle."}
+    rows, b = score_step(recs, answers, VerifyConfig())
+    assert [(r["answer_rating"], r["rating"]) for r in rows] == [(True, False), (True, True)]
+    assert b["per_steps"]["3+"]["accuracy"] == 0.0 and b["per_steps"]["2"]["accuracy"] == 1.0
+    assert b["per_steps_answer"]["3+"]["accuracy"] == 1.0
+    assert set(b["per_question_type"]) == {"step_relation_chain", "step_temporal_order"}

@@ -399,9 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--model")
     kq = _kinetics_args(ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split"))
     fdv = _finediving_args(ev.add_parser("finediving", help="FineDiving action quality assessment"))
-    for p in (kq, fdv):
+    stq = ev.add_parser("step", help="STEP: held-out scene-graph questions, accuracy by steps")
+    stq.add_argument("--records", required=True, help="records.jsonl of `videostar data step-*`")
+    for p in (kq, fdv, stq):
         p.add_argument("--model", required=True)
-    for p in (tc, kq, fdv):
+    for p in (tc, kq, fdv, stq):
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
         p.add_argument("--out", required=True, help="folder for predictions and report.json")
         p.add_argument("--limit", type=int, help="evaluate the first N items only")

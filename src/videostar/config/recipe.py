@@ -114,6 +114,7 @@ EVAL_SUITES = {
     "kinetics700": ("csv", "videos"),
     "tempcompass": ("data",),
     "finediving": ("root", "coarse", "fine", "split_keys", "subactions"),
+    "step": ("records",),
 }
 """Each suite and the data paths it needs (the same names as ``videostar eval`` options)."""
 

@@ -853,7 +853,7 @@ class GraphPathVerifier(Verifier):
         return {"answer": _as_text(answer), "steps": steps}
 
     def judge(self, answer: str, value: dict[str, Any], name: str) -> tuple[bool, str]:
-        ok, reason = self._answer(final_answer(answer), value["answer"])
+        ok, reason = self.answer_matches(final_answer(answer), value["answer"])
         if not ok:
             return False, f"final answer: {reason}"
         steps, clauses = value["steps"], _clauses(answer)
@@ -874,7 +874,8 @@ class GraphPathVerifier(Verifier):
             return False, f"{found}/{len(steps)} steps stated, {required} needed; {missing}"
         return True, f"answer '{value['answer']}' found; {found}/{len(steps)} steps in order"
 
-    def _answer(self, final: str, value: str) -> tuple[bool, str]:
+    def answer_matches(self, final: str, value: str) -> tuple[bool, str]:
+        """Whether the conclusion gives the answer (a count may be written as a word)."""
         if value.isdigit() and int(value) < len(_NUMBER_WORDS):
             word = _NUMBER_WORDS[int(value)]
             if word in tokens(final):
