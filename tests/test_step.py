@@ -394,3 +394,19 @@ def test_step_eval_scores_by_number_of_steps():
     assert b["per_steps"]["3+"]["accuracy"] == 0.0 and b["per_steps"]["2"]["accuracy"] == 1.0
     assert b["per_steps_answer"]["3+"]["accuracy"] == 1.0
     assert set(b["per_question_type"]) == {"step_relation_chain", "step_temporal_order"}
+
+
+def test_induced_triples_are_parsed_and_linked_across_clips():
+    from videostar.step.induce import link, parse_triples
+
+    triples, rest = parse_triples("1. The red circle | touching | blue square\nI see shapes.\n"
+                                  "- red circle | moving past | the Green  Triangle.\nred | red\n"
+                                  "blue square | touching | blue square")
+    assert triples == [("red circle", "touching", "blue square"),
+                       ("red circle", "moving past", "green triangle")]
+    assert rest == ["I see shapes.", "red | red", "blue square | touching | blue square"]
+    touch = ("red circle", "touching", "blue square")
+    graph = link("v.mp4", 4.0, [(0.0, 1.0, [touch]), (1.0, 2.0, [touch]), (2.0, 3.0, []),
+                                (3.0, 4.0, [touch])])
+    assert set(graph.entities) == {"red circle", "blue square"}
+    assert [(r.start, r.end) for r in graph.relations] == [(0.0, 2.0), (3.0, 4.0)]

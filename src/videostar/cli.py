@@ -78,7 +78,8 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
 
         result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
                                     getattr(args, "videos", None), getattr(args, "count", 0),
-                                    getattr(args, "seed", 0))
+                                    getattr(args, "seed", 0), getattr(args, "model", None),
+                                    getattr(args, "clip_seconds", 1.0))
         print(f"questions per type/path length: {group_counts(result)}")
     elif args.source == "finediving":
         from videostar.data.finediving import build_finediving
@@ -309,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="STEP: synthetic scene-graph videos with their ground truth")
     stepsyn.add_argument("--count", type=int, default=24)
     stepsyn.add_argument("--seed", type=int, default=0)
-    for p in (syn, k700, fd, anet, ag, vidor, stepsyn):
+    induce = sources.add_parser("step-induce", help="STEP: scene graphs induced by a model from raw videos")
+    induce.add_argument("--model", required=True)
+    induce.add_argument("--videos", required=True)
+    induce.add_argument("--clip-seconds", type=float, default=1.0)
+    for p in (syn, k700, fd, anet, ag, vidor, stepsyn, induce):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)
 

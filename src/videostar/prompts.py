@@ -66,6 +66,12 @@ INSTRUCTION = "Explain step by step."
 HINT = "Answer: {label}. Explain step by step how one arrives at this."
 """Label rationalization: the labels as a hint after the question (never in training data)."""
 
+INDUCE_PROMPT = (
+    "List every interaction between objects in this clip, one per line, in the form "
+    "'subject | relation | object', naming each object by its colour and kind."
+)
+"""STEP's induction from raw videos: each clip's entities and relations, in a parseable form."""
+
 CAPTION_PROMPT = "Describe this video in detail."
 """VLM-RLAIF: what each clip is captioned with; the captions form the video's narrative."""
 
