@@ -74,7 +74,8 @@ def action_genome(tmp_path: Path) -> dict[str, Path]:
                                  _obj(chair, (5, 20, 30, 20), ["not_looking_at"], ["beneath"],
                                       ["sitting_on"]),
                                  _obj("spaceship", (1, 1, 2, 2), ["looking_at"], None, None)],
-        "AB12C.mp4/000013.png": [_obj(closet, (40, 2, 20, 40), ["looking_at"], None, None),
+        "AB12C.mp4/000013.png": [_obj("spaceship", (1, 1, 2, 2), None, None, None),  # listed once
+                                 _obj(closet, (40, 2, 20, 40), ["looking_at"], None, None),
                                  _obj(chair, (5, 20, 30, 30), None, None, ["sitting_on"])],  # y2 50 > 48
         "AB12C.mp4/000017.png": [],  # a labelled frame with no boxes at all
         "GONE1.mp4/000001.png": [_obj(cup, (1, 1, 2, 2), ["looking_at"], None, None)],

@@ -118,7 +118,7 @@ def _graph(video: str, fps: float, duration: float, labelled: dict[int, tuple[An
                 continue
             name = obj["class"]
             if object_classes is not None and squash(name) not in object_classes:
-                problems.append(f"{where}: object class {name!r} not in object_classes.txt")
+                _once(problems, f"object class {name!r} not in object_classes.txt", where)
                 continue
             ent = graph.entities.setdefault(name, Entity(name, name))
             if not obj.get("visible") or obj.get("bbox") is None:
@@ -128,12 +128,18 @@ def _graph(video: str, fps: float, duration: float, labelled: dict[int, tuple[An
             for kind in RELATION_KINDS:
                 for pred in obj.get(kind) or []:
                     if relation_classes is not None and squash(pred) not in relation_classes:
-                        problems.append(f"{where}: relationship {pred!r} not in relationship_classes.txt")
+                        _once(problems, f"relationship {pred!r} not in relationship_classes.txt", where)
                         continue
                     holds[(pred, name)].append(t)
     for (pred, name), when in holds.items():
         graph.relations += [Relation(PERSON, pred, name, s, e) for s, e in _runs(when, times)]
     return graph
+
+
+def _once(problems: list[str], reason: str, where: str) -> None:
+    """A vocabulary problem is listed once per video, at its first frame (it recurs on each)."""
+    if not any(p.endswith(reason) for p in problems):
+        problems.append(f"{where}: {reason}")
 
 
 def _runs(when: list[float], times: list[float]) -> list[tuple[float, float]]:
