@@ -411,3 +411,28 @@ def test_induced_triples_are_parsed_and_linked_across_clips():
                                 (3.0, 4.0, [touch])])
     assert set(graph.entities) == {"red circle", "blue square"}
     assert [(r.start, r.end) for r in graph.relations] == [(0.0, 2.0), (3.0, 4.0)]
+
+
+def test_yields_per_question_type_and_path_length(scenes):
+    """verify -> summarize -> the numbers logged per cycle: STEP's types and path lengths."""
+    from videostar.star.decide import summarize_cycle
+    from videostar.star.verify import verify_rows
+    from videostar.tracking import cycle_metrics
+
+    records = build_step_records(scenes, StepConfig(max_questions=12), DEFAULT_TEMPLATES).records
+    # Even rows answer with the reference, odd rows with the answer alone (no path: rejected).
+    rows = [r.to_json() | {"answer": r.meta["reference"] if i % 2 == 0
+                           else f"The answer is {r.label['path']['answer']}."}
+            for i, r in enumerate(records)]
+    result = verify_rows(rows, VerifyConfig())
+    assert result.metrics["passed"] == 6
+    recovered = verify_rows([rows[1] | {"answer": records[1].meta["reference"]}], VerifyConfig())
+    summary = summarize_cycle(0, result.metrics, [recovered.metrics])
+    k = records[1].meta["path_length"]
+    group = summary["per_group"][f"path_length={k}"]
+    expected = sum(1 for i, r in enumerate(records) if i % 2 == 0 and r.meta["path_length"] == k)
+    assert group["answer_yield"] == expected / group["total"]
+    assert group["total_yield"] == (expected + 1) / group["total"]
+    metrics = cycle_metrics(summary, {"train_loss": 1.0, "examples": 7})
+    assert metrics[f"total_yield.path_length={k}"] == group["total_yield"]
+    assert metrics[f"answer_yield.{records[0].task}"] == summary["per_task"][records[0].task]["answer_yield"]
