@@ -17,7 +17,7 @@ from videostar.data.records import Record, read_records
 from videostar.eval.report import answer_items, finish_report, overall, tally
 from videostar.model import LoadedModel
 from videostar.prompts import answer_prompt
-from videostar.star.verify import GraphPathVerifier, final_answer, verify_record
+from videostar.star.verify import GraphPathVerifier, MalformedLabel, final_answer, verify_record
 from videostar.step.questions import GROUP
 
 SUITE = "step"
@@ -38,10 +38,14 @@ def score_step(records: list[Record], answers: dict[str, str], cfg: VerifyConfig
             continue
         text = answers[rec.id]
         verdict = verify_record(rec, text, cfg)
-        value = answer_check.parse(rec.label["path"])
-        rows.append({"id": rec.id, "task": rec.task, "steps": rec.meta.get(GROUP),
-                     "answer": value["answer"], "prediction": text,
-                     "answer_rating": answer_check.answer_matches(final_answer(text), value["answer"])[0],
+        try:
+            answer = answer_check.parse(next(iter(rec.label.values())))["answer"]
+        except MalformedLabel:  # the verdict says why; the answer cannot be right either
+            answer = None
+        rows.append({"id": rec.id, "task": rec.task, "steps": rec.meta.get(GROUP, 0),
+                     "answer": answer, "prediction": text,
+                     "answer_rating": answer is not None
+                     and answer_check.answer_matches(final_answer(text), answer)[0],
                      "rating": verdict.passed, "reason": verdict.labels[0].reason})
     breakdowns = {
         "overall": {"path": overall(r["rating"] for r in rows),
