@@ -570,6 +570,9 @@ VALID_VALUES: dict[str, Any] = {
     "bbox": [10, 10, 50, 50],
     "yes_no": "yes",
     "multiple_choice": "B",
+    "graph_path": {"answer": "cup", "steps": [
+        {"subject": "person", "predicates": ["holding"], "object": "cup"},
+        {"subject": "person", "predicates": ["leaves the view"], "object": None}]},
 }
 ANY_VALUE = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

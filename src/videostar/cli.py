@@ -16,6 +16,7 @@ from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError
 from videostar.star import steps
+from videostar.step.dataset import SOURCES as STEP_SOURCES
 from videostar.terminal import console
 
 
@@ -49,7 +50,7 @@ def _write_dataset(result: AdapterResult, out: Path) -> int:
 def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
 
-    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed")}
+    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed", "step_videos")}
     info = build_tiny(args.out, **{k: v for k, v in options.items() if v is not None})
     print(json.dumps(info))
     return 0
@@ -71,6 +72,15 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
         from videostar.data.kinetics700 import build_kinetics700
 
         result = build_kinetics700(args.csv, args.videos, cfg.templates, split=args.split)
+    elif args.source in STEP_SOURCES:
+        from videostar.step.dataset import build_step_dataset, group_counts
+
+
+        result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
+                                    getattr(args, "videos", None), getattr(args, "count", 0),
+                                    getattr(args, "seed", 0), getattr(args, "model", None),
+                                    getattr(args, "clip_seconds", 1.0))
+        print(f"questions per type/path length: {group_counts(result)}")
     elif args.source == "finediving":
         from videostar.data.finediving import build_finediving
 
@@ -274,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--steps", type=int, help="pretraining steps (fewer: a weaker start)")
     tiny.add_argument("--noise", type=float, help="fraction of captions with a wrong word")
     tiny.add_argument("--seed", type=int)
+    tiny.add_argument("--step-videos", type=int,
+                      help="also pretrain on the graph-path rationales of this many scene-graph videos")
     tiny.set_defaults(func=cmd_model_tiny)
 
     data = sub.add_parser("data", help="build records from a labeled dataset")
@@ -288,7 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
     anet = sources.add_parser("activitynet", help="ActivityNet-Captions-style JSON + videos")
     anet.add_argument("--json", required=True)
     anet.add_argument("--videos", required=True)
-    for p in (syn, k700, fd, anet):
+    ag = sources.add_parser("action-genome", help="STEP: Action Genome annotations/ + videos")
+    vidor = sources.add_parser("vidor", help="STEP: VidOR/VidVRD JSON annotations + videos")
+    for p, what in ((ag, "the annotations/ folder (person_bbox.pkl, ...)"),
+                    (vidor, "folder of per-video JSON files (any depth)")):
+        p.add_argument("--annotations", required=True, help=what)
+        p.add_argument("--videos", required=True)
+    stepsyn = sources.add_parser("step-synthetic",
+                                 help="STEP: synthetic scene-graph videos with their ground truth")
+    stepsyn.add_argument("--count", type=int, default=24)
+    stepsyn.add_argument("--seed", type=int, default=0)
+    induce = sources.add_parser("step-induce", help="STEP: scene graphs induced by a model from raw videos")
+    induce.add_argument("--model", required=True)
+    induce.add_argument("--videos", required=True)
+    induce.add_argument("--clip-seconds", type=float, default=1.0)
+    for p in (syn, k700, fd, anet, ag, vidor, stepsyn, induce):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)
 
@@ -378,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--model")
     kq = _kinetics_args(ev.add_parser("kinetics700", help="Kinetics700-QA on a held-out split"))
     fdv = _finediving_args(ev.add_parser("finediving", help="FineDiving action quality assessment"))
-    for p in (kq, fdv):
+    stq = ev.add_parser("step", help="STEP: held-out scene-graph questions, accuracy by steps")
+    stq.add_argument("--records", required=True, help="records.jsonl of `videostar data step-*`")
+    for p in (kq, fdv, stq):
         p.add_argument("--model", required=True)
-    for p in (tc, kq, fdv):
+    for p in (tc, kq, fdv, stq):
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
         p.add_argument("--out", required=True, help="folder for predictions and report.json")
         p.add_argument("--limit", type=int, help="evaluate the first N items only")

@@ -41,6 +41,22 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
     "shape_timing": [
         "When is the shape visible in this video?",
     ],
+    # STEP: each question is answered by following a path of the video's scene graph.
+    "step_relation_chain": [
+        "Start at the {start}. Follow its interactions forward in time, each time moving on to "
+        "the object it interacts with next, for {steps} steps. Which object do you reach?",
+    ],
+    "step_temporal_order": [
+        "Consider what happens to the {focus} in time order, beginning when it is {predicate} "
+        "the {other}. Which object does it interact with {later} interactions later?",
+    ],
+    "step_counting": [
+        "How many different objects is the {focus} {predicate} during the video?",
+    ],
+    "step_object_permanence": [
+        "The {focus} leaves the view at some point. Which object did it interact with last "
+        "before it left?",
+    ],
 }
 """Question wording per task; a template never names the label."""
 
@@ -49,6 +65,12 @@ INSTRUCTION = "Explain step by step."
 
 HINT = "Answer: {label}. Explain step by step how one arrives at this."
 """Label rationalization: the labels as a hint after the question (never in training data)."""
+
+INDUCE_PROMPT = (
+    "List every interaction between objects in this clip, one per line, in the form "
+    "'subject | relation | object', naming each object by its colour and kind."
+)
+"""STEP's induction from raw videos: each clip's entities and relations, in a parseable form."""
 
 CAPTION_PROMPT = "Describe this video in detail."
 """VLM-RLAIF: what each clip is captioned with; the captions form the video's narrative."""
@@ -92,6 +114,8 @@ def label_text(rec: Record) -> str:
             parts.append(f"{words}: " + ", then ".join(map(str, value)))
         elif kind == "temporal_range" and isinstance(value, list) and len(value) == 2:
             parts.append(f"from {value[0]:.2f} to {value[1]:.2f}")
+        elif kind == "graph_path" and isinstance(value, dict):
+            parts.append(str(value.get("answer")))
         elif kind in ("float", "timestamp") and isinstance(value, int | float):
             parts.append(f"{words} {value:g}")
         else:

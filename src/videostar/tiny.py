@@ -54,6 +54,9 @@ FRAME_SIZE = 56
 def _corpus(templates: dict[str, list[str]]) -> list[str]:
     words = [f"{c} {s}" for c in COLOURS for s in SHAPES]
     text = [q for qs in templates.values() for q in qs]
+    if any(task.startswith("step_") for task in templates):  # STEP's rationale vocabulary
+        text += [f"Step {n}: the {w} touching the {v} moving past leaves the view ({n}.25-{n}.5 s)."
+                  for n in range(1, 7) for w in words for v in words[:3]]
     text += [f"I see a {w} on a dark background. The answer is a {w}." for w in words]
     text += [f"Its score is {n}. from {a:.2f} to {b:.2f} of the video." for n in range(100)
              for a, b in ((0, 0.5), (0.25, 0.75))]
@@ -76,8 +79,9 @@ def build_tokenizer(templates: dict[str, list[str]]) -> Any:
                                    pad_token="<|endoftext|>")
 
 
-def build_random(seed: int = 0) -> LoadedModel:
-    """The untrained tiny Qwen2.5-VL with its processor."""
+def build_random(seed: int = 0, step: bool = False) -> LoadedModel:
+    """The untrained tiny Qwen2.5-VL with its processor; ``step``: its tokenizer also learns
+    STEP's wording (left out otherwise, so the Video-STaR base stays as it was)."""
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -86,7 +90,7 @@ def build_random(seed: int = 0) -> LoadedModel:
         Qwen2VLVideoProcessor,
     )
 
-    tok = build_tokenizer(DEFAULT_TEMPLATES)
+    tok = build_tokenizer({k: v for k, v in DEFAULT_TEMPLATES.items() if step or not k.startswith("step_")})
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     size = {"shortest_edge": FRAME_SIZE * FRAME_SIZE, "longest_edge": FRAME_SIZE * FRAME_SIZE}
     processor = Qwen2_5_VLProcessor(
@@ -130,21 +134,30 @@ def _noisy(answer: str, rng: random.Random, noise: float) -> str:
 
 def build_tiny(
     out: str | Path, videos: int = 128, steps: int = 300, noise: float = 0.3, lr: float = 3e-3,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, progress: bool = True, step_videos: int = 0,
 ) -> dict[str, Any]:
     """Write the tiny base to ``out``: random init, then a short full fine-tune on noisy captions.
 
     ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
-    of about half on synthetic recognition questions.
+    of about half on synthetic recognition questions. ``step_videos`` > 0 adds the reference
+    rationales (graph paths) of that many synthetic scene-graph videos, with the same noise, so
+    the base can start STEP's cycles.
     """
     from videostar.prompts import answer_prompt, hint_prompt
     from videostar.star.sft import Example, train
 
-    lm = build_random(seed)
+    lm = build_random(seed, step=step_videos > 0)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="videostar-tiny-") as tmp:
         data = build_synthetic(tmp, videos, DEFAULT_TEMPLATES, seed=10_000 + seed,
                                tasks=SYNTHETIC_TASKS)
+        if step_videos:
+            from videostar.config.step import StepConfig
+            from videostar.step.questions import build_step_records
+            from videostar.step.synthetic import write_scene_videos
+
+            graphs = write_scene_videos(Path(tmp) / "step", step_videos, seed=10_000 + seed)
+            data.records += build_step_records(graphs, StepConfig(), DEFAULT_TEMPLATES).records
         ask, hinted = answer_prompt(GenerateConfig().instruction), hint_prompt(RationalizeConfig().hint)
         examples = [Example(r.id, r.video, ask(r), _noisy(r.meta["reference"], rng, noise))
                     for r in data.records]
@@ -153,7 +166,8 @@ def build_tiny(
         cfg = SFTConfig(lr=lr, epochs=steps * 8 / len(examples), batch_size=8, warmup_ratio=0.05,
                         seed=seed, lora=LoraConfig(enabled=False))
         metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
-    save_model(lm, out, "pretrained", {"recipe": "tiny", "noise": noise, "steps": steps})
+    save_model(lm, out, "pretrained", {"recipe": "tiny", "noise": noise, "steps": steps,
+                                       "step_videos": step_videos})
     return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters()),
             "pretrain_loss": metrics["train_loss"], "seconds": metrics["seconds"]}
 

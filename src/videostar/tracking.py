@@ -183,11 +183,16 @@ def log_cycle(
 
 
 def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, float]:
-    """The numbers compared across cycles: yields overall and per label type, and train loss."""
+    """The numbers compared across cycles: yields overall, per label type, per task and group
+    (``answer_yield.step_counting``, ``total_yield.path_length=3``), and train loss."""
     metrics = {k: float(summary[k]) for k in ("answer_yield", "rationalization_yield", "total_yield")}
     for kind, counts in summary["per_label_type"].items():
         metrics[f"answer_yield.{kind}"] = float(counts["answer_yield"])
         metrics[f"total_yield.{kind}"] = float(counts["total_yield"])
+    for table in ("per_task", "per_group"):  # STEP: question types and path lengths
+        for key, counts in summary.get(table, {}).items():
+            metrics[f"answer_yield.{key}"] = float(counts["answer_yield"])
+            metrics[f"total_yield.{key}"] = float(counts["total_yield"])
     metrics |= {k: float(v) for k, v in summary.items() if k.startswith("eval.")}
     if sft.get("train_loss") is not None:
         metrics["train_loss"] = float(sft["train_loss"])

@@ -40,13 +40,14 @@ from videostar.config.recipe import (
     VideoConfig,
 )
 from videostar.config.rlaif import PPOConfig, RewardConfig, RLAIFConfig
+from videostar.config.step import StepConfig
 from videostar.errors import ConfigError
 from videostar.prompts import DEFAULT_TEMPLATES
 
 __all__ = [
     "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "LoraConfig",
     "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardConfig", "RunConfig",
-    "SFTConfig", "SecretEnv", "StepResources", "Toleration", "TrackingConfig", "VerifyConfig",
+    "SFTConfig", "SecretEnv", "StepConfig", "StepResources", "Toleration", "TrackingConfig", "VerifyConfig",
     "VideoConfig", "config_from_dict", "config_from_json", "config_to_json", "load_config",
 ]
 
@@ -63,6 +64,7 @@ class RunConfig:
     decide: DecideConfig = field(default_factory=DecideConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
+    step: StepConfig = field(default_factory=StepConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
 

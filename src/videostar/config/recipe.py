@@ -66,9 +66,12 @@ class VerifyConfig:
     sentence_model: str | None = None
     """A sentence-transformers model (folder or ``s3://`` prefix) for sentence similarity;
     None: the lexical fallback. The thresholds apply to whichever similarity is in use."""
+    graph_path_steps: float = 1.0
+    """``graph_path``: share of the path's steps the rationale must state, in order."""
 
     def validate(self, where: str) -> None:
         require(where, "bbox_format", self.bbox_format in ("xyxy", "xywh"), "xyxy or xywh")
+        require(where, "graph_path_steps", 0 < self.graph_path_steps <= 1, "in (0, 1]")
 
 
 
@@ -111,6 +114,7 @@ EVAL_SUITES = {
     "kinetics700": ("csv", "videos"),
     "tempcompass": ("data",),
     "finediving": ("root", "coarse", "fine", "split_keys", "subactions"),
+    "step": ("records",),
 }
 """Each suite and the data paths it needs (the same names as ``videostar eval`` options)."""
 

@@ -7,11 +7,9 @@ admits only the numpy globals those files contain, because a pickle can run code
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from videostar.data._common import is_number, not_found, require_file
+from videostar.data._common import is_number, not_found
+from videostar.data.numpy_pickle import load_numpy_pickle
 from videostar.data.records import AdapterResult, Record
 from videostar.errors import RecordError
 from videostar.prompts import question_for
@@ -29,63 +28,11 @@ COARSE_FIELDS = ("start_frame", "end_frame", "dive_score", "difficulty", "judge_
 FINE_FIELDS = ("dive_score", "difficulty", "frames_labels")
 _FRAME_FILE = re.compile(r"([0-9]+)\.jpe?g", re.IGNORECASE)
 
-# Everything the released files reference (ndarray/dtype/_reconstruct/scalar), under both the
-# numpy<2 (numpy.core) and numpy>=2 (numpy._core) names; _frombuffer is how a file re-saved with
-# pickle protocol 5 stores arrays. Builtin containers need no globals.
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        *(
-            (f"{core}.{module}", name)
-            for core in ("numpy.core", "numpy._core")
-            for module, name in (
-                ("multiarray", "_reconstruct"),
-                ("multiarray", "scalar"),
-                ("numeric", "_frombuffer"),
-            )
-        ),
-    }
-)
-
 Key = tuple[str, int]
 
 
-class _RefusedGlobal(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list."""
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise _RefusedGlobal(f"{module}.{name}")
-        # Resolve numpy.core / numpy._core under whichever name this numpy has, new name first
-        # (numpy 2 warns on numpy.core).
-        spellings = (
-            module.replace("numpy.core", "numpy._core", 1),
-            module.replace("numpy._core", "numpy.core", 1),
-        )
-        for spelling in dict.fromkeys(spellings):
-            try:
-                return getattr(importlib.import_module(spelling), name)
-            except (ImportError, AttributeError):
-                continue
-        raise pickle.UnpicklingError(f"{module}.{name} is not available in this numpy")
-
-
 def _load_pickle(path: str | Path) -> Any:
-    """Load a FineDiving annotation pickle, refusing any global but the numpy array types."""
-    path = require_file(path)
-    try:
-        with open(path, "rb") as fh:
-            return _NumpyOnlyUnpickler(fh).load()
-    except _RefusedGlobal as exc:
-        raise RecordError(
-            f"{path}: refused to load global {exc} (FineDiving annotation pickles hold only "
-            "numpy arrays and scalars)"
-        ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
-        raise RecordError(f"{path}: not a readable pickle ({exc})") from exc
+    return load_numpy_pickle(path, "FineDiving annotation pickles")
 
 
 @dataclass

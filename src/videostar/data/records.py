@@ -27,6 +27,7 @@ LABEL_TYPES = (
     "bbox",
     "yes_no",
     "multiple_choice",
+    "graph_path",
 )
 
 

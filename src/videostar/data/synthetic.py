@@ -69,15 +69,18 @@ def render(video: ShapeVideo, frames: int = 16, size: int = 64, seed: int = 0) -
     for t in range(frames):
         if not s <= (t + 0.5) / frames <= e:
             continue
-        cx, cy = cx0 + dx * t, cy0 + dy * t
-        if video.shape == "circle":
-            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
-        elif video.shape == "square":
-            mask = (abs(xx - cx) <= radius * 0.85) & (abs(yy - cy) <= radius * 0.85)
-        else:
-            mask = (yy >= cy - radius) & (yy <= cy + radius) & (abs(xx - cx) <= (yy - cy + radius) / 2)
-        out[t][mask] = COLOURS[video.colour]
+        out[t][shape_mask(video.shape, cx0 + dx * t, cy0 + dy * t, radius, xx, yy)] = COLOURS[video.colour]
     return out
+
+
+def shape_mask(shape: str, cx: float, cy: float, radius: float, xx: np.ndarray, yy: np.ndarray
+               ) -> np.ndarray:
+    """Pixels of a circle, square or triangle centred at (cx, cy) on the grid ``xx``/``yy``."""
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+    if shape == "square":
+        return (abs(xx - cx) <= radius * 0.85) & (abs(yy - cy) <= radius * 0.85)
+    return (yy >= cy - radius) & (yy <= cy + radius) & (abs(xx - cx) <= (yy - cy + radius) / 2)
 
 
 def sample_videos(count: int, seed: int) -> list[ShapeVideo]:

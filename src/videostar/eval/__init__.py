@@ -1,4 +1,4 @@
-"""Benchmark evaluation: TempCompass, Kinetics700-QA and FineDiving.
+"""Benchmark evaluation: TempCompass, Kinetics700-QA, FineDiving and STEP multi-step QA.
 
 Each suite has a pure scoring layer (predictions and labels in, metrics out, no model) and one
 entry function ``evaluate_<suite>`` that answers the benchmark with the resumable batched

@@ -20,14 +20,6 @@ def summarize_cycle(
     total = verify["total"]
     answered = verify["passed"]
     rationalized = sum(m["passed"] for m in rationalize)
-    per_type: dict[str, dict[str, float]] = {}
-    for kind, counts in verify["per_label_type"].items():
-        extra = sum(m.get("per_label_type", {}).get(kind, {}).get("passed", 0) for m in rationalize)
-        per_type[kind] = {
-            "total": counts["total"],
-            "answer_yield": _ratio(counts["passed"], counts["total"]),
-            "total_yield": _ratio(counts["passed"] + extra, counts["total"]),
-        }
     return {
         "cycle": cycle,
         "questions": total,
@@ -36,7 +28,9 @@ def summarize_cycle(
         "answer_yield": _ratio(answered, total),
         "rationalization_yield": _ratio(rationalized, total - answered),
         "total_yield": _ratio(answered + rationalized, total),
-        "per_label_type": per_type,
+        "per_label_type": _yields(verify, rationalize, "per_label_type"),
+        "per_task": _yields(verify, rationalize, "per_task"),
+        "per_group": _yields(verify, rationalize, "per_group"),
     }
 
 
@@ -58,6 +52,19 @@ def decide(history: list[dict[str, Any]], cfg: DecideConfig) -> dict[str, Any]:
                           f"min_delta {cfg.min_delta})", "cycles": done, cfg.metric: values[-1]}
     return {"continue": True, "reason": f"{cfg.metric} {values[-1]:.4f}, still improving",
             "cycles": done, cfg.metric: values[-1]}
+
+
+def _yields(verify: dict[str, Any], rationalize: list[dict[str, Any]], table: str
+            ) -> dict[str, dict[str, float]]:
+    """Answer and total yield per key of one of verify's tables (``per_task``: e.g. STEP's
+    question types; ``per_group``: its path lengths)."""
+    out = {}
+    for key, counts in verify.get(table, {}).items():
+        extra = sum(m.get(table, {}).get(key, {}).get("passed", 0) for m in rationalize)
+        out[key] = {"total": counts["total"],
+                    "answer_yield": _ratio(counts["passed"], counts["total"]),
+                    "total_yield": _ratio(counts["passed"] + extra, counts["total"])}
+    return out
 
 
 def _ratio(num: float, den: float) -> float:

@@ -141,6 +141,11 @@ def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfi
         return evaluate_kinetics(lm, d["csv"], d["videos"], out_dir, gen, cfg.video, cfg.verify,
                                  templates=cfg.templates, split=suite.split, limit=limit,
                                  progress=progress)
+    if suite.name == "step":
+        from videostar.eval.step_qa import evaluate_step
+
+        return evaluate_step(lm, d["records"], out_dir, gen, cfg.video, cfg.verify, limit=limit,
+                             progress=progress)
     from videostar.eval.finediving import evaluate_finediving
 
     return evaluate_finediving(lm, d["root"], d["coarse"], d["fine"], d["split_keys"], d["subactions"],

@@ -1,0 +1,438 @@
+"""STEP: scene-graph adapters on fixtures in the real formats, graph-path questions, the
+``graph_path`` verifier (table + properties) and the synthetic scene-graph videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from videostar.cli import main
+from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict, load_config
+from videostar.data.records import Record, read_records
+from videostar.errors import ConfigError, RecordError
+from videostar.pipelines.submit import compile_pipeline
+from videostar.prompts import DEFAULT_TEMPLATES
+from videostar.star.verify import tokens, verify_record
+from videostar.step.action_genome import build_action_genome_graphs
+from videostar.step.graph import SceneGraph, read_graphs
+from videostar.step.questions import LEAVES, build_step_records, interactions
+from videostar.step.synthetic import write_scene_videos
+from videostar.step.vidor import build_vidor_graphs
+from videostar.video import probe, read_frames, write_video
+
+pytestmark = pytest.mark.fast  # no model, no server
+
+FPS = 8.0
+
+
+def _mp4(path: Path, frames: int = 24, w: int = 64, h: int = 48) -> Path:
+    return write_video(path, np.zeros((frames, h, w, 3), dtype=np.uint8), FPS)
+
+
+# --------------------------------------------------------------------------- Action Genome
+
+
+def _obj(cls, bbox=None, attention=None, spatial=None, contacting=None, visible=True):
+    return {"class": cls, "bbox": bbox, "attention_relationship": attention,
+            "spatial_relationship": spatial, "contacting_relationship": contacting,
+            "metadata": {"tag": "x", "set": "train"}, "visible": visible}
+
+
+def _invisible(cls):
+    return _obj(cls, visible=False)
+
+
+def _person(rows):
+    return {"bbox": np.asarray(rows, dtype=np.float32).reshape(-1, 4), "bbox_score": np.ones(len(rows)),
+            "bbox_size": (64, 48), "bbox_mode": "xyxy"}
+
+
+@pytest.fixture
+def action_genome(tmp_path: Path) -> dict[str, Path]:
+    ann, videos = tmp_path / "annotations", tmp_path / "videos"
+    ann.mkdir()
+    _mp4(videos / "AB12C.mp4")  # 24 frames at 8 fps: 3 s
+    box = [[10, 5, 30, 40]]
+    persons = {f"AB12C.mp4/{n:06d}.png": _person(box) for n in (1, 5, 9, 13)}
+    persons["AB12C.mp4/000017.png"] = _person(np.zeros((0, 4)))  # the detector found no one
+    persons["GONE1.mp4/000001.png"] = _person(box)
+    cup, chair, closet = "cup/glass/bottle", "chair", "closet/cabinet"
+    objects = {
+        "AB12C.mp4/000001.png": [_obj(cup, (20, 10, 8, 8), ["looking_at"], ["in_front_of"], ["holding"]),
+                                 _invisible(chair)],
+        "AB12C.mp4/000005.png": [_obj(cup, (21, 10, 8, 8), ["unsure"], None, ["holding"]),
+                                 _invisible(chair)],
+        "AB12C.mp4/000009.png": [_invisible(cup),
+                                 _obj(chair, (5, 20, 30, 20), ["not_looking_at"], ["beneath"],
+                                      ["sitting_on"]),
+                                 _obj("spaceship", (1, 1, 2, 2), ["looking_at"], None, None)],
+        "AB12C.mp4/000013.png": [_obj("spaceship", (1, 1, 2, 2), None, None, None),  # listed once
+                                 _obj(closet, (40, 2, 20, 40), ["looking_at"], None, None),
+                                 _obj(chair, (5, 20, 30, 30), None, None, ["sitting_on"])],  # y2 50 > 48
+        "AB12C.mp4/000017.png": [],  # a labelled frame with no boxes at all
+        "GONE1.mp4/000001.png": [_obj(cup, (1, 1, 2, 2), ["looking_at"], None, None)],
+    }
+    for name, obj in (("person_bbox.pkl", persons), ("object_bbox_and_relationship.pkl", objects)):
+        (ann / name).write_bytes(pickle.dumps(obj, protocol=3 if "person" in name else 5))
+    # The class files spell names without separators, as released.
+    (ann / "object_classes.txt").write_text("person\nchair\nclosetcabinet\ncupglassbottle\n")
+    (ann / "relationship_classes.txt").write_text(
+        "lookingat\nnotlookingat\nunsure\nbeneath\ninfrontof\nholding\nsittingon\n")
+    return {"annotations": ann, "videos": videos}
+
+
+def test_action_genome_graph(action_genome):
+    problems, missing = [], []
+    (graph,) = build_action_genome_graphs(action_genome["annotations"], action_genome["videos"],
+                                          problems, missing)
+    assert missing == [f"GONE1.mp4: video not found under {action_genome['videos']}"]
+    assert problems == [
+        "AB12C: frame 000009: object class 'spaceship' not in object_classes.txt",
+        "AB12C: entity chair (chair) at 1.50s: box [5.0, 20.0, 35.0, 50.0] outside the 64.0x48.0 frame"]
+    assert graph.duration == 3.0 and (graph.width, graph.height) == (64.0, 48.0)
+    # Frame n (1-based) is at (n - 1) / fps; the zero-row person box of frame 17 is no box.
+    assert sorted(graph.entities["person"].boxes) == [0.0, 0.5, 1.0, 1.5]
+    assert graph.entities["cup/glass/bottle"].boxes == {0.0: (20, 10, 28, 18), 0.5: (21, 10, 29, 18)}
+    # Invisible frames carry no box; the box outside the frame was dropped.
+    assert graph.entities["chair"].span() == (1.0, 1.0)
+    rels = {(r.predicate, r.object, r.start, r.end) for r in graph.relations}
+    assert ("holding", "cup/glass/bottle", 0.0, 0.5) in rels  # consecutive labelled frames: one run
+    assert ("looking_at", "cup/glass/bottle", 0.0, 0.0) in rels
+    assert ("sitting_on", "chair", 1.0, 1.5) in rels
+    assert ("looking_at", "closet/cabinet", 1.5, 1.5) in rels
+    assert all(r.subject == "person" for r in graph.relations)
+
+
+def test_action_genome_questions_follow_the_person(action_genome):
+    graphs = build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
+    result = build_step_records(graphs, StepConfig(min_steps=3, max_steps=3), DEFAULT_TEMPLATES)
+    by_task = {r.task: r for r in result.records}
+    order = by_task["step_temporal_order"].label["path"]
+    assert order["answer"] == "closet/cabinet"
+    assert [s["object"] for s in order["steps"]] == ["cup/glass/bottle", "chair", "closet/cabinet"]
+    # Everything the person does to the cup on frame 1 states the first step (negatives skipped).
+    assert order["steps"][0]["predicates"] == ["holding", "in front of", "looking at"]
+    perm = by_task["step_object_permanence"].label["path"]
+    assert perm["answer"] == "closet/cabinet" and perm["steps"][-1]["predicates"][0] == LEAVES
+
+
+def test_action_genome_refuses_a_malicious_pickle(action_genome, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (action_genome["annotations"] / "person_bbox.pkl").write_bytes(pickle.dumps({"k": Evil()}))
+    with pytest.raises(RecordError, match=r"person_bbox\.pkl: refused to load global (posix|os|nt)\.system"):
+        build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- VidOR / VidVRD
+
+
+def _vidor(video_id: str, relations: list[dict], boxes_at_5: list | None = None) -> dict:
+    traj = [[{"tid": 0, "bbox": {"xmin": 1, "ymin": 1, "xmax": 20, "ymax": 30}, "generated": 0},
+             {"tid": 7, "bbox": {"xmin": 30, "ymin": 5, "xmax": 50, "ymax": 25}, "generated": 1}]
+            for _ in range(16)]
+    traj[5] = boxes_at_5 or []  # a frame with no boxes
+    return {"video_id": video_id, "frame_count": 16, "fps": FPS, "width": 64, "height": 48,
+            "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 3, "category": "dog"},
+                                {"tid": 7, "category": "ball"}, {"tid": 11, "category": "cat"}],
+            "trajectories": traj, "relation_instances": relations}
+
+
+def _rel(s, p, o, b, e):
+    return {"subject_tid": s, "object_tid": o, "predicate": p, "begin_fid": b, "end_fid": e}
+
+
+def test_vidor_graphs_and_bad_input(tmp_path):
+    ann, videos = tmp_path / "ann" / "0001", tmp_path / "videos"
+    ann.mkdir(parents=True)
+    for vid in ("v1", "v3", "v4"):
+        _mp4(videos / "0001" / f"{vid}.mp4", frames=16)
+    outside = [{"tid": 3, "bbox": {"xmin": 50, "ymin": 1, "xmax": 80, "ymax": 9}, "generated": 0}]
+    good = _vidor("v1", [_rel(0, "watch", 3, 0, 4), _rel(3, "chase", 7, 4, 8), _rel(0, "hold", 7, 8, 12),
+                         _rel(0, "feed", 11, 12, 14), _rel(3, "next_to", 9, 0, 2)], outside)
+    (ann / "v1.json").write_text(json.dumps(good))
+    (ann / "v2.json").write_text(json.dumps(_vidor("v2", [_rel(0, "watch", 3, 0, 4)])))  # no video
+    (ann / "v3.json").write_text("{not json")
+    (ann / "v4.json").write_text(json.dumps(_vidor("v4", [])))
+    problems, missing = [], []
+    (graph,) = build_vidor_graphs(tmp_path / "ann", videos, problems, missing)
+    assert missing == [f"v2.mp4: video not found under {videos}"]
+    assert any(p.startswith(f"{ann / 'v3.json'}: not a VidOR annotation") for p in problems)
+    assert "v1: relation 3 next_to 9: unknown entity 9" in problems
+    assert "v1: entity 3 (dog) at 0.62s: box [50.0, 1.0, 80.0, 9.0] outside the 64.0x48.0 frame" in problems
+    assert "v4: empty graph: no usable relation" in problems
+    assert set(graph.entities) == {"0", "3", "7", "11"}  # tids need not be contiguous
+    assert 5 / FPS not in graph.entities["0"].boxes  # the empty frame
+    # end_fid is exclusive: frames 4..7 are [0.5, 1.0) s.
+    assert [(r.subject, r.predicate, r.object, r.start, r.end) for r in graph.relations] == [
+        ("0", "watch", "3", 0.0, 0.5), ("3", "chase", "7", 0.5, 1.0), ("0", "hold", "7", 1.0, 1.5),
+        ("0", "feed", "11", 1.5, 1.75)]
+    result = build_step_records([graph], StepConfig(min_steps=3, max_steps=3), DEFAULT_TEMPLATES)
+    (order,) = result.records
+    assert order.task == "step_temporal_order" and order.label["path"]["answer"] == "cat"
+    assert [s["object"] for s in order.label["path"]["steps"]] == ["dog", "ball", "cat"]
+    assert "adult" in order.question and "watch" in order.question and "cat" not in order.question
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def _is_path(rec: Record, graph: SceneGraph) -> bool:
+    """Every step is an edge of the graph, steps run forward in time, consecutive steps share
+    an entity; a relation chain moves on from the entity the last step reached."""
+    steps = rec.label["path"]["steps"]
+    rels = {(graph.name(r.subject), r.predicate.replace("_", " "), graph.name(r.object), round(r.start, 3))
+            for r in graph.relations}
+    edges = [s for s in steps if s["object"] is not None]
+    ok = all((s["subject"], p, s["object"], s["start"]) in rels for s in edges for p in s["predicates"])
+    ok &= all(a["start"] <= b["start"] for a, b in zip(steps, steps[1:], strict=False))
+    ok &= all({a["subject"], a["object"]} & {b["subject"], b["object"]}
+              for a, b in zip(steps, steps[1:], strict=False))
+    return ok and len(steps) == rec.meta["path_length"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> list[SceneGraph]:
+    return write_scene_videos(tmp_path_factory.mktemp("scenes"), 12, seed=3)
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_paths_are_valid_and_of_the_asked_length(scenes, k):
+    result = build_step_records(scenes, StepConfig(min_steps=k, max_steps=k), DEFAULT_TEMPLATES)
+    assert result.records
+    graphs = {g.video: g for g in scenes}
+    for rec in result.records:
+        assert rec.meta["path_length"] == k and _is_path(rec, graphs[rec.video]), rec.id
+        # The template never contains the answer; the reference states it and passes.
+        answer = rec.label["path"]["answer"]
+        assert not set(tokens(answer)) <= set(tokens(rec.question))
+        assert verify_record(rec, rec.meta["reference"], VerifyConfig()).passed
+
+
+def test_records_are_balanced_over_types_and_lengths(scenes):
+    def per_group(records: list[Record]) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for rec in records:
+            key = (rec.task, rec.meta["path_length"])
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    available = per_group(build_step_records(scenes, StepConfig(), DEFAULT_TEMPLATES).records)
+    got = per_group(build_step_records(scenes, StepConfig(max_questions=24), DEFAULT_TEMPLATES).records)
+    assert sum(got.values()) == 24 and set(got) == set(available)
+    # Round-robin: a group falls behind the others only when it has nothing left.
+    assert all(n == available[g] or n >= max(got.values()) - 1 for g, n in got.items())
+
+
+def test_a_graph_without_long_paths_gives_no_question():
+    graph = SceneGraph.from_json({"video": "v.mp4", "duration": 4, "entities": [
+        {"id": "a", "category": "red circle", "boxes": [[0, 1, 1, 2, 2]]},
+        {"id": "b", "category": "blue square", "boxes": [[0, 1, 1, 2, 2]]}],
+        "relations": [["a", "touching", "b", 0, 1]]})
+    result = build_step_records([graph], StepConfig(), DEFAULT_TEMPLATES)
+    assert result.records == []
+    assert result.errors == ["v.mp4: no path of 3-5 steps for any question type"]
+    assert len(interactions(graph, set())) == 1
+
+
+# --------------------------------------------------------------------------- graph_path verifier
+
+
+STEPS = [
+    {"subject": "red circle", "predicates": ["touching"], "object": "blue square"},
+    {"subject": "blue square", "predicates": ["moving past"], "object": "green triangle"},
+    {"subject": "green triangle", "predicates": ["touching"], "object": "yellow circle"},
+]
+
+
+def _rec(answer: str = "yellow circle", steps: list | None = None) -> Record:
+    return Record(id="q", video="v.mp4", question="?", task="step_relation_chain",
+                  label={"path": {"answer": answer, "steps": steps or STEPS}}, label_type=["graph_path"])
+
+
+S1 = "First the red circle touches the blue square."
+S2 = "Then the blue square moves past the green triangle."
+S3 = "Next the green triangle is touching the yellow circle."
+END = "The answer is the yellow circle."
+
+
+@pytest.mark.parametrize(("answer", "passed", "reason"), [
+    (f"{S1} {S2} {S3} {END}", True, "answer 'yellow circle' found; 3/3 steps in order"),
+    (f"{S1} {S2.replace('green', 'red')} {S3} {END}", False, "step 2/3 'blue square moving past green "
+     "triangle' not found after the previous step"),
+    (f"{S1} {S3} {END}", False, "step 2/3 'blue square moving past green triangle' not found"),
+    (f"{S2} {S1} {S3} {END}", False, "step 2/3"),
+    (f"{S1} {S2} {S3} The answer is the blue square.", False, "final answer: label word 'yellow'"),
+    (f"{S1}, then the blue square passes by the green triangle, then the green triangle touches the "
+     "yellow circle. So the answer: yellow circle", False, "step 2/3"),  # "passes by" is no "moving past"
+    (f"{S1}, then the blue square is moving past the green triangle, then the green triangle touches "
+     "the yellow circle. Answer: yellow circle", True, "3/3 steps in order"),
+    ("", False, "final answer"),
+])
+def test_graph_path_table(answer, passed, reason):
+    verdict = verify_record(_rec(), answer, VerifyConfig()).labels[0]
+    assert verdict.passed is passed
+    assert reason in verdict.reason
+
+
+def test_graph_path_share_of_steps():
+    text = f"{S1} {S3} {END}"
+    assert verify_record(_rec(), text, VerifyConfig(graph_path_steps=0.6)).passed
+    lenient = verify_record(_rec(), f"{S3} {END}", VerifyConfig(graph_path_steps=0.6)).labels[0]
+    assert not lenient.passed and lenient.reason.startswith("1/3 steps stated, 2 needed; step 1/3")
+
+
+def test_graph_path_counting_and_malformed_labels():
+    steps = [{"subject": "red circle", "predicates": ["touching"], "object": o}
+             for o in ("blue square", "green triangle", "yellow circle")]
+    text = ("The red circle is touching the blue square, then touching the green triangle, then "
+            "touching the yellow circle. The answer is {}.")
+    assert verify_record(_rec("3", steps), text.format(3), VerifyConfig()).passed
+    assert verify_record(_rec("3", steps), text.format("three"), VerifyConfig()).passed
+    assert not verify_record(_rec("3", steps), text.format(4), VerifyConfig()).passed
+    bad = verify_record(_rec("3", [{"subject": "x"}]), text.format(3), VerifyConfig()).labels[0]
+    assert not bad.passed and bad.reason.startswith("malformed label: step 1 needs")
+    with pytest.raises(RecordError, match="unknown label type"):
+        Record(id="q", video="v", question="?", task="t", label={"a": 1}, label_type=["graph_paths"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_graph_path_never_raises(text):
+    verify_record(_rec(), text, VerifyConfig())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([S1, S2, "The answer is", "blue", "circle", "red triangle", ",",
+                                 "then", "Answer:", "\n", "the square touches it"]), max_size=12),
+       st.text(alphabet="xqz019 .,:\n", max_size=40))
+def test_graph_path_never_accepts_without_the_answer(parts, noise):
+    text = " ".join(parts) + noise  # "yellow" appears nowhere
+    assert not verify_record(_rec(), text, VerifyConfig()).passed
+
+
+# --------------------------------------------------------------------------- synthetic + CLI + config
+
+
+def test_synthetic_scene_videos_match_their_graphs(scenes):
+    graph = scenes[0]
+    info = probe(graph.video)
+    assert (info.num_frames, info.fps) == (32, 8.0)
+    frames = read_frames(graph.video, num_frames=32)
+    for ent in graph.entities.values():
+        t, (x1, y1, x2, y2) = next(iter(ent.boxes.items()))
+        cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+        assert frames[int(round(t * 8))][cy, cx].max() > 100  # a shape is drawn where the box is
+    for rel in graph.relations:  # both ends visible when a relation starts
+        assert all(rel.start in graph.entities[e].boxes for e in (rel.subject, rel.object))
+
+
+def test_cli_step_synthetic(tmp_path, capsys):
+    assert main(["data", "step-synthetic", "--count", "4", "--seed", "1", "--out", str(tmp_path)]) == 0
+    records = read_records(tmp_path / "records.jsonl")
+    graphs = read_graphs(tmp_path / "graphs.json")
+    assert records and len(graphs) == 4
+    assert all(r.label_type == ["graph_path"] for r in records)
+    assert "questions per type/path length" in capsys.readouterr().out
+
+
+def test_cli_action_genome(action_genome, tmp_path, capsys):
+    out = tmp_path / "ag"
+    assert main(["data", "action-genome", "--annotations", str(action_genome["annotations"]),
+                 "--videos", str(action_genome["videos"]), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["missing_videos"] == 1 and summary["records"] >= 2
+    assert "spaceship" in capsys.readouterr().err
+
+
+def test_step_config_is_validated():
+    with pytest.raises(ConfigError, match="step.max_steps: invalid value"):
+        config_from_dict({"step": {"min_steps": 4, "max_steps": 3}})
+    with pytest.raises(ConfigError, match="step.question_types"):
+        config_from_dict({"step": {"question_types": ["step_riddles"]}})
+    with pytest.raises(ConfigError, match="verify.graph_path_steps"):
+        config_from_dict({"verify": {"graph_path_steps": 0}})
+    assert RunConfig().step.min_steps == 3
+
+
+def test_step_config_compiles(tmp_path):
+    """configs/step-tiny.yaml compiles to the same cyclic pipeline, carrying its STEP settings."""
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "step-tiny.yaml")
+    spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
+    assert config["step"]["max_questions"] == 48 and config["verify"]["graph_path_steps"] == 1.0
+    assert "step_relation_chain" in config["templates"]
+    names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
+             for t in c["dag"]["tasks"].values()]
+    assert {"cycle-0-verify", "cycle-1-verify"} <= set(names) and not any("rlaif" in n for n in names)
+
+
+def test_step_eval_scores_by_number_of_steps():
+    from videostar.eval.step_qa import score_step
+
+    two = [*STEPS[:1], {"subject": "blue square", "predicates": ["moving past"], "object": "green triangle"}]
+    recs = [_rec(), Record(id="q2", video="v.mp4", question="?", task="step_temporal_order",
+                           label={"path": {"answer": "green triangle", "steps": two}},
+                           label_type=["graph_path"], meta={"path_length": 2})]
+    recs[0].meta["path_length"] = 3
+    answers = {"q": f"{S1} {S3} {END}",  # right answer, middle step missing
+               "q2": f"{S1} {S2} The answer is the green triangle."}
+    rows, b = score_step(recs, answers, VerifyConfig())
+    assert [(r["answer_rating"], r["rating"]) for r in rows] == [(True, False), (True, True)]
+    assert b["per_steps"]["3+"]["accuracy"] == 0.0 and b["per_steps"]["2"]["accuracy"] == 1.0
+    assert b["per_steps_answer"]["3+"]["accuracy"] == 1.0
+    assert set(b["per_question_type"]) == {"step_relation_chain", "step_temporal_order"}
+
+
+def test_induced_triples_are_parsed_and_linked_across_clips():
+    from videostar.step.induce import link, parse_triples
+
+    triples, rest = parse_triples("1. The red circle | touching | blue square\nI see shapes.\n"
+                                  "- red circle | moving past | the Green  Triangle.\nred | red\n"
+                                  "blue square | touching | blue square")
+    assert triples == [("red circle", "touching", "blue square"),
+                       ("red circle", "moving past", "green triangle")]
+    assert rest == ["I see shapes.", "red | red", "blue square | touching | blue square"]
+    touch = ("red circle", "touching", "blue square")
+    graph = link("v.mp4", 4.0, [(0.0, 1.0, [touch]), (1.0, 2.0, [touch]), (2.0, 3.0, []),
+                                (3.0, 4.0, [touch])])
+    assert set(graph.entities) == {"red circle", "blue square"}
+    assert [(r.start, r.end) for r in graph.relations] == [(0.0, 2.0), (3.0, 4.0)]
+
+
+def test_yields_per_question_type_and_path_length(scenes):
+    """verify -> summarize -> the numbers logged per cycle: STEP's types and path lengths."""
+    from videostar.star.decide import summarize_cycle
+    from videostar.star.verify import verify_rows
+    from videostar.tracking import cycle_metrics
+
+    records = build_step_records(scenes, StepConfig(max_questions=12), DEFAULT_TEMPLATES).records
+    # Even rows answer with the reference, odd rows with the answer alone (no path: rejected).
+    rows = [r.to_json() | {"answer": r.meta["reference"] if i % 2 == 0
+                           else f"The answer is {r.label['path']['answer']}."}
+            for i, r in enumerate(records)]
+    result = verify_rows(rows, VerifyConfig())
+    assert result.metrics["passed"] == 6
+    recovered = verify_rows([rows[1] | {"answer": records[1].meta["reference"]}], VerifyConfig())
+    summary = summarize_cycle(0, result.metrics, [recovered.metrics])
+    k = records[1].meta["path_length"]
+    group = summary["per_group"][f"path_length={k}"]
+    expected = sum(1 for i, r in enumerate(records) if i % 2 == 0 and r.meta["path_length"] == k)
+    assert group["answer_yield"] == expected / group["total"]
+    assert group["total_yield"] == (expected + 1) / group["total"]
+    metrics = cycle_metrics(summary, {"train_loss": 1.0, "examples": 7})
+    assert metrics[f"total_yield.path_length={k}"] == group["total_yield"]
+    assert metrics[f"answer_yield.{records[0].task}"] == summary["per_task"][records[0].task]["answer_yield"]
