@@ -13,12 +13,12 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from videostar.pipelines.submit import compile_pipeline
 
 from videostar.cli import main
 from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_records
 from videostar.errors import ConfigError, RecordError
-from videostar.pipelines.submit import compile_pipeline
 from videostar.prompts import DEFAULT_TEMPLATES
 from videostar.star.verify import tokens, verify_record
 from videostar.step.action_genome import build_action_genome_graphs
