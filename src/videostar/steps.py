@@ -14,6 +14,7 @@ from typing import Any
 from videostar import tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.export import verdict_examples
 from videostar.star.cycle import cycle_summary, decide
 from videostar.star.verify import verify_rows
 
@@ -109,6 +110,9 @@ def conclude(
     if tracking.enabled(cfg) and parent_run:
         files = [str(Path(d) / "verified.jsonl") for d in (verification_dir, *rationale_dirs)]
         sft_metrics = json.loads((Path(sft_dir) / "metrics.json").read_text())
+        outputs = [("answer", Path(verification_dir)),
+                   *(("rationalization", Path(d)) for d in rationale_dirs)]
+        tracking.log_examples(cfg, parent_run, cycle, verdict_examples(outputs, cycle))
         tracking.log_cycle(cfg, parent_run, summary, sft_metrics, files, str(model_dir),
                            [*history, summary], _run_tags(cfg))
         if not decision["continue"] and not cfg.rlaif.enabled:  # else the RLAIF stage closes it

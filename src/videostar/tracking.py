@@ -27,6 +27,11 @@ PARENT_TAG = "videostar.pipeline_run"
 CYCLE_TAG = "videostar.cycle"
 RLAIF = "rlaif"
 """The ``CYCLE_TAG`` value (and name) of the RLAIF stage's nested run, after the cycles."""
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+"""MLflow 3's UI opens an experiment without a kind in its GenAI view (traces), which hides the
+cycle runs; this kind opens it on "Model training", i.e. the runs, metrics and tables."""
+UI = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves a local (sqlite) store."""
 
 # An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -54,12 +59,15 @@ def _experiment_id(cfg: TrackingConfig) -> str:
     client = _client(cfg)
     exp = client.get_experiment_by_name(cfg.experiment)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag (or by hand): a kind the user set stays
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri = tracking_uri(cfg)
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(cfg.experiment, artifact_location=location)
+    return client.create_experiment(cfg.experiment, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def check(cfg: RunConfig) -> None:
@@ -386,3 +394,25 @@ def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str,
     rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
             for r in cycles if r.data.tags.get(CYCLE_TAG, "").isdigit()]
     return parent, sorted(rows, key=lambda r: r["cycle"])
+
+
+def log_examples(cfg: RunConfig, parent: str, cycle: int, table: dict[str, list[Any]]) -> None:
+    """A sample of the cycle's accepted and rejected answers with the verifier's reasons, as the
+    cycle run's ``examples.json`` table (the UI shows it under the run's Artifacts)."""
+    import mlflow
+
+    run_id = cycle_run(cfg, parent, cycle, {})
+    mlflow.log_table(table, "examples.json", run_id=run_id)
+
+
+def ui_url(cfg: RunConfig, pipeline_run: str = "") -> str:
+    """The MLflow UI page of the experiment's runs in the model-training view, filtered to one
+    pipeline run (its parent and cycle runs) when given; a local store's UI is ``mlflow ui``'s."""
+    from urllib.parse import urlencode
+
+    uri = tracking_uri(cfg.tracking)
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
+    query = {"workflowType": "machine_learning"}
+    if pipeline_run:
+        query["searchFilter"] = f"tags.`{PARENT_TAG}` = '{pipeline_run}'"
+    return f"{base}/#/experiments/{_experiment_id(cfg.tracking)}/runs?{urlencode(query)}"
