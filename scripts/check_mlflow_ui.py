@@ -1,8 +1,9 @@
 """Open the MLflow UI the way a user does and check that a run's cycles and example tables show.
 
 Headless Chromium (Debian's ``chromium`` + ``chromium-driver``, installed by ``make system-deps``)
-opens the link ``videostar run`` printed, waits until every cycle run is listed, then opens each
-cycle's ``examples.json`` table; screenshots of both pages go to ``--screenshots``.
+opens the link ``videostar run`` printed, waits until every cycle run is listed, then clicks each
+cycle, its *Artifacts* tab and ``examples.json``; screenshots of the runs page and of the last
+table go to ``--screenshots`` (``failed.png`` shows where a check stopped).
 
     python scripts/check_mlflow_ui.py --url 'http://127.0.0.1:5000/#/experiments/1/runs?...' \\
         --cycles 3 --screenshots work/ui
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -28,58 +29,62 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-def browser() -> webdriver.Chrome:
-    """Headless Chromium through the distribution's driver (nothing is downloaded)."""
-    for path in (CHROMIUM, DRIVER):
-        if not Path(path).exists():
-            raise SystemExit(f"{path}: not installed (make system-deps installs chromium chromium-driver)")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(DRIVER), options=options)
+class Browser:
+    """Headless Chromium through the distribution's driver (nothing is downloaded); a page it
+    waits on in vain is saved as ``failed.png`` in ``shots``."""
 
+    def __init__(self, shots: Path, timeout: float):
+        for path in (CHROMIUM, DRIVER):
+            if not Path(path).exists():
+                raise SystemExit(f"{path}: not installed (make system-deps installs it)")
+        options = Options()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+            options.add_argument(arg)
+        self.driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+        self.shots, self.timeout = shots, timeout
 
-def wait_for_text(driver: webdriver.Chrome, texts: list[str], timeout: float, what: str) -> None:
-    """Wait until every text is on the page; fail with the ones that never appeared."""
-    def page() -> str:
-        return driver.find_element(By.TAG_NAME, "body").text
+    def _wait(self, until: Callable[[], bool], what: str) -> None:
+        try:
+            WebDriverWait(self.driver, self.timeout).until(lambda _: until())
+        except TimeoutException:
+            self.driver.save_screenshot(str(self.shots / "failed.png"))
+            raise AssertionError(f"{what} at {self.driver.current_url}") from None
 
-    try:
-        WebDriverWait(driver, timeout).until(lambda d: all(t in page() for t in texts))
-    except TimeoutException:
-        missing = [t for t in texts if t not in page()]
-        raise AssertionError(f"{what}: {', '.join(map(repr, missing))} not shown at {driver.current_url}"
-                             ) from None
+    def page(self) -> str:
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def wait_for_text(self, texts: list[str], what: str) -> None:
+        self._wait(lambda: all(t in self.page() for t in texts),
+                   f"{what}: {', '.join(map(repr, texts))} not all shown")
+
+    def click(self, text: str) -> None:
+        """Click the element showing exactly ``text`` (a run link, a tab, an artifact)."""
+        xpath = f"//*[normalize-space(text())='{text}']"
+        self._wait(lambda: bool(self.driver.find_elements(By.XPATH, xpath)), f"nothing shows {text!r}")
+        self.driver.find_elements(By.XPATH, xpath)[0].click()
 
 
 def check(url: str, cycles: int, screenshots: Path, timeout: float = 90.0) -> list[Path]:
-    """The runs page lists ``cycle-0`` .. ``cycle-<n-1>``; each cycle run's examples table shows
-    accepted and rejected answers with the verifier's reasons. Returns the screenshots."""
-    from mlflow import MlflowClient
-
+    """The page of ``url`` lists ``cycle-0`` .. ``cycle-<n-1>``; clicking a cycle, then
+    *Artifacts*, then ``examples.json`` shows its table of accepted and rejected answers with the
+    verifier's reasons. Returns the screenshots (the runs page, the last cycle's table)."""
     screenshots.mkdir(parents=True, exist_ok=True)
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.netloc}"
-    experiment = parts.fragment.split("/")[2]
     names = [f"cycle-{k}" for k in range(cycles)]
-    shots = []
-    driver = browser()
+    shots = [screenshots / "runs.png", screenshots / "examples.png"]
+    ui = Browser(screenshots, timeout)
     try:
-        driver.get(url)
-        wait_for_text(driver, names, timeout, "the runs page")
-        shots.append(screenshots / "runs.png")
-        driver.save_screenshot(str(shots[-1]))
-        client = MlflowClient(base)
-        runs = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment])}
-        for name in names:
-            driver.get(f"{base}/#/experiments/{experiment}/runs/{runs[name]}/artifacts/examples.json")
-            wait_for_text(driver, ["examples.json", "outcome", "reasons", "accepted", "rejected"],
-                          timeout, f"{name}'s examples table")
-        shots.append(screenshots / "examples.png")
-        driver.save_screenshot(str(shots[-1]))
+        for i, name in enumerate(names):
+            ui.driver.get(url)
+            ui.wait_for_text(names, "the runs page")
+            if i == 0:
+                ui.driver.save_screenshot(str(shots[0]))
+            for target in (name, "Artifacts", "examples.json"):
+                ui.click(target)
+            ui.wait_for_text(["outcome", "reasons", "accepted", "rejected"], f"{name}'s examples table")
+        ui.driver.save_screenshot(str(shots[1]))
     finally:
-        driver.quit()
+        ui.driver.quit()
     return shots
 
 
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         shots = check(args.url, args.cycles, Path(args.screenshots))
-    except (AssertionError, WebDriverException, KeyError) as exc:
+    except (AssertionError, WebDriverException) as exc:
         print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     print("MLflow UI shows the cycles and their example tables: " + ", ".join(map(str, shots)))

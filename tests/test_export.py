@@ -170,8 +170,7 @@ def test_rationale_steps_pass_through_every_format(synthetic_data: Path, tmp_pat
             r["rationale_steps"] for r in rows]
 
 
-def test_bad_rows_and_cycles_are_one_line_each(synthetic_data: Path, tracked_run: dict, tmp_path: Path,
-                                                capsys):
+def test_bad_rows_are_reported_and_left_out(synthetic_data: Path, tmp_path: Path):
     good = read_rows(synthetic_data)[:3]
     rows = [r | {"answer": "a red circle", "verdict": {"passed": True, "labels": {}}} for r in good]
     rows += [{"id": "broken", "answer": "x", "verdict": {"passed": True}}, good[0] | {"id": "unverified"}]
@@ -180,6 +179,8 @@ def test_bad_rows_and_cycles_are_one_line_each(synthetic_data: Path, tracked_run
     assert result.errors[0].startswith("handmade: row 4: record broken: missing field")
     assert result.errors[1] == "handmade: row 5: record unverified: no verified answer"
 
+
+def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path, capsys):
     run_dir = str(tracked_run["run_dir"])
     assert main(["export", "--run", run_dir, "--cycle", "7", "--format", "hf", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"error: {run_dir}: no cycle 7 (finished cycles: [0, 1])"
@@ -202,8 +203,10 @@ def test_mlflow_ui_opens_on_the_cycles_and_their_examples(tracked_run: dict, tmp
     cycles = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     table = json.loads(Path(client.download_artifacts(cycles["cycle-0"].info.run_id, "examples.json",
                                                       str(tmp_path))).read_text())
-    outcomes = {tuple(row[:3]) for row in table["data"]}
-    assert {(0, "answer", "accepted"), (0, "answer", "rejected")} <= outcomes
+    assert table["columns"][:3] == ["outcome", "step", "reasons"]
+    outcomes = {(row[0], row[1]) for row in table["data"]}
+    assert {("accepted", "answer"), ("rejected", "answer")} <= outcomes
+    assert all(row[2] for row in table["data"]) and {row[-1] for row in table["data"]} == {0}
     shots = tmp_path / "shots"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_mlflow_ui.py"), "--url", url,
                            "--cycles", "2", "--screenshots", str(shots)], capture_output=True, text=True,

@@ -158,8 +158,8 @@ def verdict_examples(outputs: list[tuple[str, Path]], cycle: int, per_group: int
 
     ``outputs``: (step, folder holding ``verified.jsonl`` / ``rejected.jsonl``) per step output.
     """
-    columns: dict[str, list[Any]] = {k: [] for k in ("cycle", "step", "outcome", "task", "id",
-                                                     "question", "answer", "reasons")}
+    columns: dict[str, list[Any]] = {k: [] for k in ("outcome", "step", "reasons", "answer", "question",
+                                                     "task", "id", "cycle")}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for step, folder in outputs:
         for outcome, name in (("accepted", "verified.jsonl"), ("rejected", "rejected.jsonl")):

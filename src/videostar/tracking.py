@@ -402,17 +402,22 @@ def log_examples(cfg: RunConfig, parent: str, cycle: int, table: dict[str, list[
     import mlflow
 
     run_id = cycle_run(cfg, parent, cycle, {})
+    if any(a.path == "examples.json" for a in _client(cfg.tracking).list_artifacts(run_id)):
+        return  # a retried step: log_table would append the sample again
     mlflow.log_table(table, "examples.json", run_id=run_id)
 
 
 def ui_url(cfg: RunConfig, pipeline_run: str = "") -> str:
-    """The MLflow UI page of the experiment's runs in the model-training view, filtered to one
-    pipeline run (its parent and cycle runs) when given; a local store's UI is ``mlflow ui``'s."""
+    """The MLflow UI page of the experiment's runs in the model-training view; given a pipeline
+    run, only its runs, sorted by name: cycle-0, cycle-1, ..., rlaif, then the parent. (The UI
+    folds nested runs under their parent when sorted by date, its default.) A local store's UI is
+    ``mlflow ui``'s."""
     from urllib.parse import urlencode
 
     uri = tracking_uri(cfg.tracking)
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
     query = {"workflowType": "machine_learning"}
     if pipeline_run:
-        query["searchFilter"] = f"tags.`{PARENT_TAG}` = '{pipeline_run}'"
+        query |= {"searchFilter": f"tags.`{PARENT_TAG}` = '{pipeline_run}'",
+                  "orderByKey": "tags.`mlflow.runName`", "orderByAsc": "true"}
     return f"{base}/#/experiments/{_experiment_id(cfg.tracking)}/runs?{urlencode(query)}"
