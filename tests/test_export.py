@@ -180,12 +180,18 @@ def test_bad_rows_are_reported_and_left_out(synthetic_data: Path, tmp_path: Path
     assert result.errors[1] == "handmade: row 5: record unverified: no verified answer"
 
 
-def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path, capsys):
+def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path, capsys, monkeypatch):
     run_dir = str(tracked_run["run_dir"])
     assert main(["export", "--run", run_dir, "--cycle", "7", "--format", "hf", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"error: {run_dir}: no cycle 7 (finished cycles: [0, 1])"
     assert main(["export", "--run", run_dir, "--cycle", "x", "--format", "hf", "--out", str(tmp_path)]) == 1
     assert "neither a cycle number nor 'last'" in capsys.readouterr().err
+    assert main(["export", "--run", "no-such-run", "--format", "hf", "--out", str(tmp_path),
+                 "--mlflow-uri", tracked_run["uri"]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: MLflow at {tracked_run['uri']}: RESOURCE_DOES_NOT_EXIST: Run with id=no-such-run "
+                   "not found"]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the other tests' clients may set it
     assert main(["export", "--run", "no-such-run", "--format", "hf", "--out", str(tmp_path)]) == 2
 
 

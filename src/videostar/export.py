@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar.data.records import Record, read_rows, write_json
-from videostar.errors import RecordError, VideostarError
+from videostar.errors import RecordError, VideostarError, first_line
 
 FORMATS = ("hf", "llava", "sharegpt")
 PASSTHROUGH = ("rationale_steps",)
@@ -101,11 +101,15 @@ def read_mlflow_cycle(tracking_uri: str, run_id: str, cycle: int | None,
     object or a ``file:`` path of the store); yields come from the run's metrics.
     """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from videostar.tracking import CYCLE_TAG
 
     client = MlflowClient(tracking_uri)
-    run = client.get_run(run_id)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise VideostarError(f"MLflow at {tracking_uri}: {first_line(exc)}") from exc
     parent = run.data.tags.get("mlflow.parentRunId", run_id) if CYCLE_TAG in run.data.tags else run_id
     if CYCLE_TAG in run.data.tags and cycle is None:
         cycle = int(run.data.tags[CYCLE_TAG])
