@@ -26,8 +26,6 @@ from videostar.errors import RecordError, VideostarError, first_line
 FORMATS = ("hf", "llava", "sharegpt")
 PASSTHROUGH = ("rationale_steps",)
 """Row fields exported as they are when present (STEP keeps its graph-path rationale steps)."""
-STEPS = {"answer": "answer", "rationalization": "rationalization"}
-"""``prompt_kind`` of a row -> the step that produced it (answer generation or rationalization)."""
 
 
 @dataclass
@@ -221,7 +219,7 @@ def export_rows(data: CycleData, video_root: str | None = None) -> tuple[list[di
             "task": rec.task, "label_types": list(rec.label_type),
             "labels": json.dumps(rec.label, ensure_ascii=False),
             "start": rec.start, "end": rec.end, "num_frames": data.num_frames,
-            "cycle": data.cycle, "step": STEPS.get(row.get("prompt_kind", "answer"), "answer"),
+            "cycle": data.cycle, "step": row.get("prompt_kind", "answer"),  # answer or rationalization
             "verdict": reasons(row["verdict"]),
             **{k: row.get(k) for k in passthrough},
         })

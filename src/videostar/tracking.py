@@ -4,7 +4,8 @@ One parent run per pipeline run (the one KFP's MLflow plugin injects as ``MLFLOW
 present), one nested run per cycle. Per cycle: yields and training metrics (``step=cycle``, on
 the cycle run and on the parent, so the parent's charts show the trend), the training data as an
 MLflow dataset whose source is its object-store URI, the adapter as a registered model version
-aliased ``candidate``, ``champion`` moved to the best cycle, and plots of the history.
+aliased ``candidate``, ``champion`` moved to the best cycle, plots of the history, and a table of
+accepted and rejected answers with the verifier's reasons.
 Components call these functions; they hold no logging code of their own.
 """
 
