@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # g++ compiles DeepSpeed's CPU ops on first use; ffmpeg libraries come inside the av/decord wheels.
+# Chromium and its driver: the test that opens the MLflow UI (scripts/check_mlflow_ui.py).
 system-deps:
 	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
+	@command -v chromedriver >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 LINT := src components pipelines tests bench
 
-test: $(STAMP) $(KUSTOMIZE_STAMP)
+test: $(STAMP) $(KUSTOMIZE_STAMP) system-deps
 	$(VENV)/bin/ruff check $(LINT)
 	KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(VENV)/bin/pytest -q
 

@@ -34,6 +34,7 @@ class LocalRun:
     models: list[Path]
     verified: list[Path]
     mlflow_uri: str = ""
+    mlflow_url: str = ""
     baseline: dict[str, float] = field(default_factory=dict)
     rlaif: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +73,8 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     log.rename(run_dir / "run.log")
     run = collect(run_dir, seconds)
     run.mlflow_uri = tracking.tracking_uri(cfg.tracking)
+    if run.mlflow_uri:  # kfp.local names the run folder as it names the pipeline run
+        run.mlflow_url = tracking.ui_url(cfg, run_dir.name)
     return run
 
 
@@ -201,9 +204,11 @@ def print_report(run: LocalRun) -> None:
     if run.rlaif:
         _print_rlaif(run, console)
     if run.mlflow_uri:
+        serve = "" if run.mlflow_uri.startswith(("http://", "https://")) else (
+            f"  mlflow ui --backend-store-uri {run.mlflow_uri}\n")
         console.print(f"MLflow: {run.mlflow_uri} — compare cycles with\n"
-                      f"  videostar --config <run.yaml> compare\n"
-                      f"  mlflow ui --backend-store-uri {run.mlflow_uri}")
+                      f"  videostar --config <run.yaml> compare\n{serve}"
+                      f"the cycles in the UI: {run.mlflow_url}", soft_wrap=True)
     console.print(f"outputs: {run.root}  (task logs: {run.root / 'run.log'})")
     for k, (model, verified) in enumerate(zip(run.models, run.verified, strict=False)):
         console.print(f"  cycle {k}: verified answers {_relative(verified, run.root)}, "

@@ -247,6 +247,26 @@ def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar import export
+    from videostar.tracking import tracking_uri
+
+    cycle = export.parse_cycle(args.cycle)
+    if Path(args.run).is_dir():
+        data = export.read_local_cycle(args.run, cycle, cfg.video.num_frames)
+    else:
+        uri = args.mlflow_uri or tracking_uri(cfg.tracking)
+        if not uri:
+            raise ConfigError(f"--run {args.run}: not a run folder, and no MLflow to look it up in "
+                              "(tracking.mlflow_uri, $MLFLOW_TRACKING_URI or --mlflow-uri)")
+        data = export.read_mlflow_cycle(uri, args.run, cycle)
+    result = export.export(data, args.format, args.out, args.video_root, args.name)
+    _report_problems("malformed", result.errors)
+    print(f"{result.rows} verified rows of {data.source} -> {result.path} ({args.format}; "
+          f"videos relative to {result.video_root or '.'})")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Print a few rows of a JSONL file, for eyeballing answers and verdicts."""
     for row in read_rows(args.file)[: args.n]:
@@ -419,6 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--run", help="parent run id (default: the latest pipeline run)")
     cmp_.add_argument("--mlflow-uri", help="default: tracking.mlflow_uri or $MLFLOW_TRACKING_URI")
     cmp_.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("export", help="a cycle's training data in LLaMA-Factory, LLaVA or HF format")
+    exp.add_argument("--run", required=True, help="a local run folder, or an MLflow run id (parent or cycle)")
+    exp.add_argument("--cycle", default="last", help="cycle number or 'last' (default)")
+    exp.add_argument("--format", required=True, choices=["hf", "llava", "sharegpt"])
+    exp.add_argument("--out", required=True, help="output folder")
+    exp.add_argument("--video-root", help="prefix for the video paths (default: relative to their "
+                     "common folder), e.g. s3://bucket/videos or the folder a trainer mounts")
+    exp.add_argument("--name", help="dataset name (default: videostar_cycle<k>)")
+    exp.add_argument("--mlflow-uri", help="for an MLflow run (default: tracking.mlflow_uri)")
+    exp.set_defaults(func=cmd_export)
 
     show = sub.add_parser("show", help="print rows of a JSONL output")
     show.add_argument("file")

@@ -42,6 +42,9 @@ HELDOUT = "heldout.jsonl"
 SPLIT = "split.json"
 """preferences: which videos are held out (reward accuracy and PPO's held-out reward)."""
 
+MODEL_CARD = "videostar_model.json"
+"""Next to every checkpoint videostar saves: its kind and the model it was tuned from (``base``)."""
+
 BASELINE, CYCLE_STAGE, RLAIF = "baseline", "cycle", "rlaif"
 """The stages a model is evaluated at: the base model, a cycle's SFT model, the PPO policy."""
 STAGES = (BASELINE, CYCLE_STAGE, RLAIF)

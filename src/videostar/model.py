@@ -18,9 +18,7 @@ import torch
 
 from videostar.config import LoraConfig
 from videostar.errors import VideostarError
-
-MODEL_CARD = "videostar_model.json"
-"""Written next to every checkpoint videostar saves: its kind and the base it was tuned from."""
+from videostar.layout import MODEL_CARD
 
 
 @dataclass

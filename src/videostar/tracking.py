@@ -7,7 +7,8 @@ pipeline's run is found by following ``mlflow.parentRunId`` up from the task's r
 runs are never closed here. Per cycle: yields and training metrics (``step=cycle``, on
 the cycle run and on the parent, so the parent's charts show the trend), the training data as an
 MLflow dataset whose source is its object-store URI, the adapter as a registered model version
-aliased ``candidate``, ``champion`` moved to the best cycle, and plots of the history.
+aliased ``candidate``, ``champion`` moved to the best cycle, plots of the history, and a table of
+accepted and rejected answers with the verifier's reasons.
 Steps log through a :class:`Tracker` (a :class:`NullTracker` when tracking is off); they hold no
 logging code of their own.
 """
@@ -31,6 +32,11 @@ from videostar.store import Store, open_store, scoped_key
 PARENT_TAG = "videostar.pipeline_run"
 NESTED_TAG = "mlflow.parentRunId"
 CYCLE_TAG = "videostar.cycle"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+"""MLflow 3's UI opens an experiment without a kind in its GenAI view (traces), which hides the
+cycle runs; this kind opens it on "Model training", i.e. the runs, metrics and tables."""
+UI = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves a local (sqlite) store."""
 
 # An unreachable server must fail in seconds, not after MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -66,12 +72,15 @@ def _experiment_id(cfg: TrackingConfig) -> str:
     client = _client(cfg)
     exp = client.get_experiment_by_name(cfg.experiment)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag (or by hand): a kind the user set stays
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri = tracking_uri(cfg)
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(cfg.experiment, artifact_location=location)
+    return client.create_experiment(cfg.experiment, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def check(cfg: RunConfig) -> None:
@@ -424,6 +433,33 @@ def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str,
     return parent, sorted(rows, key=lambda r: r["cycle"])
 
 
+def log_examples(cfg: RunConfig, parent: str, cycle: int, table: dict[str, list[Any]]) -> None:
+    """A sample of the cycle's accepted and rejected answers with the verifier's reasons, as the
+    cycle run's ``examples.json`` table (the UI shows it under the run's Artifacts)."""
+    import mlflow
+
+    run_id = cycle_run(cfg, parent, cycle, {})
+    if any(a.path == "examples.json" for a in _client(cfg.tracking).list_artifacts(run_id)):
+        return  # a retried step: log_table would append the sample again
+    mlflow.log_table(table, "examples.json", run_id=run_id)
+
+
+def ui_url(cfg: RunConfig, pipeline_run: str = "") -> str:
+    """The MLflow UI page of the experiment's runs in the model-training view; given a pipeline
+    run, only its runs, sorted by name: cycle-0, cycle-1, ..., rlaif, then the parent. (The UI
+    folds nested runs under their parent when sorted by date, its default.) A local store's UI is
+    ``mlflow ui``'s."""
+    from urllib.parse import urlencode
+
+    uri = tracking_uri(cfg.tracking)
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
+    query = {"workflowType": "machine_learning"}
+    if pipeline_run:
+        query |= {"searchFilter": f"tags.`{PARENT_TAG}` = '{pipeline_run}'",
+                  "orderByKey": "tags.`mlflow.runName`", "orderByAsc": "true"}
+    return f"{base}/#/experiments/{_experiment_id(cfg.tracking)}/runs?{urlencode(query)}"
+
+
 class Tracker:
     """The MLflow logging of one pipeline run, handed to the steps.
 
@@ -441,6 +477,9 @@ class Tracker:
     def step_run(self, cycle: int | str) -> contextlib.AbstractContextManager[str | None]:
         """The cycle's (or RLAIF's) run, active while a step trains: yields its id."""
         return step_run(self.cfg, self.parent, cycle, self._tags(cycle))
+
+    def log_examples(self, cycle: int, table: dict[str, list[Any]]) -> None:
+        log_examples(self.cfg, self.parent, cycle, table)
 
     def log_cycle(self, summary: dict[str, Any], sft: dict[str, Any], training_files: list[str],
                   model_dir: str, history: list[dict[str, Any]]) -> None:
@@ -472,6 +511,9 @@ class NullTracker(Tracker):
 
     def step_run(self, cycle: int | str) -> contextlib.AbstractContextManager[str | None]:
         return contextlib.nullcontext(None)
+
+    def log_examples(self, *args: Any) -> None:
+        pass
 
     def log_cycle(self, *args: Any) -> None:
         pass

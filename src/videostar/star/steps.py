@@ -16,6 +16,7 @@ from typing import Any
 from videostar import layout, tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.export import verdict_examples
 from videostar.star.decide import decide as decide_next
 from videostar.star.decide import summarize_cycle
 from videostar.star.verify import verify_rows
@@ -111,6 +112,8 @@ def decide(
     summary = summarize_cycle(cycle, layout.read_json(verification_dir, layout.METRICS), shards) | scores
     decision = decide_next([*history, summary], cfg.decide)
     tracker = tracking.tracker(cfg, parent_run)
+    outputs = [("answer", Path(verification_dir)), *(("rationalization", Path(d)) for d in rationale_dirs)]
+    tracker.log_examples(cycle, verdict_examples(outputs, cycle))
     tracker.log_cycle(summary, layout.read_json(sft_dir, layout.METRICS),
                       training_files(verification_dir, rationale_dirs), str(model_dir),
                       [*history, summary])
