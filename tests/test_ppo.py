@@ -204,6 +204,11 @@ def test_ppo_run_resumes_from_its_last_checkpoint(
     assert again["resumed_from"] == "step-2" and [r["step"] for r in logged] == [3]
     assert again["heldout_reward_before"] == first["heldout_reward_before"]
     assert [h["step"] for h in again["history"]] == [1, 2, 3]
+    straight = train_ppo(*args, tmp_path / "c", tmp_path / "out-straight", cfg,
+                         VideoConfig(num_frames=8), lambda r: r.question, progress=False)
+    # the resumed step 3 drew the prompts (and so the reward) of the uninterrupted run's step 3
+    assert [h["reward"] for h in again["history"]] == [h["reward"] for h in straight["history"]]
+    assert again["history"][-1]["kl"] == pytest.approx(straight["history"][-1]["kl"], abs=1e-5)
 
 
 def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path) -> None:

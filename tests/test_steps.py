@@ -12,7 +12,7 @@ from videostar.data.records import Record, read_records, read_rows, write_jsonl
 from videostar.errors import VideostarError
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.decide import decide, summarize_cycle
-from videostar.star.rationalize import strip_hint
+from videostar.star.rationalize import hint_echo
 from videostar.star.sft import _order, examples_from_rows, sft
 
 
@@ -74,7 +74,8 @@ def test_hint_is_in_the_prompt_but_never_in_training_text(synthetic_data: Path):
     hinted = hint_prompt(cfg.rationalize.hint)(rec)
     assert f"Answer: {rec.label['object']}." in hinted
     hint = cfg.rationalize.hint.format(label=label_text(rec))
-    answer = strip_hint(f"{hint} I see a {rec.label['object']}.", hint)
+    answer = f"I see a {rec.label['object']}."
+    assert hint_echo(answer, cfg.rationalize.hint, label_text(rec)) is None
     row = rec.to_json() | {"answer": answer, "hint": hint, "prompt_kind": "rationalization"}
     (example,) = examples_from_rows([row], cfg.generate.instruction)
     assert example.question == f"{rec.question} {cfg.generate.instruction}"

@@ -9,6 +9,7 @@ by SFT holds a LoRA adapter (or full weights) plus the processor, and records it
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ import torch
 from videostar.config import LoraConfig
 from videostar.errors import VideostarError
 from videostar.layout import MODEL_CARD
+from videostar.video import frame_metadata
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,7 +46,75 @@ class LoadedModel:
     @property
     def pad_token_id(self) -> int:
         tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if tok.pad_token_id is not None:
+            return tok.pad_token_id
+        return tok.eos_token_id if tok.eos_token_id is not None else self.eos_token_ids[0]
+
+    @property
+    def turn_end(self) -> str:
+        """The text that ends an assistant turn: what SFT appends, so the model learns to stop.
+
+        Taken from the chat template itself (the first special token after a rendered answer,
+        e.g. ``<|im_end|>``), else from ``generation_config.eos_token_id``, else the tokenizer's
+        EOS: a tokenizer may have no EOS, or one that is not the template's terminator.
+        """
+        probe = "videostar-probe"
+        messages = [{"role": "user", "content": [{"type": "text", "text": "q"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": probe}]}]
+        try:
+            text = self.processor.apply_chat_template(messages, tokenize=False)
+        except Exception:  # a template that cannot render an assistant turn: fall back below
+            text = ""
+        tail = text.rsplit(probe, 1)[1] if probe in text else ""
+        special = set(self.tokenizer.all_special_tokens) | {
+            t.content for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values()
+            if getattr(t, "special", False)}
+        for token in self.tokenizer.tokenize(tail):
+            if token in special:
+                return token
+        ids = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if ids:
+            return self.tokenizer.convert_ids_to_tokens(ids[0])
+        if self.tokenizer.eos_token:
+            return self.tokenizer.eos_token
+        raise VideostarError(f"{self.source}: no end-of-turn token (chat template, "
+                             "generation_config or tokenizer)")
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """Every id that ends generation: the turn terminator, the checkpoint's EOS ids, the
+        tokenizer's EOS."""
+        ids = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        ids.append(self.tokenizer.convert_tokens_to_ids(self.turn_end))
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids))
+
+    def generation_config(self, temperature: float, max_new_tokens: int) -> Any:
+        """The one sampling configuration: ours in full, nothing inherited from the checkpoint.
+
+        ``generate`` fills every unset field from the checkpoint's ``generation_config``
+        (Qwen2.5-VL-7B-Instruct ships ``top_k=1``, others a repetition penalty), which would
+        make "temperature 1" greedy; so every logits-shaping field is set to its neutral value.
+        """
+        from transformers import GenerationConfig
+
+        sample = temperature > 0
+        return GenerationConfig(
+            do_sample=sample, temperature=temperature if sample else 1.0, top_k=0, top_p=1.0,
+            min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0,
+            encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            num_return_sequences=1, max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
+        )
+
+    def _process(self, texts: list[str], videos: list[np.ndarray]) -> Any:
+        """The processor on texts + videos, each video with its real timing (see ``frame_metadata``)."""
+        return self.processor(text=texts, videos=list(videos),
+                              video_metadata=[frame_metadata(v) for v in videos],
+                              padding=True, return_tensors="pt")
 
     def chat_prompt(self, text: str) -> str:
         """A user turn with one video and ``text``, ending where the assistant's answer starts."""
@@ -54,29 +126,39 @@ class LoadedModel:
     def encode_prompts(self, prompts: list[str], videos: list[np.ndarray]) -> dict[str, Any]:
         """A left-padded batch for generation, so every answer starts at the same position."""
         self.tokenizer.padding_side = "left"
-        enc = self.processor(
-            text=[self.chat_prompt(p) for p in prompts], videos=list(videos),
-            padding=True, return_tensors="pt",
-        )
+        enc = self._process([self.chat_prompt(p) for p in prompts], videos)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in enc.items()}
 
     def encode_training(
-        self, prompts: list[str], answers: list[str], videos: list[np.ndarray]
+        self, prompts: list[str], answers: list[str], videos: list[np.ndarray],
+        max_length: int | None = None, names: list[str] | None = None,
+        clipped: list[str] | None = None,
     ) -> dict[str, Any]:
         """A right-padded batch with ``labels`` on the answer tokens only (-100 elsewhere).
 
         Each prompt goes through the processor alone (which expands the video placeholder) and
         the answer is tokenized without it, so the prompt/answer boundary is exact for any
         tokenizer. Per-sample vision tensors are concatenated along dim 0, which matches both
-        the flattened-patch (Qwen) and the batch-first (LLaVA) conventions.
+        the flattened-patch (Qwen) and the batch-first (LLaVA) conventions. With ``max_length``
+        an answer is cut so prompt + answer fit; each cut item adds one line to ``clipped``
+        (named by ``names``) and to the log.
         """
-        eos = self.tokenizer.eos_token or ""
+        eos = self.turn_end
         parts: list[dict[str, Any]] = []
         for prompt, answer, frames in zip(prompts, answers, videos, strict=True):
-            enc = self.processor(text=[self.chat_prompt(prompt)], videos=[frames],
-                                 return_tensors="pt")
+            enc = self._process([self.chat_prompt(prompt)], [frames])
             ans = self.tokenizer(answer + eos, add_special_tokens=False,
                                  return_tensors="pt")["input_ids"]
+            n_prompt = enc["input_ids"].shape[1]
+            if max_length is not None and n_prompt + ans.shape[1] > max_length:
+                keep = max(0, max_length - n_prompt)
+                name = names[len(parts)] if names else f"item {len(parts)}"
+                line = (f"{name}: {n_prompt} prompt + {ans.shape[1]} answer tokens > max_length "
+                        f"{max_length}; answer cut to {keep} tokens")
+                log.warning(line)
+                if clipped is not None:
+                    clipped.append(line)
+                ans = ans[:, :keep]
             parts.append({"enc": enc, "answer": ans})
         width = max(p["enc"]["input_ids"].shape[1] + p["answer"].shape[1] for p in parts)
         seq_keys = [k for k, v in parts[0]["enc"].items()
@@ -140,14 +222,17 @@ def _quantization(quantize: str | None, device: str, dtype: torch.dtype) -> dict
 def load_model(
     uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True,
     adapter_base: str | None = None, quantize: str | None = None,
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint folder: a pretrained model, full SFT weights, or a LoRA adapter.
 
     An adapter is applied to the base named in its model card, or to ``adapter_base`` when given (a
     pipeline step receives the base as its own input, at a path of its own); ``merge`` folds
-    the adapter into the weights, which is what generation wants (no per-token overhead). A
-    base that is itself an adapter (a PPO policy on a LoRA SFT model) is merged first.
-    ``quantize='4bit'`` loads the pretrained weights in 4 bits (QLoRA; GPU only).
+    the adapter into float32 weights (no per-token overhead). In bf16 it stays unmerged:
+    ``W + BA`` rounded to bf16 drops most of a small ``BA`` (26-99 % measured). A base that is
+    itself an adapter (a PPO policy on a LoRA SFT model) is folded in first (``plain_model``).
+    ``quantize='4bit'`` loads the pretrained weights in 4 bits (QLoRA; GPU only);
+    ``attn_implementation`` (``sdpa``, ``flash_attention_2``, ``eager``) is passed to transformers.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -159,34 +244,80 @@ def load_model(
     if card["kind"] == "lora":
         from peft import PeftModel
 
-        base_lm = load_model(adapter_base or card["base"], device, dtype, merge=True, quantize=quantize)
-        model = PeftModel.from_pretrained(base_lm.model, path)
-        if merge:
+        base_lm = load_model(adapter_base or card["base"], device, dtype, quantize=quantize,
+                             attn_implementation=attn_implementation)
+        model = PeftModel.from_pretrained(plain_model(base_lm.model), path)
+        if merge and dtype == torch.float32 and not quantize:
             model = model.merge_and_unload()
         return LoadedModel(model.eval(), processor, str(uri), card["base"])
     quant = _quantization(quantize, device, dtype)
+    if attn_implementation:
+        quant["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **quant)
     except (OSError, ValueError) as exc:
         raise VideostarError(f"{uri}: cannot load model ({exc})") from exc
-    if not quant:
+    if not quantize:
         model.to(device)
     tuned_from = card["base"] if card["kind"] == "full" else str(uri)
     return LoadedModel(model.eval(), processor, str(uri), tuned_from)
 
 
+def plain_model(model: Any) -> Any:
+    """``model`` with any LoRA adapter folded into its weights: a new adapter needs a plain base.
+    (In bf16 this fold is lossy for a small adapter; it is the base of a second adapter only.)"""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+VISION_PARTS = ("visual", "vision_tower", "vision_model", "vision_resampler")
+"""Module-path components that hold a vision encoder (Qwen2.5-VL, LLaVA-NeXT-Video, Video-LLaVA)."""
+PROJECTOR_PARTS = ("merger", "multi_modal_projector", "mm_projector")
+"""Module-path components of the vision-to-language projector (Qwen2.5-VL's lies inside ``visual``)."""
+
+
+def lora_scope(model: torch.nn.Module, cfg: LoraConfig) -> tuple[list[str], list[str]]:
+    """The one place LoRA's reach is decided -> ``(target module names, modules_to_save)``.
+
+    PEFT matches ``targets`` by name suffix, which also wraps the vision encoder's layers
+    (Qwen2.5-VL's ``visual.blocks.*.mlp.*_proj``, the CLIP tower's q/k/v). With ``scope:
+    language`` only modules outside the vision encoder and projector are wrapped; ``scope:
+    all`` keeps PEFT's suffix matching. ``train_projector`` trains the projector in full
+    (``modules_to_save``), as LLaVA-style recipes do.
+    """
+    targets, projector = [], []
+    for name, _ in model.named_modules():
+        parts = name.split(".")
+        if cfg.train_projector and parts[-1] in PROJECTOR_PARTS:
+            projector.append(name)
+        if parts[-1] not in cfg.targets:
+            continue
+        if cfg.scope == "language" and set(parts) & set(VISION_PARTS + PROJECTOR_PARTS):
+            continue
+        targets.append(name)
+    return targets, projector
+
+
 def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
-    """Wrap the model with fresh LoRA adapters on ``cfg.targets`` (base weights frozen); a 4-bit
-    base is prepared for k-bit training first (norms in float32, input grads on)."""
+    """Wrap the model with fresh LoRA adapters where ``lora_scope`` says (base weights frozen);
+    a 4-bit base is prepared for k-bit training first (norms in float32, input grads on)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    model = lm.model
+    model = plain_model(lm.model)
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets, projector = lora_scope(model, cfg)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                              target_modules=cfg.targets)
+                              target_modules=targets, modules_to_save=projector or None)
     return LoadedModel(get_peft_model(model, peft_cfg), lm.processor, lm.source, lm.tuned_from)
+
+
+def disable_dropout(module: torch.nn.Module) -> None:
+    """Set every dropout probability to 0 (LoRA's ``lora_dropout`` included); train mode stays
+    usable for gradient checkpointing. TRL's helper does the same, but TRL is not a dependency."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
 
 
 def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any]) -> Path:

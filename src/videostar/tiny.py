@@ -111,7 +111,7 @@ def build_random(seed: int = 0, step: bool = False) -> LoadedModel:
             "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
             "out_hidden_size": 64, "fullatt_block_indexes": [1], "window_size": 112,
             "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2,
-            "initializer_range": INIT_STD,
+            "initializer_range": INIT_STD, "tokens_per_second": 2,  # as Qwen2.5-VL-7B-Instruct
         },
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],

@@ -7,6 +7,7 @@ so callers can report it and go on with the other records.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -16,10 +17,56 @@ import numpy as np
 
 from videostar.errors import VideoError, first_line
 
+log = logging.getLogger(__name__)
+
 FRAME_FOLDER_FPS = 25.0
 """Frame rate assumed for JPEG frame folders (FineDiving ships frames, not mp4s)."""
 
 _FRAME_NAME = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
+
+
+class Frames(np.ndarray):
+    """Sampled frames (T x H x W x C uint8) that remember when they were taken.
+
+    The model needs the frames' real times: Qwen2.5-VL turns the sampling rate into
+    ``second_per_grid_ts`` and temporal position ids, and bare arrays make the processor assume
+    24 fps. An ndarray subclass keeps every ``list[np.ndarray]`` signature working while the
+    times travel with the pixels; a slice or copy loses them (its times would be wrong).
+    """
+
+    fps: float | None
+    indices: tuple[int, ...] | None
+    span: int | None
+
+    def __new__(cls, array: np.ndarray, fps: float, indices: list[int], span: int) -> Frames:
+        obj = np.asarray(array).view(cls)
+        obj.fps, obj.indices, obj.span = (fps if fps > 0 else None), tuple(indices), span
+        return obj
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.fps, self.indices, self.span = None, None, None
+
+    @property
+    def times(self) -> list[float] | None:
+        """Seconds from the segment's start of each frame; None when the rate is unknown."""
+        if self.fps is None or self.indices is None:
+            return None
+        return [i / self.fps for i in self.indices]
+
+
+def frame_metadata(frames: np.ndarray):
+    """The one place frames' timing becomes the processor's ``VideoMetadata``.
+
+    ``sampled_fps`` (what Qwen2.5-VL's ``second_per_grid_ts`` derives from) is frames per
+    second of the sampled segment. Frames without times (a bare array) get the processor's
+    own assumption (``fps=None``: 24 fps).
+    """
+    from transformers.video_utils import VideoMetadata
+
+    if isinstance(frames, Frames) and frames.fps is not None and frames.indices is not None:
+        return VideoMetadata(total_num_frames=frames.span, fps=frames.fps,
+                             frames_indices=list(frames.indices), duration=frames.span / frames.fps)
+    return VideoMetadata(total_num_frames=len(frames), fps=None)
 
 
 @dataclass(frozen=True)
@@ -107,6 +154,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(os.fspath(path), src.num_frames, src.fps)
 
 
+def segment_bounds(num_frames: int, fps: float, start: float | None, end: float | None
+                   ) -> tuple[int, int]:
+    """First and last frame index inside [start, end] seconds (last < first: empty)."""
+    first, last = 0, num_frames - 1
+    if fps > 0 and start is not None:
+        first = max(first, int(round(start * fps)))
+    if fps > 0 and end is not None:
+        last = min(last, int(round(end * fps)) - 1)
+    return first, last
+
+
 def sample_indices(
     num_frames: int,
     fps: float,
@@ -121,11 +179,7 @@ def sample_indices(
     Uniform sampling takes the centre of each of ``count`` equal bins (as Video-LLaVA does), so
     the first and last frames of a long segment are not over-represented.
     """
-    first, last = 0, num_frames - 1
-    if fps > 0 and start is not None:
-        first = max(first, int(round(start * fps)))
-    if fps > 0 and end is not None:
-        last = min(last, int(round(end * fps)) - 1)
+    first, last = segment_bounds(num_frames, fps, start, end)
     if last < first:
         return []
     span = last - first + 1
@@ -143,18 +197,40 @@ def read_frames(
     end: float | None = None,
     fps: float | None = None,
     max_frames: int = 32,
-) -> np.ndarray:
-    """Decode only the sampled frames of a video file or frame folder (T x H x W x C uint8)."""
+    max_pixels: int | None = None,
+) -> Frames:
+    """Decode only the sampled frames of a video file or frame folder, with their times;
+    frames over ``max_pixels`` are downscaled (see :func:`cap_pixels`)."""
     src = _open(path)
     indices = sample_indices(src.num_frames, src.fps, num_frames, start, end, fps, max_frames)
     if not indices:
         raise VideoError(os.fspath(path), f"no frames in segment [{start}, {end}] s")
-    return src.get(indices)
+    first, last = segment_bounds(src.num_frames, src.fps, start, end)
+    pixels = cap_pixels(src.get(indices), max_pixels, os.fspath(path))
+    return Frames(pixels, src.fps, [i - first for i in indices], last - first + 1)
+
+
+def cap_pixels(frames: np.ndarray, max_pixels: int | None, where: str) -> np.ndarray:
+    """Downscale frames above ``max_pixels`` each (aspect kept), logging one line saying so.
+
+    A 1080p frame costs Qwen2.5-VL ~2.6k tokens before the processor's own cap; the cap here is
+    ours, explicit and reported, so memory at 7B is bounded by configuration.
+    """
+    height, width = frames.shape[1:3]
+    if max_pixels is None or height * width <= max_pixels:
+        return frames
+    from PIL import Image
+
+    scale = (max_pixels / (height * width)) ** 0.5
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    log.warning("%s: frames %dx%d over video.max_pixels %d; resized to %dx%d",
+                where, width, height, max_pixels, *size)
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
 
 
 def read_clips(
     path: str | os.PathLike, num_clips: int = 3, frames_per_clip: int = 8
-) -> list[np.ndarray]:
+) -> list[Frames]:
     """Split a video into ``num_clips`` equal consecutive clips and sample each uniformly.
 
     Used for the RLAIF narrative: captions of several clips describe a video better than one.
@@ -168,7 +244,7 @@ def read_clips(
         if hi <= lo:
             continue
         indices = sample_indices(hi - lo, 0.0, min(frames_per_clip, hi - lo))
-        clips.append(src.get([lo + i for i in indices]))
+        clips.append(Frames(src.get([lo + i for i in indices]), src.fps, indices, hi - lo))
     return clips
 
 

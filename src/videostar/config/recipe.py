@@ -16,9 +16,12 @@ class VideoConfig:
     num_frames: int = 8
     fps: float | None = None
     max_frames: int = 32
+    max_pixels: int | None = None
+    """Per-frame pixel cap: larger frames are downscaled (aspect kept), one line per video."""
 
     def validate(self, where: str) -> None:
         require(where, "num_frames", self.num_frames >= 1, ">= 1")
+        require(where, "max_pixels", self.max_pixels is None or self.max_pixels >= 1, ">= 1")
 
 
 
@@ -84,6 +87,14 @@ class LoraConfig:
     targets: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    scope: str = "language"
+    """``language``: the targets inside the language model only; ``all``: wherever their name is."""
+    train_projector: bool = False
+    """Train the vision-to-language projector in full (PEFT ``modules_to_save``)."""
+
+    def validate(self, where: str) -> None:
+        require(where, "scope", self.scope in ("language", "all"), "language or all")
+        require(where, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
 
 
 @dataclass
@@ -100,6 +111,12 @@ class SFTConfig:
     seed: int = 0
     curriculum: bool = False
     deepspeed: str | None = None
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (7B memory); the loss is unchanged."""
+    max_length: int | None = None
+    """Cut answers so prompt + answer fit in this many tokens (one line per cut item)."""
+    attn_implementation: str | None = None
+    """transformers' attention kernel: sdpa, flash_attention_2, eager (None: its default)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
@@ -107,6 +124,9 @@ class SFTConfig:
         require(where, "batch_size", self.batch_size >= 1, ">= 1")
         require(where, "grad_accum", self.grad_accum >= 1, ">= 1")
         require(where, "epochs", self.epochs > 0, "> 0")
+        require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
+        require(where, "attn_implementation", self.attn_implementation in
+                (None, "sdpa", "flash_attention_2", "eager"), "sdpa, flash_attention_2 or eager")
 
 
 

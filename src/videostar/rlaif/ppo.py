@@ -33,7 +33,7 @@ from tqdm import tqdm
 from videostar.config import PPOConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
-from videostar.model import LoadedModel, add_lora, load_model, save_model
+from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
@@ -73,14 +73,6 @@ class Rollout:
     kl: Tensor
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
-    ids = lm.model.generation_config.eos_token_id
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    if lm.tokenizer.eos_token_id is not None:
-        ids.append(lm.tokenizer.eos_token_id)
-    return sorted(set(ids))
-
-
 class PPOTrainer:
     """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a separate value model."""
 
@@ -90,6 +82,10 @@ class PPOTrainer:
         if not hasattr(lm.model, "disable_adapter"):
             raise ValueError("PPOTrainer needs a LoRA-wrapped policy (videostar.model.add_lora)")
         self.lm, self.reward_fn, self.critic, self.cfg = lm, reward_fn, critic, cfg or PPOConfig()
+        # The rollout's logprobs and values come from deterministic passes; dropout in the
+        # update passes would move the ratio before any learning (as TRL and OpenRLHF do).
+        disable_dropout(lm.model)
+        disable_dropout(critic)
         critic.activate()
         self.params = [p for p in lm.model.parameters() if p.requires_grad]
         self.critic_params = [p for p in critic.parameters() if p.requires_grad]
@@ -97,7 +93,8 @@ class PPOTrainer:
                                            weight_decay=0.0)
         self.step_count = 0
         self.history: list[dict[str, float]] = []
-        self.eos_ids = _eos_ids(lm)
+        self.eos_ids = lm.eos_token_ids
+        self.sampling = lm.generation_config(self.cfg.temperature, self.cfg.max_new_tokens)
 
     # -- model passes
 
@@ -116,14 +113,15 @@ class PPOTrainer:
 
     def _logits(self, inputs: dict[str, Any], n_prompt: int, t_len: int, reference: bool = False
                 ) -> Tensor:
-        """Policy (or reference) logits predicting each response token: position ``i - 1``
-        predicts token ``i``."""
+        """Policy (or reference) logits predicting each response token (position ``i - 1``
+        predicts token ``i``), divided by the sampling temperature: the distribution the
+        responses were drawn from, so the ratio and KL compare like with like."""
         if reference:
             with self.lm.model.disable_adapter():
-                out = self.lm.model(**inputs)
+                out = self.lm.model(**inputs, use_cache=False)
         else:
-            out = self.lm.model(**inputs)
-        return out.logits[:, n_prompt - 1:n_prompt - 1 + t_len]
+            out = self.lm.model(**inputs, use_cache=False)
+        return out.logits[:, n_prompt - 1:n_prompt - 1 + t_len] / self.cfg.temperature
 
     def _values(self, inputs: dict[str, Any], n_prompt: int, t_len: int) -> Tensor:
         """The value model's estimate at the state before each response token."""
@@ -141,10 +139,7 @@ class PPOTrainer:
         """Sample responses at the configured temperature -> ``(token ids [B, T], texts)``."""
         inputs = self.lm.encode_prompts(prompts, frames)
         self.lm.model.eval()
-        out = self.lm.model.generate(
-            **inputs, max_new_tokens=self.cfg.max_new_tokens, pad_token_id=self.lm.pad_token_id,
-            do_sample=True, temperature=self.cfg.temperature, top_k=0, top_p=1.0,
-        )
+        out = self.lm.model.generate(**inputs, generation_config=self.sampling)
         tokens = out[:, inputs["input_ids"].shape[1]:]
         texts = self.lm.processor.batch_decode(tokens, skip_special_tokens=True)
         return tokens, [t.strip() for t in texts]
@@ -306,6 +301,12 @@ def heldout_reward(trainer: PPOTrainer, prompts: list[str], frames: list[np.ndar
     return float(torch.cat(scores).mean())
 
 
+def step_batch(n: int, size: int, seed: int, step: int) -> list[int]:
+    """The prompts of step ``step``: a function of the step alone (not of earlier draws), so a
+    resumed run draws exactly what the uninterrupted run would have."""
+    return random.Random(f"{seed}/{step}").sample(range(n), min(size, n))
+
+
 def _latest_checkpoint(folder: Path) -> Path | None:
     found = sorted(folder.glob(f"step-*/{STATE_FILE}"), key=lambda p: int(p.parent.name[5:]))
     return found[-1].parent if found else None
@@ -349,14 +350,12 @@ def train_ppo(
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
         before = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
-    order = list(range(len(train)))
     started = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc="ppo", unit="step",
                disable=not progress)
     while trainer.step_count < cfg.steps:
         k = trainer.step_count
-        random.Random(cfg.seed + k).shuffle(order)
-        idx = order[:cfg.batch_size]
+        idx = step_batch(len(train), cfg.batch_size, cfg.seed, k)
         record = trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx])
         if k == 0:
             record["heldout_reward_before"] = before

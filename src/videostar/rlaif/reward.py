@@ -24,7 +24,15 @@ from tqdm import tqdm
 
 from videostar.config import RewardConfig, VideoConfig
 from videostar.errors import VideostarError
-from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
+from videostar.model import (
+    LoadedModel,
+    add_lora,
+    load_model,
+    plain_model,
+    read_card,
+    resolve,
+    save_model,
+)
 from videostar.star.sft import decode_batch
 
 HEAD_FILE = "reward_head.safetensors"
@@ -300,10 +308,9 @@ def _load_reward_parts(
     card = read_card(folder)
     if card["kind"] != "reward":
         raise VideostarError(f"{path}: not a reward model (kind {card['kind']!r})")
-    base_lm = load_model(adapter_base or card["base"], device, dtype, merge=True,
-                         adapter_base=sft_adapter_base,
-                         quantize=quantize)
-    model = PeftModel.from_pretrained(base_lm.model, folder, adapter_name=adapter_name)
+    base_lm = load_model(adapter_base or card["base"], device, dtype,
+                         adapter_base=sft_adapter_base, quantize=quantize)
+    model = PeftModel.from_pretrained(plain_model(base_lm.model), folder, adapter_name=adapter_name)
     lm = LoadedModel(model.eval(), AutoProcessor.from_pretrained(folder), str(path), card["base"])
     state = load_file(str(folder / card.get("head", HEAD_FILE)))
     head = torch.nn.Linear(state["weight"].shape[1], 1)

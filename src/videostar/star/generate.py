@@ -32,7 +32,7 @@ def _batches(
     for rec in records:
         try:
             frames = read_frames(rec.video, video.num_frames, rec.start, rec.end,
-                                 video.fps, video.max_frames)
+                                 video.fps, video.max_frames, video.max_pixels)
         except VideoError as exc:
             errors.append({"id": rec.id, "video": rec.video, "reason": exc.cause})
             continue
@@ -54,14 +54,15 @@ def batch_seed(seed: int, ids: list[str]) -> int:
 def generate_batch(
     lm: LoadedModel, prompts: list[str], videos: list[np.ndarray], cfg: GenerateConfig, seed: int
 ) -> list[str]:
-    """One left-padded batch through ``model.generate``; returns the decoded new text."""
+    """One left-padded batch through ``model.generate``; returns the decoded new text.
+
+    Sampling follows ``cfg`` alone (:meth:`LoadedModel.generation_config`), never the
+    checkpoint's own generation settings.
+    """
     inputs = lm.encode_prompts(prompts, videos)
     torch.manual_seed(seed)
-    sampling = {"do_sample": cfg.temperature > 0}
-    if cfg.temperature > 0:
-        sampling["temperature"] = cfg.temperature
     out = lm.model.generate(
-        **inputs, max_new_tokens=cfg.max_new_tokens, pad_token_id=lm.pad_token_id, **sampling
+        **inputs, generation_config=lm.generation_config(cfg.temperature, cfg.max_new_tokens)
     )
     new_tokens = out[:, inputs["input_ids"].shape[1]:]
     texts = lm.processor.batch_decode(new_tokens, skip_special_tokens=True)
@@ -107,8 +108,10 @@ def generate_answers(
     finally:
         appender.close()
     seconds = time.perf_counter() - started
+    sampling = lm.generation_config(cfg.temperature, cfg.max_new_tokens).to_diff_dict()
     return {
         "step": "generate" if kind == "answer" else kind,
+        "generation_config": sampling,
         "records": len(records),
         "skipped_existing": len(records) - len(todo),
         "generated": generated,
