@@ -61,19 +61,26 @@ def _corpus(templates: dict[str, list[str]]) -> list[str]:
     return text
 
 
-def build_tokenizer(templates: dict[str, list[str]]) -> Any:
-    """A 1024-token byte-level BPE trained here in well under a second (any text encodes)."""
+def build_tokenizer(
+    templates: dict[str, list[str]], special: list[str] = SPECIAL_TOKENS, eos: str = "<|im_end|>",
+    pad: str = "<|endoftext|>", named: dict[str, str] | None = None,
+) -> Any:
+    """A 1024-token byte-level BPE trained here in well under a second (any text encodes).
+
+    ``special`` are the family's special tokens; ``named`` exposes some as tokenizer attributes
+    (``tok.video_token``, ``tok.video_token_id``) as a family's processor expects them.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_corpus(templates) * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad,
+                                   extra_special_tokens=named or {})
 
 
 def build_random(seed: int = 0) -> LoadedModel:
