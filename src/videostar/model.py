@@ -18,6 +18,10 @@ import torch
 
 from videostar.config import LoraConfig
 from videostar.errors import VideostarError
+from videostar.families import lora_target_modules, processor_kwargs
+
+VIDEO_KWARGS = {"do_sample_frames": False}
+"""Frames arrive already sampled (VideoConfig.num_frames); a processor must not resample them."""
 
 MODEL_CARD = "videostar_model.json"
 """Written next to every checkpoint videostar saves: its kind and the base it was tuned from."""
@@ -46,6 +50,11 @@ class LoadedModel:
         tok = self.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    @property
+    def video_kwargs(self) -> dict[str, Any]:
+        """Processor arguments for videos: ours plus the family's (videostar.families)."""
+        return {**VIDEO_KWARGS, **processor_kwargs(self.model)}
+
     def chat_prompt(self, text: str) -> str:
         """A user turn with one video and ``text``, ending where the assistant's answer starts."""
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
@@ -58,7 +67,7 @@ class LoadedModel:
         self.tokenizer.padding_side = "left"
         enc = self.processor(
             text=[self.chat_prompt(p) for p in prompts], videos=list(videos),
-            padding=True, return_tensors="pt",
+            padding=True, return_tensors="pt", **self.video_kwargs,
         )
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in enc.items()}
 
@@ -76,7 +85,7 @@ class LoadedModel:
         parts: list[dict[str, Any]] = []
         for prompt, answer, frames in zip(prompts, answers, videos, strict=True):
             enc = self.processor(text=[self.chat_prompt(prompt)], videos=[frames],
-                                 return_tensors="pt")
+                                 return_tensors="pt", **self.video_kwargs)
             ans = self.tokenizer(answer + eos, add_special_tokens=False,
                                  return_tensors="pt")["input_ids"]
             parts.append({"enc": enc, "answer": ans})
@@ -178,8 +187,9 @@ def load_model(
 
 
 def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
-    """Wrap the model with fresh LoRA adapters on ``cfg.targets`` (base weights frozen); a 4-bit
-    base is prepared for k-bit training first (norms in float32, input grads on)."""
+    """Wrap the model with fresh LoRA adapters on its language model's ``cfg.targets`` (or the
+    family's, videostar.families; base weights frozen); a 4-bit base is prepared for k-bit
+    training first (norms in float32, input grads on)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -187,7 +197,7 @@ def add_lora(lm: LoadedModel, cfg: LoraConfig) -> LoadedModel:
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                              target_modules=cfg.targets)
+                              target_modules=lora_target_modules(model, cfg.targets or None))
     return LoadedModel(get_peft_model(model, peft_cfg), lm.processor, lm.source, lm.tuned_from)
 
 
