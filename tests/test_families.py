@@ -44,7 +44,7 @@ def run_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg.pop("tracking")
     cfg["generate"] |= {"max_new_tokens": 8, "batch_size": 4}
-    cfg["sft"] |= {"epochs": 4, "batch_size": 4}
+    cfg["sft"] |= {"epochs": 3, "batch_size": 4}
     cfg["evaluation"]["max_new_tokens"] = 8
     cfg["rlaif"]["reward"] |= {"epochs": 2}
     cfg["rlaif"]["ppo"] |= {"steps": 2, "batch_size": 4, "minibatch_size": 4, "max_new_tokens": 8,
@@ -86,8 +86,30 @@ def test_batched_left_padded_generation_equals_one_at_a_time(ckpt: Path, records
     assert batched == alone and any(batched)
 
 
-def test_star_steps_and_both_fine_tunes(ckpt: Path, records: Path, run_config: Path, tmp_path: Path):
-    """generate -> verify -> rationalize from the CLI, then LoRA and full SFT on correct answers."""
+def _sft(base: Path, data: Path, config: Path, out: Path, lora: bool) -> dict:
+    cfg = yaml.safe_load(config.read_text())
+    cfg["sft"]["lora"]["enabled"] = lora
+    cfg["sft"]["lr"] = 5e-3 if lora else 3e-3
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(path), "sft", "--base", str(base), "--data", str(data),
+                 "--out", str(out)]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def lora_sft(ckpt: Path, records: Path, run_config: Path) -> tuple[Path, dict]:
+    """LoRA SFT on the references as verified answers (a random model answers nothing right)."""
+    correct = ckpt.parent / "correct.jsonl"
+    write_jsonl(correct, [r | {"answer": r["meta"]["reference"], "prompt_kind": "answer"}
+                          for r in read_rows(records)])
+    out = ckpt.parent / "sft-lora"
+    return out, _sft(ckpt, correct, run_config, out, lora=True)
+
+
+def test_star_steps_and_both_fine_tunes(ckpt: Path, records: Path, run_config: Path, tmp_path: Path,
+                                        lora_sft: tuple[Path, dict]):
+    """generate -> verify -> rationalize from the CLI; LoRA and full SFT lower the loss."""
     common = ["--config", str(run_config)]
     assert main([*common, "generate", "--model", str(ckpt), "--data", str(records),
                  "--out", str(tmp_path / "gen")]) == 0
@@ -99,36 +121,20 @@ def test_star_steps_and_both_fine_tunes(ckpt: Path, records: Path, run_config: P
     assert main([*common, "rationalize", "--model", str(ckpt), "--rejected",
                  str(tmp_path / "ver" / "rejected.jsonl"), "--out", str(tmp_path / "rat")]) == 0
     assert json.loads((tmp_path / "rat" / "metrics.json").read_text())["video_errors"] == []
-    # a random model answers nothing right: train on the references, as verified answers
-    correct = tmp_path / "correct.jsonl"
-    write_jsonl(correct, [r | {"answer": r["meta"]["reference"], "prompt_kind": "answer"}
-                          for r in read_rows(records)])
-    for kind in ("lora", "full"):
-        cfg = yaml.safe_load(run_config.read_text())
-        cfg["sft"]["lora"]["enabled"] = kind == "lora"
-        cfg["sft"]["lr"] = 5e-3 if kind == "lora" else 3e-3
-        path = tmp_path / f"{kind}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        out = tmp_path / f"sft-{kind}"
-        assert main(["--config", str(path), "sft", "--base", str(ckpt), "--data", str(correct),
-                     "--out", str(out)]) == 0
-        metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["kind"] == kind and metrics["train_loss"] < 0.85 * metrics["first_loss"], metrics
+    full_out = tmp_path / "sft-full"
+    full = _sft(ckpt, ckpt.parent / "correct.jsonl", run_config, full_out, lora=False)
+    for out, metrics in (lora_sft, (full_out, full)):
+        assert metrics["train_loss"] < 0.85 * metrics["first_loss"], metrics
         assert json.loads((out / "model" / MODEL_CARD).read_text())["base"] == str(ckpt)
+    assert (lora_sft[1]["kind"], full["kind"]) == ("lora", "full")
 
 
-def test_adapter_and_merged_model_round_trip(ckpt: Path, records: Path, run_config: Path,
-                                             tmp_path: Path):
-    correct = tmp_path / "correct.jsonl"
-    write_jsonl(correct, [r | {"answer": r["meta"]["reference"], "prompt_kind": "answer"}
-                          for r in read_rows(records)])
-    out = tmp_path / "sft"
-    assert main(["--config", str(run_config), "sft", "--base", str(ckpt), "--data", str(correct),
-                 "--out", str(out)]) == 0
+def test_adapter_and_merged_model_round_trip(ckpt: Path, records: Path, tmp_path: Path,
+                                             lora_sft: tuple[Path, dict]):
     recs = read_records(records)[:2]
     prompts, frames = [r.question for r in recs], _frames(recs)
-    adapter = load_model(str(out / "model"), device="cpu", merge=False)
-    merged = load_model(str(out / "model"), device="cpu", merge=True)
+    adapter = load_model(str(lora_sft[0] / "model"), device="cpu", merge=False)
+    merged = load_model(str(lora_sft[0] / "model"), device="cpu", merge=True)
     base = load_model(str(ckpt), device="cpu")
     answers = generate_batch(adapter, prompts, frames, GREEDY, seed=0)
     assert generate_batch(merged, prompts, frames, GREEDY, seed=0) == answers
