@@ -172,3 +172,32 @@ def test_kinetics_evaluation(ckpt: Path, tmp_path: Path):
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["counts"]["items"] == report["counts"]["answered"] == 4
     assert report["summary"]["accuracy"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["llava_next_video", "internvl"])
+def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_path: Path):
+    """A non-Qwen family, pretrained briefly like the demo base, through kfp.local: one cycle."""
+    from videostar.pipelines.local import collect
+
+    base = tmp_path / "base"
+    assert main(["model", "tiny", "--arch", arch, "--steps", "150", "--out", str(base)]) == 0
+    data = tmp_path / "records.jsonl"
+    write_jsonl(data, read_records(synthetic_data)[:24])
+    heldout = write_kinetics_split(tmp_path / "heldout", 4, seed=1)
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg.pop("tracking")
+    cfg["pipeline"] |= {"base_model": str(base), "dataset": str(data), "num_shards": 1}
+    cfg["decide"]["max_cycles"] = 1
+    cfg["rlaif"]["enabled"] = False
+    cfg["evaluation"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    run = collect(run_dir)
+    assert [c["cycle"] for c in run.cycles] == [0] and run.cycles[0]["answer_yield"] > 0
+    (model,) = run.models
+    card = json.loads((model / MODEL_CARD).read_text())
+    assert card["kind"] == "lora" and Path(card["base"]).name == base.name
+    assert "eval.kinetics700.accuracy" in run.cycles[0]

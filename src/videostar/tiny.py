@@ -137,17 +137,23 @@ def _noisy(answer: str, rng: random.Random, noise: float) -> str:
 
 def build_tiny(
     out: str | Path, videos: int = 128, steps: int = 300, noise: float = 0.3, lr: float = 3e-3,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, progress: bool = True, arch: str | None = None,
 ) -> dict[str, Any]:
     """Write the tiny base to ``out``: random init, then a short full fine-tune on noisy captions.
 
     ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
-    of about half on synthetic recognition questions.
+    of about half on synthetic recognition questions. ``arch`` builds that family's tiny model
+    (videostar.tiny_arch) instead of the Qwen2.5-VL one; ``steps=0`` leaves it random.
     """
     from videostar.prompts import answer_prompt, hint_prompt
     from videostar.star.sft import Example, train
+    from videostar.tiny_arch import build_arch
 
-    lm = build_random(seed)
+    lm = build_random(seed) if arch is None else build_arch(arch, seed)
+    info = {"recipe": "tiny" if arch is None else f"tiny-{arch}", "noise": noise, "steps": steps}
+    if not steps:
+        save_model(lm, out, "pretrained", info)
+        return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters())}
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="videostar-tiny-") as tmp:
         data = build_synthetic(tmp, videos, DEFAULT_TEMPLATES, seed=10_000 + seed,
@@ -160,7 +166,7 @@ def build_tiny(
         cfg = SFTConfig(lr=lr, epochs=steps * 8 / len(examples), batch_size=8, warmup_ratio=0.05,
                         seed=seed, lora=LoraConfig(enabled=False))
         metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
-    save_model(lm, out, "pretrained", {"recipe": "tiny", "noise": noise, "steps": steps})
+    save_model(lm, out, "pretrained", info)
     return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters()),
             "pretrain_loss": metrics["train_loss"], "seconds": metrics["seconds"]}
 

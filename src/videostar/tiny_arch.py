@@ -3,19 +3,19 @@
 Each one is the family's real model class, processor class, video placeholder and chat template
 (the template text of the official checkpoint), built from the family's config class at a few
 hundred thousand parameters with a locally trained tokenizer, and written like a hub download,
-so it loads through ``AutoProcessor`` + ``AutoModelForImageTextToText``. Weights are random:
-these exist to prove every step runs on every family, not to learn anything useful.
+so it loads through ``AutoProcessor`` + ``AutoModelForImageTextToText``. Weights are random
+(``--steps N`` pretrains them as ``videostar.tiny`` does the demo base): these exist to prove
+every step runs on every family.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from videostar.model import LoadedModel, save_model
+from videostar.model import LoadedModel
 from videostar.prompts import DEFAULT_TEMPLATES
 
 TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -145,7 +145,8 @@ def _qwen(version: str) -> tuple[Any, Any]:
     if version == "2":
         vision = {"depth": 2, "embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2, "num_heads": 2,
                   "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2}
-        config, proc_cls = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **tokens), tf.Qwen2VLProcessor
+        config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+        proc_cls = tf.Qwen2VLProcessor
     else:
         vision = {**QWEN_VISION, "out_hidden_size": 64, "fullatt_block_indexes": [1], "window_size": 112}
         config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
@@ -301,9 +302,3 @@ def build_arch(arch: str, seed: int = 0) -> LoadedModel:
     model.generation_config.pad_token_id = tok.pad_token_id
     return LoadedModel(model.eval(), processor, f"tiny-{arch}", "")
 
-
-def write_arch(arch: str, out: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Write the random tiny ``arch`` checkpoint to ``out`` like a hub download."""
-    lm = build_arch(arch, seed)
-    save_model(lm, out, "pretrained", {"recipe": f"tiny-{arch}", "random_init": True})
-    return {"model": str(out), "arch": arch, "params": sum(p.numel() for p in lm.model.parameters())}
