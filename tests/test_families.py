@@ -201,3 +201,24 @@ def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_pa
     card = json.loads((model / MODEL_CARD).read_text())
     assert card["kind"] == "lora" and Path(card["base"]).name == base.name
     assert "eval.kinetics700.accuracy" in run.cycles[0]
+
+
+def test_unknown_family_falls_back_to_every_linear_layer_of_its_language_model(caplog):
+    """An image LLaVA (type ``llava``, not in the table): LoRA on all decoder linears, one line."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    from videostar.families import freeze_for_full_finetune
+
+    model = LlavaForConditionalGeneration(LlavaConfig(
+        text_config={"model_type": "llama", "vocab_size": 64, "hidden_size": 32,
+                     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 28, "patch_size": 14},
+        image_token_index=63))
+    targets = lora_target_modules(model)
+    assert family_of(model) is None and len(targets) == 7  # q k v o gate up down of one layer
+    assert all(t.startswith("model.language_model.layers.0.") for t in targets)
+    assert [r.message for r in caplog.records if "not in videostar.families" in r.message] == [
+        "llava: family not in videostar.families; LoRA on every linear layer of its language model "
+        "(model.language_model)"]
+    assert freeze_for_full_finetune(model) == []
