@@ -193,7 +193,7 @@ def bench_train(lm: LoadedModel, args: argparse.Namespace, side: int, lora: bool
 
 def table(rows: list[dict[str, Any]]) -> str:
     def fmt(value: Any, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
+        return format("n/a", spec[0] + spec[1:].split(".")[0]) if value is None else format(value, spec)
 
     lines = [f"{'phase':58} {'tokens/s':>10} {'MFU':>7} {'peak GiB':>9} {'s/step':>8}"]
     lines += [f"{r['phase']:58} {r['tokens_per_s']:>10.1f} {fmt(r['mfu'], '>7.1%')} "
@@ -229,7 +229,7 @@ def main() -> None:
     started = time.perf_counter()
     lm = build(args.arch, args.tiny, args.device)
     params = sum(p.numel() for p in lm.model.parameters())
-    print(f"{args.arch} ({'tiny' if args.tiny else 'real 7B config'}), {params / 1e9:.3f} B params, "
+    print(f"{args.arch} ({'tiny' if args.tiny else 'real 7B config'}), {params / 1e6:,.1f} M params, "
           f"random weights, on {name}; built in {time.perf_counter() - started:.0f} s", flush=True)
     counts = matmul_params(lm.model)
     patch = lm.model.config.vision_config.patch_size
