@@ -49,9 +49,17 @@ def _write_dataset(result: AdapterResult, out: Path) -> int:
 
 def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
+    from videostar.tiny_arch import BUILDERS
 
     options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed", "step_videos")}
-    info = build_tiny(args.out, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.arch is not None:
+        if args.arch not in BUILDERS:
+            print(f"model tiny --arch {args.arch}: unknown family; one of {', '.join(BUILDERS)}",
+                  file=sys.stderr)
+            return 2
+        options = {"steps": 0, **options, "arch": args.arch}
+    info = build_tiny(args.out, **options)
     print(json.dumps(info))
     return 0
 
@@ -298,8 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     model = sub.add_parser("model", help="model utilities").add_subparsers(dest="what", required=True)
-    tiny = model.add_parser("tiny", help="write the tiny Qwen2.5-VL test checkpoint")
+    tiny = model.add_parser("tiny", help="write a tiny test checkpoint (default: the pretrained "
+                            "Qwen2.5-VL demo base)")
     tiny.add_argument("--out", required=True)
+    tiny.add_argument("--arch", help="this family's tiny checkpoint instead (qwen2_vl, "
+                      "llava_next_video, ...: videostar.tiny_arch.BUILDERS); random weights "
+                      "unless --steps pretrains it like the demo base")
     tiny.add_argument("--videos", type=int, help="synthetic videos to pretrain on")
     tiny.add_argument("--steps", type=int, help="pretraining steps (fewer: a weaker start)")
     tiny.add_argument("--noise", type=float, help="fraction of captions with a wrong word")

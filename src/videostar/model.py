@@ -19,10 +19,14 @@ import torch
 
 from videostar.config import LoraConfig
 from videostar.errors import VideostarError
+from videostar.families import lora_target_modules, processor_kwargs
 from videostar.layout import MODEL_CARD
 from videostar.video import frame_metadata
 
 log = logging.getLogger(__name__)
+
+VIDEO_KWARGS = {"do_sample_frames": False}
+"""Frames arrive already sampled (VideoConfig.num_frames); a processor must not resample them."""
 
 
 @dataclass
@@ -114,7 +118,12 @@ class LoadedModel:
         """The processor on texts + videos, each video with its real timing (see ``frame_metadata``)."""
         return self.processor(text=texts, videos=list(videos),
                               video_metadata=[frame_metadata(v) for v in videos],
-                              padding=True, return_tensors="pt")
+                              padding=True, return_tensors="pt", **self.video_kwargs)
+
+    @property
+    def video_kwargs(self) -> dict[str, Any]:
+        """Processor arguments for videos: ours plus the family's (videostar.families)."""
+        return {**VIDEO_KWARGS, **processor_kwargs(self.model)}
 
     def chat_prompt(self, text: str) -> str:
         """A user turn with one video and ``text``, ending where the assistant's answer starts."""
@@ -269,8 +278,6 @@ def plain_model(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-VISION_PARTS = ("visual", "vision_tower", "vision_model", "vision_resampler")
-"""Module-path components that hold a vision encoder (Qwen2.5-VL, LLaVA-NeXT-Video, Video-LLaVA)."""
 PROJECTOR_PARTS = ("merger", "multi_modal_projector", "mm_projector")
 """Module-path components of the vision-to-language projector (Qwen2.5-VL's lies inside ``visual``)."""
 
@@ -280,20 +287,20 @@ def lora_scope(model: torch.nn.Module, cfg: LoraConfig) -> tuple[list[str], list
 
     PEFT matches ``targets`` by name suffix, which also wraps the vision encoder's layers
     (Qwen2.5-VL's ``visual.blocks.*.mlp.*_proj``, the CLIP tower's q/k/v). With ``scope:
-    language`` only modules outside the vision encoder and projector are wrapped; ``scope:
-    all`` keeps PEFT's suffix matching. ``train_projector`` trains the projector in full
-    (``modules_to_save``), as LLaVA-style recipes do.
+    language`` only the language model's linear layers are wrapped (where it lives and which
+    layers: the family table, videostar.families); ``scope: all`` keeps PEFT's suffix matching.
+    ``train_projector`` trains the projector in full (``modules_to_save``), as LLaVA-style
+    recipes do.
     """
-    targets, projector = [], []
-    for name, _ in model.named_modules():
-        parts = name.split(".")
-        if cfg.train_projector and parts[-1] in PROJECTOR_PARTS:
-            projector.append(name)
-        if parts[-1] not in cfg.targets:
-            continue
-        if cfg.scope == "language" and set(parts) & set(VISION_PARTS + PROJECTOR_PARTS):
-            continue
-        targets.append(name)
+    if cfg.scope == "language":
+        targets = lora_target_modules(model, cfg.targets or None)
+    else:
+        names = set(cfg.targets or lora_target_modules(model))
+        names = {n.rsplit(".", 1)[-1] for n in names}
+        targets = [name for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in names]
+    projector = [name for name, _ in model.named_modules()
+                 if cfg.train_projector and name.split(".")[-1] in PROJECTOR_PARTS]
     return targets, projector
 
 

@@ -64,19 +64,26 @@ def _corpus(templates: dict[str, list[str]]) -> list[str]:
     return text
 
 
-def build_tokenizer(templates: dict[str, list[str]]) -> Any:
-    """A 1024-token byte-level BPE trained here in well under a second (any text encodes)."""
+def build_tokenizer(
+    templates: dict[str, list[str]], special: list[str] = SPECIAL_TOKENS, eos: str = "<|im_end|>",
+    pad: str = "<|endoftext|>", named: dict[str, str] | None = None,
+) -> Any:
+    """A 1024-token byte-level BPE trained here in well under a second (any text encodes).
+
+    ``special`` are the family's special tokens; ``named`` exposes some as tokenizer attributes
+    (``tok.video_token``, ``tok.video_token_id``) as a family's processor expects them.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_corpus(templates) * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad,
+                                   extra_special_tokens=named or {})
 
 
 def build_random(seed: int = 0, step: bool = False) -> LoadedModel:
@@ -134,19 +141,26 @@ def _noisy(answer: str, rng: random.Random, noise: float) -> str:
 
 def build_tiny(
     out: str | Path, videos: int = 128, steps: int = 300, noise: float = 0.3, lr: float = 3e-3,
-    seed: int = 0, progress: bool = True, step_videos: int = 0,
+    seed: int = 0, progress: bool = True, step_videos: int = 0, arch: str | None = None,
 ) -> dict[str, Any]:
     """Write the tiny base to ``out``: random init, then a short full fine-tune on noisy captions.
 
     ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
     of about half on synthetic recognition questions. ``step_videos`` > 0 adds the reference
     rationales (graph paths) of that many synthetic scene-graph videos, with the same noise, so
-    the base can start STEP's cycles.
+    the base can start STEP's cycles. ``arch`` builds that family's tiny model
+    (videostar.tiny_arch) instead of the Qwen2.5-VL one; ``steps=0`` leaves it random.
     """
     from videostar.prompts import answer_prompt, hint_prompt
     from videostar.star.sft import Example, train
+    from videostar.tiny_arch import build_arch
 
-    lm = build_random(seed, step=step_videos > 0)
+    lm = build_random(seed, step=step_videos > 0) if arch is None else build_arch(arch, seed)
+    info = {"recipe": "tiny" if arch is None else f"tiny-{arch}", "noise": noise, "steps": steps,
+            "step_videos": step_videos}
+    if not steps:
+        save_model(lm, out, "pretrained", info)
+        return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters())}
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="videostar-tiny-") as tmp:
         data = build_synthetic(tmp, videos, DEFAULT_TEMPLATES, seed=10_000 + seed,
@@ -166,8 +180,7 @@ def build_tiny(
         cfg = SFTConfig(lr=lr, epochs=steps * 8 / len(examples), batch_size=8, warmup_ratio=0.05,
                         seed=seed, lora=LoraConfig(enabled=False))
         metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
-    save_model(lm, out, "pretrained", {"recipe": "tiny", "noise": noise, "steps": steps,
-                                       "step_videos": step_videos})
+    save_model(lm, out, "pretrained", info)
     return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters()),
             "pretrain_loss": metrics["train_loss"], "seconds": metrics["seconds"]}
 

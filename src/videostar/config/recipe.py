@@ -84,9 +84,8 @@ class LoraConfig:
     r: int = 64
     alpha: int = 16
     dropout: float = 0.05
-    targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
+    targets: list[str] = field(default_factory=list)
+    """Linear layers to adapt, by name; empty: the family's list (videostar.families)."""
     scope: str = "language"
     """``language``: the targets inside the language model only; ``all``: wherever their name is."""
     train_projector: bool = False

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from videostar.config import SFTConfig, VideoConfig
 from videostar.data.records import Record, read_rows
 from videostar.errors import VideoError, VideostarError
+from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
 from videostar.prompts import answer_prompt
 from videostar.video import read_frames
@@ -255,6 +256,8 @@ def sft(
     torch.manual_seed(cfg.seed)  # the adapter's initial weights are part of the recipe
     if cfg.lora.enabled:
         lm = add_lora(lm, cfg.lora)
+    else:
+        freeze_for_full_finetune(lm.model)
     metrics = train(lm, examples, cfg, video, progress)
     kind = "lora" if cfg.lora.enabled else "full"
     save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples)})
