@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar.config import RunConfig
-from videostar.data.records import Record, read_rows, write_jsonl
+from videostar.data.records import Record, read_records, write_jsonl
 from videostar.layout import RATIONALES, REJECTED, VERIFIED
 from videostar.model import LoadedModel
 from videostar.prompts import hint_prompt, label_text
@@ -47,9 +47,11 @@ def rationalize(
 
     gen = generate_answers(lm, records, out_dir / RATIONALES, cfg.generate, cfg.video,
                            prompt, kind="rationalization", annotate=annotate, progress=progress)
-    result = verify_rows(read_rows(out_dir / RATIONALES), cfg.verify)
+    errors: list[str] = []
+    rows = [r.to_json() for r in read_records(out_dir / RATIONALES, errors)]
+    result = verify_rows(rows, cfg.verify)
     write_jsonl(out_dir / VERIFIED, result.passed)
     write_jsonl(out_dir / REJECTED, result.rejected)
     return {**result.metrics, "step": "rationalize", "generation": gen, "inputs": len(records),
-            "video_errors": gen["video_errors"]}
+            "video_errors": gen["video_errors"], "output_errors": errors}
 
