@@ -8,16 +8,16 @@ import pytest
 import yaml
 from conftest import S3_ENV, TINY_CONFIG, free_port
 from kfp import dsl
+from videostar.components import build_components
+from videostar.pipelines.local import collect
+from videostar.pipelines.submit import compile_pipeline
 
 from videostar import layout
 from videostar.cli import main
-from videostar.components import build_components
 from videostar.config import load_config
 from videostar.data.records import read_records, write_jsonl
 from videostar.data.synthetic import write_kinetics_split
 from videostar.model import MODEL_CARD
-from videostar.pipelines.local import collect
-from videostar.pipelines.submit import compile_pipeline
 
 
 def _compile(tmp_path: Path, cycles: int, shards: int, **pipeline) -> tuple[dict, dict]:
