@@ -33,14 +33,11 @@ def publish_mode(path: str | Path) -> None:
                 os.chmod(Path(root, name), 0o666 & ~mask)
 
 
-def clean_debris(target: str | Path, patterns: tuple[str, ...] = ()) -> list[Path]:
-    """Remove what an interrupted save of ``target`` left beside it: ``.<name>.*`` temp files
-    and folders (and ``patterns`` in the same folder), each with one line on stderr."""
-    target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    found = [*target.parent.glob(f".{target.name}.*"),
-             *(p for pat in patterns for p in target.parent.glob(pat))]
+def clean_debris(folder: str | Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Remove what interrupted saves left in ``folder`` (entries matching ``patterns``, e.g.
+    ``.model.*`` beside a model folder), each with one line on stderr."""
+    folder = Path(folder)
+    found = [p for pat in patterns for p in folder.glob(pat)] if folder.is_dir() else []
     for path in found:
         kind = "folder" if path.is_dir() else "file"
         print(f"cleanup: removed the temp {kind} of an interrupted save: {path}", file=sys.stderr)
@@ -49,3 +46,9 @@ def clean_debris(target: str | Path, patterns: tuple[str, ...] = ()) -> list[Pat
         else:
             path.unlink(missing_ok=True)
     return found
+
+
+def clean_save_debris(target: str | Path) -> list[Path]:
+    """The temp copies (``.<name>.*`` beside it) that killed saves of ``target`` left."""
+    target = Path(target)
+    return clean_debris(target.parent, (f".{target.name}.*",))

@@ -18,7 +18,7 @@ from typing import Any
 from videostar import layout, tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
-from videostar.outputs import clean_debris
+from videostar.outputs import clean_debris, clean_save_debris
 from videostar.prompts import answer_prompt
 from videostar.resume import claim, file_hash
 
@@ -89,7 +89,7 @@ def reward_model(
     folder = Path(preferences_dir)
     errors: list[str] = []
     train, heldout = (read_pairs(folder / name, errors) for name in (layout.PAIRS, layout.HELDOUT))
-    clean_debris(model_out)
+    clean_save_debris(model_out)
     tracker = tracking.tracker(cfg, parent_run)
     with tracker.step_run(layout.RLAIF):
         result = train_reward_model(
@@ -117,13 +117,17 @@ def ppo(
     errors: list[str] = []
     records = read_records(records_path, errors)[:cfg.rlaif.prompts]
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
-    # Checkpoints resume only the same run: the same models, prompts and PPO settings.
+    # Checkpoints resume only the same run: the same models, prompts and PPO settings (more
+    # steps, or another checkpoint interval, continue the same run).
+    settings = {k: v for k, v in dataclasses.asdict(cfg.rlaif.ppo).items()
+                if k not in ("steps", "save_every")}
     claim(out_dir, {"step": "ppo", "model": model, "adapter_base": adapter_base,
                     "reward": str(reward_dir), "inputs": [file_hash(records_path)],
-                    "heldout_videos": sorted(held), "ppo": dataclasses.asdict(cfg.rlaif.ppo),
+                    "heldout_videos": sorted(held), "ppo": settings,
                     "video": dataclasses.asdict(cfg.video), "quantize": cfg.rlaif.quantize},
           ("checkpoints",), fresh)
-    clean_debris(model_out)
+    clean_save_debris(model_out)
+    clean_debris(out_dir / "checkpoints", (".step-*.tmp",))
     train = [r for r in records if r.video not in held]
     heldout = [r for r in records if r.video in held]
     tracker = tracking.tracker(cfg, parent_run)

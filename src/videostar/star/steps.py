@@ -17,7 +17,7 @@ from videostar import layout, tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
-from videostar.outputs import clean_debris
+from videostar.outputs import clean_save_debris
 from videostar.resume import claim, file_hash
 from videostar.star.decide import decide as decide_next
 from videostar.star.decide import summarize_cycle
@@ -124,7 +124,7 @@ def sft(
     """
     from videostar.star.sft import sft as run
 
-    clean_debris(model_out)
+    clean_save_debris(model_out)
     with tracking.tracker(cfg, parent_run).step_run(cycle):
         metrics = run(base_model, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
                       progress)
