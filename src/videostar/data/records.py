@@ -76,7 +76,7 @@ _LABEL_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "class": (lambda v: isinstance(v, str), "a string"),
     "sentence": (lambda v: isinstance(v, str), "a string"),
     "sentence_sequence": (_is_texts, "a string or a non-empty list of strings"),
-    "sequence": (_is_texts, "a string or a non-empty list of strings"),
+    "sequence": (lambda v: isinstance(v, list) and _is_texts(v), "a non-empty list of strings"),
     "float": (_is_number, "a finite number"),
     "timestamp": (_is_number, "a finite number"),
     "temporal_range": (_numbers(2), "a list of 2 finite numbers"),
