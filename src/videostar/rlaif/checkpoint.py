@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from videostar.errors import VideostarError
@@ -42,7 +43,7 @@ def read_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     try:
         tensors = load_file(folder / TENSORS)
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise VideostarError(f"{folder}: not a readable checkpoint ({str(exc)[:120]})") from exc
     if not isinstance(meta, dict):
         raise VideostarError(f"{folder}/{META}: not a JSON object")
