@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from videostar import layout
 from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
-from videostar.errors import ConfigError, VideostarError
+from videostar.errors import ConfigError, VideostarError, first_line
 from videostar.star import steps
 from videostar.terminal import console
 
@@ -445,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    except (VideostarError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (VideostarError, OSError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # a missing, unreadable or non-JSON file named on the command line: one line, no traceback
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
 
 

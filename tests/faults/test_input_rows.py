@@ -100,3 +100,15 @@ def test_verify_refuses_to_replace_another_result(tmp_path: Path, capsys):
     assert main(["verify", "--answers", str(b), "--out", str(out), "--fresh"]) == 0
     assert json.loads((out / "metrics.json").read_text())["passed"] == 0
     assert "fresh: removed the earlier outputs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"{oops", b"\xff\xfe", None])
+def test_unreadable_metrics_file_is_one_line_exit_1(tmp_path: Path, capsys, content):
+    path = tmp_path / "metrics.json"
+    if content is None:
+        path.mkdir()  # a folder where a file belongs
+    else:
+        path.write_bytes(content)
+    assert main(["summarize", "--cycle", "0", "--verify", str(path), "--out", str(tmp_path / "s.json")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ")
