@@ -4,6 +4,7 @@ folder reused with another model or input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, colour_preferences
 from hostile import TORN, assert_reported, write_hostile
 
 from videostar.cli import main
@@ -55,13 +56,13 @@ def test_hostile_rows_in_every_model_step(tiny_base: Path, synthetic_data: Path,
     common = ["--config", str(config)]
     model = ["--model", str(tiny_base)]
     records = tmp_path / "records.jsonl"
-    expected = write_hostile(records, _good(synthetic_data, 4))
+    expected_records = write_hostile(records, _good(synthetic_data, 4))
     ids = [r["id"] for r in _good(synthetic_data, 4)]
 
     for step, option in (("generate", "--data"), ("rationalize", "--rejected")):
         out = tmp_path / step
         assert main([*common, step, *model, option, str(records), "--out", str(out)]) == 0
-        assert_reported(records, expected, _metrics(out)["input_errors"], capsys.readouterr().err)
+        assert_reported(records, expected_records, _metrics(out)["input_errors"], capsys.readouterr().err)
         produced = out / ("answers.jsonl" if step == "generate" else "rationales.jsonl")
         assert [r["id"] for r in read_rows(produced)] == ids
 
@@ -78,19 +79,27 @@ def test_hostile_rows_in_every_model_step(tiny_base: Path, synthetic_data: Path,
     prefs, rm, ppo = tmp_path / "prefs", tmp_path / "rm", tmp_path / "ppo"
     assert main([*common, "preferences", *model, "--records", str(records), "--out", str(prefs)]) == 0
     errors = _metrics(prefs)["input_errors"]
-    assert len(errors) == 15 and errors[-1].startswith(f"{records}:") and "torn last line" in errors[-1]
-    with (prefs / "pairs.jsonl").open("a") as fh:  # a hostile pair, then a torn one
-        fh.write('{"id": "bad-pair", "video": 3, "prompt": "q", "chosen": "a", "rejected": "b"}\n')
-        fh.write('{"id": "torn-pair", "vid')
-    capsys.readouterr()
-    assert main([*common, "reward", *model, "--preferences", str(prefs), "--out", str(rm)]) == 0
+    assert_reported(records, expected_records, errors, capsys.readouterr().err)
+
+    # The reward model's pairs: synthetic ones (the tiny judge keeps too few of 4 prompts), with
+    # a hostile and a torn pair among them; held-out videos are others than the PPO prompts'.
+    pairs = [dataclasses.asdict(p) for p in colour_preferences(synthetic_data)]
+    train, heldout = pairs[4:8], pairs[8:10]
+    folder = tmp_path / "pairs"
+    write_jsonl(folder / "heldout.jsonl", heldout)
+    (folder / "split.json").write_text(json.dumps({"heldout_videos": [p["video"] for p in heldout]}))
+    bad = {**train[0], "id": "bad-pair", "video": 3}
+    (folder / "pairs.jsonl").write_bytes(b"".join(json.dumps(p).encode() + b"\n" for p in [*train, bad])
+                                         + b'{"id": "torn-pair", "vid')
+    assert main([*common, "reward", *model, "--preferences", str(folder), "--out", str(rm)]) == 0
     errors = _metrics(rm)["input_errors"]
-    assert [e.split(": ", 1)[0].rsplit(":", 1)[0] for e in errors] == [str(prefs / "pairs.jsonl")] * 2
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{folder / 'pairs.jsonl'}:{n}" for n in (5, 6)]
     assert "video must be a string" in errors[0] and "torn last line" in errors[1]
+    assert capsys.readouterr().err.count("bad row: ") == 2
     assert main([*common, "ppo", *model, "--reward", str(rm / "model"), "--records", str(records),
-                 "--preferences", str(prefs), "--out", str(ppo)]) == 0
-    assert len(_metrics(ppo)["input_errors"]) == 15
-    assert "bad row: " in capsys.readouterr().err
+                 "--preferences", str(folder), "--out", str(ppo)]) == 0
+    assert_reported(records, expected_records, _metrics(ppo)["input_errors"], capsys.readouterr().err)
+    assert _metrics(ppo)["prompts"] == 4
 
 
 def _killed_generate(args: list[str], partial: Path, rows: int) -> None:
