@@ -19,7 +19,7 @@ from videostar.rlaif.reward import (
     bradley_terry_loss,
     last_token_index,
     load_reward_model,
-    pairs_from_rows,
+    pair_from_json,
     pairwise_accuracy,
 )
 from videostar.video import read_frames
@@ -101,13 +101,13 @@ def test_trained_reward_model_prefers_true_colour_and_reloads(
     assert np.isfinite(scores.numpy()).all()
 
 
-def test_pairs_from_rows_reads_optional_segment():
+def test_pair_from_json_reads_optional_segment():
     rows = [{"id": 1, "video": "v.mp4", "prompt": "q", "chosen": "a", "rejected": "b", "start": 0.5},
             {"id": "x", "video": "w.mp4", "prompt": "q", "chosen": "a", "rejected": "b"}]
-    pairs = pairs_from_rows(rows)
+    pairs = [pair_from_json(r) for r in rows]
     assert pairs[0] == Pair("1", "v.mp4", "q", "a", "b", 0.5, None)
     assert pairs[1].start is None and pairs[1].end is None
     from videostar.errors import VideostarError
 
     with pytest.raises(VideostarError, match="rejected"):
-        pairs_from_rows([{"id": 1, "video": "v", "prompt": "q", "chosen": "a"}])
+        pair_from_json({"id": 1, "video": "v", "prompt": "q", "chosen": "a"})

@@ -50,7 +50,7 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     metrics = json.loads((prefs / "metrics.json").read_text())
     assert metrics["prompts"] == 24 and [e["id"] for e in metrics["video_errors"]] == ["bad"]
     err = capsys.readouterr().err  # one line each, and the step went on
-    assert f"video error: bad: {corrupt}: " in err and f"malformed: {data}:26: " in err
+    assert f"video error: bad: {corrupt}: " in err and f"bad row: {data}:26: " in err
     pairs = read_rows(prefs / "pairs.jsonl") + read_rows(prefs / "heldout.jsonl")
     assert len(pairs) == metrics["kept"] > 0
     held = set(json.loads((prefs / "split.json").read_text())["heldout_videos"])
@@ -68,7 +68,7 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
                  "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 0
     result = json.loads((ppo / "metrics.json").read_text())
-    assert len(result["input_errors"]) == 1 and "malformed: " in capsys.readouterr().err
+    assert len(result["input_errors"]) == 1 and f"bad row: {data}:26: " in capsys.readouterr().err
     assert result["steps"] == 2 and [h["step"] for h in result["history"]] == [1, 2]
     assert sorted(p.name for p in (ppo / "checkpoints").iterdir()) == ["step-1", "step-2"]
     assert read_card(ppo / "model")["base"] == str(tiny_base)

@@ -57,11 +57,14 @@ def test_generate_resumes_from_partial_file(tiny_base: Path, synthetic_data: Pat
     records = read_records(synthetic_data)[:5]
     write_jsonl(tmp_path / "r.jsonl", records)
     out = tmp_path / "gen"
-    out.mkdir()
+    args = ["--config", str(TINY_CONFIG), "generate", "--model", str(tiny_base),
+            "--data", str(tmp_path / "r.jsonl"), "--out", str(out)]
+    assert main(args) == 0
+    # as if the run had been killed after its first row
+    (out / "answers.jsonl").unlink()
     done = records[0].to_json() | {"answer": "kept from the first run", "prompt_kind": "answer"}
     (out / "answers.jsonl.partial").write_text(json.dumps(done) + "\n")
-    assert main(["--config", str(TINY_CONFIG), "generate", "--model", str(tiny_base),
-                 "--data", str(tmp_path / "r.jsonl"), "--out", str(out)]) == 0
+    assert main(args) == 0
     rows = read_rows(out / "answers.jsonl")
     assert [r["id"] for r in rows] == [r.id for r in records]
     assert rows[0]["answer"] == "kept from the first run"

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from videostar import layout
 from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
-from videostar.errors import ConfigError, VideostarError
+from videostar.errors import ConfigError, VideostarError, first_line
 from videostar.star import steps
 from videostar.step.dataset import SOURCES as STEP_SOURCES
 from videostar.terminal import console
@@ -102,21 +103,21 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, cfg: RunConfig) -> int:
-    metrics = steps.generate(args.model, args.data, args.out, cfg, args.base, args.shard, args.num_shards)
-    _report_problems("malformed", metrics["input_errors"])
+    metrics = steps.generate(args.model, args.data, args.out, cfg, args.base, args.shard, args.num_shards,
+                             fresh=args.fresh)
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("generate", metrics)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
-    _print_metrics("verify", steps.verify(args.answers, args.out, cfg))
+    _print_metrics("verify", steps.verify(args.answers, args.out, cfg, fresh=args.fresh))
     return 0
 
 
 def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
     metrics = steps.rationalize(args.model, args.rejected, args.out, cfg, args.base, args.shard,
-                                args.num_shards)
+                                args.num_shards, fresh=args.fresh)
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("rationalize", metrics)
     return 0
@@ -134,7 +135,6 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
     metrics = rlaif.preferences(args.model, args.records, args.out, cfg, adapter_base=args.base)
-    _report_problems("malformed", metrics["input_errors"])
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("preferences", metrics)
     return 0
@@ -156,8 +156,7 @@ def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
 
     out = Path(args.out)
     metrics = rlaif.ppo(args.model, args.reward, args.records, args.preferences, out / "model", out, cfg,
-                        adapter_base=args.base)
-    _report_problems("malformed", metrics["input_errors"])
+                        adapter_base=args.base, fresh=args.fresh)
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
     return 0
@@ -300,8 +299,39 @@ def _finediving_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error as one line (no usage block): what every user mistake gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An integer option with its allowed range in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (allowed: >= {low})") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: >= {low})")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: 0 to 1)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: 0 to 1)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videostar", description=__doc__)
+    parser = _Parser(prog="videostar", description=__doc__)
     parser.add_argument("--config", help="run configuration (YAML); defaults when omitted")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -312,19 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--arch", help="this family's tiny checkpoint instead (qwen2_vl, "
                       "llava_next_video, ...: videostar.tiny_arch.BUILDERS); random weights "
                       "unless --steps pretrains it like the demo base")
-    tiny.add_argument("--videos", type=int, help="synthetic videos to pretrain on")
-    tiny.add_argument("--steps", type=int, help="pretraining steps (fewer: a weaker start)")
-    tiny.add_argument("--noise", type=float, help="fraction of captions with a wrong word")
-    tiny.add_argument("--seed", type=int)
-    tiny.add_argument("--step-videos", type=int,
+    tiny.add_argument("--videos", type=_int_at_least(1), help="synthetic videos to pretrain on")
+    tiny.add_argument("--steps", type=_int_at_least(0), help="pretraining steps (fewer: a weaker start)")
+    tiny.add_argument("--noise", type=_fraction, help="fraction of captions with a wrong word")
+    tiny.add_argument("--seed", type=_int_at_least(0))
+    tiny.add_argument("--step-videos", type=_int_at_least(0),
                       help="also pretrain on the graph-path rationales of this many scene-graph videos")
     tiny.set_defaults(func=cmd_model_tiny)
 
     data = sub.add_parser("data", help="build records from a labeled dataset")
     sources = data.add_subparsers(dest="source", required=True)
     syn = sources.add_parser("synthetic", help="write synthetic shape videos and records")
-    syn.add_argument("--count", type=int, default=48)
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--count", type=_int_at_least(1), default=48)
+    syn.add_argument("--seed", type=_int_at_least(0), default=0)
     syn.add_argument("--kinetics", action="store_true",
                      help="write a held-out split in the Kinetics-700 layout (validate.csv + clips)")
     k700 = _kinetics_args(sources.add_parser("kinetics700", help="Kinetics-700 annotation CSV + clips"))
@@ -366,10 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     rat.add_argument("--rejected", required=True)
     rat.add_argument("--out", required=True)
     rat.set_defaults(func=cmd_rationalize)
+    for p in (gen, rat, ver):
+        p.add_argument("--fresh", action="store_true",
+                       help="discard what --out holds from other work (another model, input or "
+                            "settings) instead of refusing; the same work always resumes")
     for p in (gen, rat):
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
-        p.add_argument("--shard", type=int, default=0, help="this shard's index")
-        p.add_argument("--num-shards", type=int, default=1)
+        p.add_argument("--shard", type=_int_at_least(0), default=0, help="this shard's index")
+        p.add_argument("--num-shards", type=_int_at_least(1), default=1)
 
     sft = sub.add_parser("sft", help="instruction-tune the base model on verified answers")
     sft.add_argument("--base", required=True)
@@ -391,12 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--records", required=True)
     ppo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
     ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
+    ppo.add_argument("--fresh", action="store_true",
+                     help="discard checkpoints of other work in --out instead of refusing")
     for p, func in ((prefs, cmd_preferences), (rew, cmd_reward), (ppo, cmd_ppo)):
         p.add_argument("--base", help="the SFT adapter's base (default: its model card's)")
         p.set_defaults(func=func)
 
     summ = sub.add_parser("summarize", help="a cycle's yields from its verify/rationalize metrics")
-    summ.add_argument("--cycle", type=int, required=True)
+    summ.add_argument("--cycle", type=_int_at_least(0), required=True)
     summ.add_argument("--verify", required=True)
     summ.add_argument("--rationalize", nargs="*", default=[], help="metrics of every shard")
     summ.add_argument("--out", required=True)
@@ -443,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (tc, kq, fdv, stq):
         p.add_argument("--base", help="base checkpoint for an adapter (default: its model card's)")
         p.add_argument("--out", required=True, help="folder for predictions and report.json")
-        p.add_argument("--limit", type=int, help="evaluate the first N items only")
+        p.add_argument("--limit", type=_int_at_least(1), help="evaluate the first N items only")
         p.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="per-cycle metrics of a run, from MLflow")
@@ -465,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print rows of a JSONL output")
     show.add_argument("file")
-    show.add_argument("-n", type=int, default=5)
+    show.add_argument("-n", type=_int_at_least(0), default=5)
     show.set_defaults(func=cmd_show)
     return parser
 
@@ -474,12 +510,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
+        if getattr(args, "num_shards", None) is not None:
+            steps.shard([], args.shard, args.num_shards)  # refused before any model is loaded
         return args.func(args, cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    except (VideostarError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (VideostarError, OSError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # a missing, unreadable or non-JSON file named on the command line: one line, no traceback
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
 
 

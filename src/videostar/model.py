@@ -335,6 +335,8 @@ def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any
     import shutil
     import tempfile
 
+    from videostar.outputs import publish_mode
+
     out = Path(out)
     if out.exists():
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
@@ -345,6 +347,7 @@ def save_model(lm: LoadedModel, out: str | Path, kind: str, extra: dict[str, Any
         lm.processor.save_pretrained(tmp)
         card = {"kind": kind, "base": lm.tuned_from, **extra}
         (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
+        publish_mode(tmp)  # mkdtemp's 0700 would hide the model from the group
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -60,6 +60,12 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
 }
 """Question wording per task; a template never names the label."""
 
+TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "subaction_order": ("relation", "anchor"),
+    "temporal_localization": ("query",),
+}
+"""The ``{fields}`` the adapters fill into each task's templates (other tasks: none)."""
+
 INSTRUCTION = "Explain step by step."
 """Appended to every question when answers are generated (Video-STaR's CoT instruction)."""
 

@@ -26,6 +26,7 @@ from minio.datatypes import Object
 from minio.error import MinioException, S3Error
 
 from videostar.errors import VideostarError
+from videostar.outputs import publish_mode
 
 ENDPOINT_VARS = ("VIDEOSTAR_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 MANIFEST = ".videostar-manifest.json"
@@ -144,6 +145,7 @@ def download_prefix(uri: str, cache_dir: str | Path | None = None) -> Path:
             for rel, obj in listing.items():
                 _fetch(s3, uri, obj, tmp / rel)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        publish_mode(tmp)
         _swap_in(tmp, target, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

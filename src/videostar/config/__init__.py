@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from videostar.config.fields import placeholders, require
 from videostar.config.platform import (
     Images,
     PipelineConfig,
@@ -41,8 +42,8 @@ from videostar.config.recipe import (
 )
 from videostar.config.rlaif import PPOConfig, RewardConfig, RLAIFConfig
 from videostar.config.step import StepConfig
-from videostar.errors import ConfigError
-from videostar.prompts import DEFAULT_TEMPLATES
+from videostar.errors import ConfigError, first_line
+from videostar.prompts import DEFAULT_TEMPLATES, TEMPLATE_FIELDS
 
 __all__ = [
     "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "LoraConfig",
@@ -66,6 +67,12 @@ class RunConfig:
     rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
     step: StepConfig = field(default_factory=StepConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+
+    def validate(self, where: str) -> None:
+        for task, options in self.templates.items():
+            require("templates", task, bool(options), "at least one question template")
+            for i, text in enumerate(options):
+                placeholders("templates", f"{task}[{i}]", text, TEMPLATE_FIELDS.get(task, ()))
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -120,16 +127,39 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, data, "")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"line {line}: duplicate key {key!r} (each field once)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None) -> RunConfig:
     """Read a YAML run configuration; ``None`` gives the defaults."""
     if path is None:
         return RunConfig()
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a config file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or first_line(exc)})"
+                          ) from exc
     try:
         return config_from_dict(data)
     except ConfigError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videostar.config.fields import require
+from videostar.config.fields import at_least, require
 
 
 @dataclass
@@ -30,6 +30,10 @@ class StepResources:
     retries: int = 0
     backoff: str = "60s"
     cache: bool = True
+
+    def validate(self, where: str) -> None:
+        at_least(where, "accelerator_count", self.accelerator_count, 0)
+        at_least(where, "retries", self.retries, 0)
 
 
 def _gpu_step(memory: str) -> StepResources:

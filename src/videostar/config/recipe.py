@@ -4,8 +4,17 @@ cycle decision and evaluation (defaults: the released Video-STaR recipe)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from videostar.config.fields import require
+from videostar.config.fields import (
+    at_least,
+    finite,
+    fraction,
+    non_negative,
+    placeholders,
+    positive,
+    require,
+)
 from videostar.prompts import HINT, INSTRUCTION
 
 
@@ -20,7 +29,10 @@ class VideoConfig:
     """Per-frame pixel cap: larger frames are downscaled (aspect kept), one line per video."""
 
     def validate(self, where: str) -> None:
-        require(where, "num_frames", self.num_frames >= 1, ">= 1")
+        at_least(where, "num_frames", self.num_frames, 1)
+        require(where, "fps", self.fps is None or (finite(self.fps) and self.fps > 0),
+                "a finite number > 0, or null")
+        at_least(where, "max_frames", self.max_frames, 1)
         require(where, "max_pixels", self.max_pixels is None or self.max_pixels >= 1, ">= 1")
 
 
@@ -36,9 +48,10 @@ class GenerateConfig:
     instruction: str = INSTRUCTION
 
     def validate(self, where: str) -> None:
-        require(where, "temperature", self.temperature >= 0, ">= 0")
-        require(where, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
-        require(where, "batch_size", self.batch_size >= 1, ">= 1")
+        non_negative(where, "temperature", self.temperature)
+        at_least(where, "max_new_tokens", self.max_new_tokens, 1)
+        at_least(where, "batch_size", self.batch_size, 1)
+        at_least(where, "seed", self.seed, 0)
 
 
 
@@ -49,7 +62,7 @@ class RationalizeConfig:
     hint: str = HINT
 
     def validate(self, where: str) -> None:
-        require(where, "hint", "{label}" in self.hint, "must contain {label}")
+        placeholders(where, "hint", self.hint, known=("label",), required=("label",))
 
 
 
@@ -74,8 +87,11 @@ class VerifyConfig:
 
     def validate(self, where: str) -> None:
         require(where, "bbox_format", self.bbox_format in ("xyxy", "xywh"), "xyxy or xywh")
+        for name in ("class_ratio", "sentence_threshold", "sequence_threshold", "float_rel_tol",
+                     "timestamp_tol", "range_iou", "bbox_iou"):
+            fraction(where, name, getattr(self, name))
+        at_least(where, "class_min_token_len", self.class_min_token_len, 1)
         require(where, "graph_path_steps", 0 < self.graph_path_steps <= 1, "in (0, 1]")
-
 
 
 @dataclass
@@ -92,8 +108,14 @@ class LoraConfig:
     """Train the vision-to-language projector in full (PEFT ``modules_to_save``)."""
 
     def validate(self, where: str) -> None:
+        at_least(where, "r", self.r, 1)
+        positive(where, "alpha", self.alpha)
+        fraction(where, "dropout", self.dropout, closed_top=False)
         require(where, "scope", self.scope in ("language", "all"), "language or all")
-        require(where, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
+
+
+DEEPSPEED_DIR = Path(__file__).resolve().parents[1] / "star" / "deepspeed"
+"""The shipped DeepSpeed configs ``sft.deepspeed`` may name (as :mod:`videostar.star.sft`)."""
 
 
 @dataclass
@@ -119,10 +141,18 @@ class SFTConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
-        require(where, "lr", self.lr > 0, "> 0")
-        require(where, "batch_size", self.batch_size >= 1, ">= 1")
-        require(where, "grad_accum", self.grad_accum >= 1, ">= 1")
-        require(where, "epochs", self.epochs > 0, "> 0")
+        positive(where, "lr", self.lr)
+        at_least(where, "batch_size", self.batch_size, 1)
+        at_least(where, "grad_accum", self.grad_accum, 1)
+        positive(where, "epochs", self.epochs)
+        fraction(where, "warmup_ratio", self.warmup_ratio, closed_top=False)
+        non_negative(where, "weight_decay", self.weight_decay)
+        positive(where, "max_grad_norm", self.max_grad_norm)
+        at_least(where, "seed", self.seed, 0)
+        require(where, "deepspeed", self.deepspeed is None or Path(self.deepspeed).is_file()
+                or (DEEPSPEED_DIR / self.deepspeed).is_file(),
+                f"an existing DeepSpeed JSON file, or one of "
+                f"{', '.join(sorted(p.name for p in DEEPSPEED_DIR.glob('*.json')))}")
         require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
         require(where, "attn_implementation", self.attn_implementation in
                 (None, "sdpa", "flash_attention_2", "eager"), "sdpa, flash_attention_2 or eager")
@@ -159,6 +189,9 @@ class EvalConfig:
     suites: list[EvalSuite] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
+        non_negative(where, "temperature", self.temperature)
+        at_least(where, "max_new_tokens", self.max_new_tokens, 1)
+        at_least(where, "limit", self.limit, 1, optional=True)
         for i, suite in enumerate(self.suites):
             at = f"{where}.suites[{i}]"
             require(at, "name", suite.name in EVAL_SUITES, f"one of {', '.join(EVAL_SUITES)}")
@@ -176,7 +209,9 @@ class DecideConfig:
     metric: str = "total_yield"
 
     def validate(self, where: str) -> None:
-        require(where, "max_cycles", self.max_cycles >= 1, ">= 1")
+        at_least(where, "max_cycles", self.max_cycles, 1)
+        non_negative(where, "min_delta", self.min_delta)
+        require(where, "metric", bool(self.metric), "a summary key, e.g. total_yield")
 
 
 

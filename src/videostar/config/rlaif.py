@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videostar.config.fields import require
+from videostar.config.fields import at_least, fraction, non_negative, positive, require
 from videostar.config.recipe import LoraConfig
 
 
@@ -25,8 +25,14 @@ class RewardConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
-        require(where, "heldout_fraction", 0 < self.heldout_fraction < 1, "in (0, 1)")
-        require(where, "batch_size", self.batch_size >= 1, ">= 1")
+        require(where, "heldout_fraction", 0 < self.heldout_fraction < 1, "a number in (0, 1)")
+        at_least(where, "batch_size", self.batch_size, 1)
+        positive(where, "lr", self.lr)
+        positive(where, "epochs", self.epochs)
+        non_negative(where, "center_coef", self.center_coef)
+        fraction(where, "warmup_ratio", self.warmup_ratio, closed_top=False)
+        positive(where, "max_grad_norm", self.max_grad_norm)
+        at_least(where, "seed", self.seed, 0)
 
 
 
@@ -61,10 +67,27 @@ class PPOConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
-        require(where, "steps", self.steps >= 1, ">= 1")
-        require(where, "batch_size", self.batch_size >= 1, ">= 1")
-        require(where, "minibatch_size", self.minibatch_size >= 1, ">= 1")
-        require(where, "temperature", self.temperature > 0, "> 0")
+        at_least(where, "steps", self.steps, 1)
+        at_least(where, "batch_size", self.batch_size, 1)
+        at_least(where, "minibatch_size", self.minibatch_size, 1)
+        require(where, "minibatch_size", self.minibatch_size <= self.batch_size,
+                f"at most batch_size ({self.batch_size})")
+        positive(where, "temperature", self.temperature)
+        positive(where, "lr", self.lr)
+        non_negative(where, "kl_coef", self.kl_coef)
+        fraction(where, "gamma", self.gamma)
+        fraction(where, "lam", self.lam)
+        positive(where, "clip", self.clip)
+        positive(where, "value_clip", self.value_clip)
+        non_negative(where, "value_coef", self.value_coef)
+        at_least(where, "ppo_epochs", self.ppo_epochs, 1)
+        at_least(where, "max_new_tokens", self.max_new_tokens, 1)
+        non_negative(where, "eos_penalty", self.eos_penalty)
+        non_negative(where, "length_penalty", self.length_penalty)
+        positive(where, "max_grad_norm", self.max_grad_norm)
+        at_least(where, "save_every", self.save_every, 0)
+        at_least(where, "heldout_samples", self.heldout_samples, 1)
+        at_least(where, "seed", self.seed, 0)
 
 
 
@@ -91,11 +114,12 @@ class RLAIFConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def validate(self, where: str) -> None:
-        require(where, "num_clips", self.num_clips >= 1, ">= 1")
-        require(where, "frames_per_clip", 1 <= self.frames_per_clip <= 20, "1 to 20")
+        at_least(where, "prompts", self.prompts, 1, optional=True)
+        at_least(where, "num_clips", self.num_clips, 1)
+        require(where, "frames_per_clip", 1 <= self.frames_per_clip <= 20, "an integer from 1 to 20")
         require(where, "judge", bool(self.judge), "sft, labels, or a model path/URI")
         require(where, "quantize", self.quantize in (None, "4bit"), "null or 4bit")
-        require(where, "temperature", self.temperature > 0, "> 0")
+        positive(where, "temperature", self.temperature)
 
 
 

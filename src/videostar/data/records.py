@@ -7,14 +7,17 @@ A record is one question about one video with its ground-truth labels. Steps add
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videostar.errors import RecordError
+from videostar.errors import RecordError, VideostarError
+from videostar.outputs import publish_mode
 
 LABEL_TYPES = (
     "class",
@@ -34,6 +37,62 @@ LABEL_TYPES = (
 SIBLINGS = "class_siblings"
 """``meta`` key: label name -> the dataset's classes the verifier must tell that label from
 (:func:`videostar.star.verify.class_siblings`); written by adapters that know the class list."""
+
+
+def _show(value: Any) -> str:
+    """A value as a report shows it: its JSON type and a short repr."""
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number (bools and integers too large for a float are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _is_number(value: Any) -> bool:
+    """What a verifier reads as a number: a finite number, or a string holding one."""
+    if isinstance(value, str):
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
+    return is_finite_number(value)
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                      and all(isinstance(v, str) for v in value))
+
+
+def _numbers(count: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) == count and all(_is_number(x) for x in v)
+
+
+_LABEL_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "class": (lambda v: isinstance(v, str), "a string"),
+    "sentence": (lambda v: isinstance(v, str), "a string"),
+    "sentence_sequence": (_is_texts, "a string or a non-empty list of strings"),
+    "sequence": (lambda v: isinstance(v, list) and _is_texts(v), "a non-empty list of strings"),
+    "float": (_is_number, "a finite number"),
+    "timestamp": (_is_number, "a finite number"),
+    "temporal_range": (_numbers(2), "a list of 2 finite numbers"),
+    "bbox": (_numbers(4), "a list of 4 finite numbers"),
+    "yes_no": (lambda v: isinstance(v, bool | str), "a boolean or a string"),
+    "multiple_choice": (lambda v: isinstance(v, str), "a string"),
+}
+"""The JSON shape each label type's value must have; the verifiers judge the content (a range
+inside [0, 1], a box with area), this only keeps values no verifier can read out of every step."""
+
+
+def label_problem(kind: str, value: Any) -> str | None:
+    """Why a label value cannot be of type ``kind`` (None when its shape is right)."""
+    ok, shape = _LABEL_SHAPES[kind]
+    return None if ok(value) else f"expected {shape}, got {_show(value)}"
 
 
 @dataclass
@@ -57,10 +116,25 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.id:
-            raise RecordError("record has an empty id")
+        for name in ("id", "video"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise RecordError(f"{name} must be a non-empty string, got {_show(value)}")
+        for name in ("question", "task"):
+            if not isinstance(getattr(self, name), str):
+                raise RecordError(f"record {self.id}: {name} must be a string, "
+                                  f"got {_show(getattr(self, name))}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not is_finite_number(value):
+                raise RecordError(f"record {self.id}: {name} must be a finite number of seconds or "
+                                  f"null, got {_show(value)}")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise RecordError(f"record {self.id}: end {self.end} is before start {self.start}")
         if not isinstance(self.label, dict) or not self.label:
             raise RecordError(f"record {self.id}: label must be a non-empty object")
+        if not isinstance(self.label_type, list):
+            raise RecordError(f"record {self.id}: label_type must be a list, got {_show(self.label_type)}")
         if len(self.label_type) != len(self.label):
             raise RecordError(
                 f"record {self.id}: {len(self.label)} labels but {len(self.label_type)} label types"
@@ -68,7 +142,13 @@ class Record:
         unknown = [t for t in self.label_type if t not in LABEL_TYPES]
         if unknown:
             raise RecordError(f"record {self.id}: unknown label type {unknown[0]!r}")
-        sibs = self.meta.get(SIBLINGS, {}) if isinstance(self.meta, dict) else {}
+        for (name, value), kind in zip(self.label.items(), self.label_type, strict=True):
+            problem = label_problem(kind, value)
+            if problem:
+                raise RecordError(f"record {self.id}: label {name!r} ({kind}): {problem}")
+        if not isinstance(self.meta, dict):
+            raise RecordError(f"record {self.id}: meta must be an object, got {_show(self.meta)}")
+        sibs = self.meta.get(SIBLINGS, {})
         if not (isinstance(sibs, dict) and all(
                 isinstance(v, list) and all(isinstance(c, str) for c in v) for v in sibs.values())):
             raise RecordError(f"record {self.id}: meta.{SIBLINGS} must map label names to lists of "
@@ -76,7 +156,7 @@ class Record:
 
     def siblings(self, name: str) -> list[str]:
         """The classes label ``name`` must be told apart from (none unless an adapter set them)."""
-        return self.meta.get(SIBLINGS, {}).get(name, []) if isinstance(self.meta, dict) else []
+        return self.meta.get(SIBLINGS, {}).get(name, [])
 
     def labels(self) -> list[tuple[str, str, Any]]:
         """(name, type, value) per label, in order."""
@@ -113,6 +193,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any] | Record]) -> Pa
                 fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -129,6 +210,7 @@ def write_json(path: str | Path, obj: Any) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, ensure_ascii=False)
             fh.write("\n")
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -138,41 +220,88 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) per non-empty line; a bad line raises with file:line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    for lineno, obj, problem in _lines(path):
+        if problem:
+            raise RecordError(f"{path}:{lineno}: {problem}")
+        yield lineno, obj
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed JSON, None) per non-empty line, or (line number, None, why not).
+
+    Read as bytes and decoded per line, so one line of another encoding is one bad line; a last
+    line without its newline that does not parse is a torn write (a writer killed mid-row).
+    """
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                yield lineno, json.loads(raw.decode("utf-8")), None
+            except UnicodeDecodeError:
+                yield lineno, None, "not UTF-8 text"
             except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+                torn = "torn last line (no newline at its end)" if not raw.endswith(b"\n") else ""
+                yield lineno, None, torn or f"not valid JSON ({exc.msg})"
 
 
-def read_records(path: str | Path, errors: list[str] | None = None) -> list[Record]:
-    """Read records; a malformed one is reported in ``errors`` (file:line: reason) and skipped.
+def report_bad_row(message: str, errors: list[str]) -> None:
+    """A bad input row: one line on stderr now, and kept for the step's ``metrics.json``."""
+    print(f"bad row: {message}", file=sys.stderr)
+    errors.append(message)
 
-    With ``errors=None`` the first malformed record raises instead.
+
+Paths = str | Path | Sequence[str | Path]
+
+
+def read_valid(paths: Paths, parse: Callable[[Any], Any], errors: list[str] | None = None,
+               ) -> list[Any]:
+    """The one reader of every step's input rows: each line of each file through ``parse``.
+
+    A line that is not JSON, is torn, or that ``parse`` refuses (RecordError, TypeError,
+    ValueError) is reported as ``file:line: reason`` (:func:`report_bad_row`) and skipped, and
+    the rest is read; with ``errors=None`` the first one raises instead. Ids are unique across
+    all files: the first row of an id wins, a later one is a bad row. A missing file raises.
     """
-    records: list[Record] = []
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        lines = list(enumerate(fh, 1))
-    for lineno, line in lines:
-        if not line.strip():
-            continue
-        try:
-            rec = Record.from_json(json.loads(line))
-            if rec.id in seen:
-                raise RecordError(f"duplicate record id {rec.id!r}")
-        except (json.JSONDecodeError, RecordError, TypeError) as exc:
-            msg = f"{path}:{lineno}: {exc}"
-            if errors is None:
-                raise RecordError(msg) from exc
-            errors.append(msg)
-            continue
-        seen.add(rec.id)
-        records.append(rec)
-    return records
+    files = [paths] if isinstance(paths, str | Path) else list(paths)
+    out: list[Any] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        if not Path(path).is_file():
+            raise VideostarError(f"{path}: input file does not exist")
+        for lineno, obj, problem in _lines(path):
+            where = f"{path}:{lineno}"
+            try:
+                if problem:
+                    raise RecordError(problem)
+                item = parse(obj)
+                rid = getattr(item, "id", None)
+                if rid in seen:
+                    raise RecordError(f"duplicate record id {rid!r} (kept the row at {seen[rid]})")
+            except (RecordError, TypeError, ValueError) as exc:
+                if errors is None:
+                    raise RecordError(f"{where}: {exc}") from exc
+                report_bad_row(f"{where}: {exc}", errors)
+                continue
+            if rid is not None:
+                seen[rid] = where
+            out.append(item)
+    return out
+
+
+def read_records(paths: Paths, errors: list[str] | None = None,
+                 text_fields: tuple[str, ...] = ()) -> list[Record]:
+    """Records of one or more files, each row through the schema (:func:`read_valid`);
+    ``text_fields``: fields a step adds (``answer``) that must be present and text."""
+    def parse(obj: Any) -> Record:
+        rec = Record.from_json(obj)
+        for name in text_fields:
+            if not isinstance(rec.extra.get(name), str):
+                raise RecordError(f"record {rec.id}: {name} must be a string, "
+                                  f"got {_show(rec.extra.get(name))}")
+        return rec
+
+    return read_valid(paths, parse, errors)
 
 
 class JsonlAppender:
@@ -200,6 +329,9 @@ class JsonlAppender:
         """Drop a last line cut short by a crash mid-write."""
         data = self.partial.read_bytes()
         if data and not data.endswith(b"\n"):
+            lineno = data.count(b"\n") + 1
+            print(f"bad row: {self.partial}:{lineno}: torn last line (no newline at its end); "
+                  "dropped, its record is generated again", file=sys.stderr)
             self.partial.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -211,6 +343,7 @@ class JsonlAppender:
 
     def finish(self) -> Path:
         self._fh.close()
+        publish_mode(self.partial)
         os.replace(self.partial, self.path)
         return self.path
 

@@ -34,6 +34,7 @@ from videostar.config import PPOConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
+from videostar.rlaif import checkpoint as ckpt
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
@@ -50,7 +51,7 @@ from videostar.star.sft import decode_batch
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
 
-STATE_FILE = "ppo_state.pt"
+STATE_FILE = ckpt.TENSORS
 
 
 
@@ -230,52 +231,43 @@ class PPOTrainer:
         continues exactly.
 
         The adapter is also written with ``save_pretrained`` under ``adapter/`` for loading as
-        a model; the resumable state is one ``ppo_state.pt`` written atomically.
+        a model; the resumable state is safetensors + JSON (:mod:`videostar.rlaif.checkpoint`).
         """
         from peft import get_peft_model_state_dict
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.lm.model.save_pretrained(out / "adapter")
-        state = {
-            "step": self.step_count,
-            "history": self.history,
-            "config": asdict(self.cfg),
+        optim, optim_meta = ckpt.pack_optimizer(self.optimizer.state_dict())
+        rng, rng_meta = ckpt.pack_rng()
+        parts = {
             "adapter": get_peft_model_state_dict(self.lm.model),
             "value_adapter": get_peft_model_state_dict(self.critic.backbone,
                                                        adapter_name=self._critic_adapter),
             "value_head": self.critic.head.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "optimizer": optim,
+            "rng": rng,
         }
-        tmp = out / (STATE_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(out / STATE_FILE)
+        tensors = {f"{part}.{k}": v for part, named in parts.items() for k, v in named.items()}
+        ckpt.write_state(out, tensors, {"step": self.step_count, "history": self.history,
+                                        "config": asdict(self.cfg), "optimizer": optim_meta,
+                                        "rng": rng_meta})
         return out
 
     def load_checkpoint(self, path: str | Path) -> int:
         """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
         from peft import set_peft_model_state_dict
 
-        state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
-        set_peft_model_state_dict(self.lm.model, state["adapter"])
-        set_peft_model_state_dict(self.critic.backbone, state["value_adapter"],
+        tensors, meta = ckpt.read_state(path)
+        set_peft_model_state_dict(self.lm.model, ckpt.prefixed(tensors, "adapter"))
+        set_peft_model_state_dict(self.critic.backbone, ckpt.prefixed(tensors, "value_adapter"),
                                   adapter_name=self._critic_adapter)
-        self.critic.head.load_state_dict(state["value_head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.step_count = int(state["step"])
-        self.history = list(state["history"])
+        self.critic.head.load_state_dict(ckpt.prefixed(tensors, "value_head"))
+        self.optimizer.load_state_dict(
+            ckpt.unpack_optimizer(ckpt.prefixed(tensors, "optimizer"), meta["optimizer"]))
+        ckpt.unpack_rng(ckpt.prefixed(tensors, "rng"), meta["rng"])
+        self.step_count = int(meta["step"])
+        self.history = list(meta["history"])
         return self.step_count
 
 
@@ -308,8 +300,12 @@ def step_batch(n: int, size: int, seed: int, step: int) -> list[int]:
 
 
 def _latest_checkpoint(folder: Path) -> Path | None:
-    found = sorted(folder.glob(f"step-*/{STATE_FILE}"), key=lambda p: int(p.parent.name[5:]))
-    return found[-1].parent if found else None
+    """The last complete ``step-N`` checkpoint; one holding a pickle is refused (never opened)."""
+    steps = [p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+    for step in steps:
+        ckpt.refuse_pickles(step)
+    found = sorted((p for p in steps if (p / STATE_FILE).exists()), key=lambda p: int(p.name[5:]))
+    return found[-1] if found else None
 
 
 def train_ppo(

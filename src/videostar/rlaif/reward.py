@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from videostar.config import RewardConfig, VideoConfig
-from videostar.errors import VideostarError
+from videostar.data.records import is_finite_number, read_valid
+from videostar.errors import RecordError, VideostarError
 from videostar.model import (
     LoadedModel,
     add_lora,
@@ -141,13 +142,29 @@ class Pair:
     end: float | None = None
 
 
-def pairs_from_rows(rows: list[dict[str, Any]]) -> list[Pair]:
-    """Pairs from JSON rows with the dataclass's keys (``start``/``end`` optional)."""
-    try:
-        return [Pair(str(r["id"]), r["video"], r["prompt"], r["chosen"], r["rejected"],
-                     r.get("start"), r.get("end")) for r in rows]
-    except KeyError as exc:
-        raise VideostarError(f"preference row lacks {exc.args[0]!r}") from exc
+def pair_from_json(row: Any) -> Pair:
+    """One pair from a JSON row with the dataclass's keys (``start``/``end`` optional), typed:
+    text where text belongs, finite seconds or null for the segment."""
+    if not isinstance(row, dict):
+        raise RecordError("preference row is not a JSON object")
+    missing = [k for k in ("id", "video", "prompt", "chosen", "rejected") if k not in row]
+    if missing:
+        raise RecordError(f"preference row lacks {missing[0]!r}")
+    pair = Pair(str(row["id"]), row["video"], row["prompt"], row["chosen"], row["rejected"],
+                row.get("start"), row.get("end"))
+    for name in ("video", "prompt", "chosen", "rejected"):
+        if not isinstance(getattr(pair, name), str):
+            raise RecordError(f"pair {pair.id}: {name} must be a string")
+    for name in ("start", "end"):
+        value = getattr(pair, name)
+        if value is not None and not is_finite_number(value):
+            raise RecordError(f"pair {pair.id}: {name} must be a finite number or null")
+    return pair
+
+
+def read_pairs(path: str | Path, errors: list[str] | None = None) -> list[Pair]:
+    """A pairs file through the shared reader: a bad row is reported and skipped."""
+    return read_valid(path, pair_from_json, errors)
 
 
 def pair_rewards(

@@ -17,8 +17,10 @@ from typing import Any
 
 from videostar import layout, tracking
 from videostar.config import RunConfig
-from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.data.records import Record, read_records, write_json, write_jsonl
+from videostar.outputs import clean_debris, clean_save_debris
 from videostar.prompts import answer_prompt
+from videostar.resume import claim, file_hash
 
 
 def split_videos(records: list[Record], fraction: float, seed: int) -> set[str]:
@@ -82,15 +84,18 @@ def reward_model(
     cfg: RunConfig, adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
 ) -> dict[str, Any]:
     """Train the reward model on the pairs; its held-out pairwise accuracy is the metric."""
-    from videostar.rlaif.reward import pairs_from_rows, train_reward_model
+    from videostar.rlaif.reward import read_pairs, train_reward_model
 
     folder = Path(preferences_dir)
+    errors: list[str] = []
+    train, heldout = (read_pairs(folder / name, errors) for name in (layout.PAIRS, layout.HELDOUT))
+    clean_save_debris(model_out)
     tracker = tracking.tracker(cfg, parent_run)
     with tracker.step_run(layout.RLAIF):
         result = train_reward_model(
-            model, pairs_from_rows(read_rows(folder / layout.PAIRS)),
-            pairs_from_rows(read_rows(folder / layout.HELDOUT)), model_out, cfg.rlaif.reward,
+            model, train, heldout, model_out, cfg.rlaif.reward,
             cfg.video, progress=progress, adapter_base=adapter_base, quantize=cfg.rlaif.quantize)
+    result["input_errors"] = errors
     write_json(metrics_out, result)
     tracker.log_reward_model(result, str(model_out))
     return result
@@ -99,7 +104,7 @@ def reward_model(
 def ppo(
     model: str, reward_dir: str | Path, records_path: str | Path, preferences_dir: str | Path,
     model_out: str | Path, out_dir: str | Path, cfg: RunConfig, adapter_base: str | None = None,
-    parent_run: str = "", progress: bool = True,
+    parent_run: str = "", progress: bool = True, fresh: bool = False,
 ) -> dict[str, Any]:
     """PPO from the SFT model against the reward model: the policy in ``model_out``, the
     checkpoints and ``metrics.json`` (with every step's statistics) in ``out_dir``.
@@ -112,6 +117,17 @@ def ppo(
     errors: list[str] = []
     records = read_records(records_path, errors)[:cfg.rlaif.prompts]
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
+    # Checkpoints resume only the same run: the same models, prompts and PPO settings (more
+    # steps, or another checkpoint interval, continue the same run).
+    settings = {k: v for k, v in dataclasses.asdict(cfg.rlaif.ppo).items()
+                if k not in ("steps", "save_every")}
+    claim(out_dir, {"step": "ppo", "model": model, "adapter_base": adapter_base,
+                    "reward": str(reward_dir), "inputs": [file_hash(records_path)],
+                    "heldout_videos": sorted(held), "ppo": settings,
+                    "video": dataclasses.asdict(cfg.video), "quantize": cfg.rlaif.quantize},
+          ("checkpoints",), fresh)
+    clean_save_debris(model_out)
+    clean_debris(out_dir / "checkpoints", (".step-*.tmp",))
     train = [r for r in records if r.video not in held]
     heldout = [r for r in records if r.video in held]
     tracker = tracking.tracker(cfg, parent_run)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar.config import RunConfig
-from videostar.data.records import Record, read_rows, write_jsonl
+from videostar.data.records import Record, read_records, write_jsonl
 from videostar.layout import RATIONALES, REJECTED, VERIFIED
 from videostar.model import LoadedModel
 from videostar.prompts import hint_prompt, label_text
@@ -73,7 +73,8 @@ def rationalize(
 
     gen = generate_answers(lm, records, out_dir / RATIONALES, cfg.generate, cfg.video,
                            prompt, kind="rationalization", annotate=annotate, progress=progress)
-    rows = read_rows(out_dir / RATIONALES)
+    errors: list[str] = []
+    rows = [r.to_json() for r in read_records(out_dir / RATIONALES, errors)]
     echoes = [{**r, "verdict": {"passed": False, "labels": {}, "error": r["echo"]}}
               for r in rows if r.get("echo")]
     result = verify_rows([r for r in rows if not r.get("echo")], cfg.verify)
@@ -83,5 +84,5 @@ def rationalize(
     write_jsonl(out_dir / REJECTED, result.rejected + echoes)
     return {**result.metrics, "step": "rationalize", "generation": gen, "inputs": len(records),
             "hint_echoes": [f"{r['id']}: {r['echo']}" for r in echoes],
-            "video_errors": gen["video_errors"]}
+            "video_errors": gen["video_errors"], "output_errors": errors}
 

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from videostar.config import SFTConfig, VideoConfig
-from videostar.data.records import Record, read_rows
+from videostar.data.records import Record, read_records
 from videostar.errors import VideoError, VideostarError
 from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
@@ -243,7 +243,8 @@ def sft(
     """
     if Path(out).exists():
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
-    rows = [row for path in data_paths for row in read_rows(path)]
+    errors: list[str] = []
+    rows = [r.to_json() for r in read_records(data_paths, errors, text_fields=("answer",))]
     examples = examples_from_rows(rows, instruction)
     if not examples:
         raise VideostarError(f"no verified examples in {', '.join(map(str, data_paths))}")
@@ -261,4 +262,4 @@ def sft(
     metrics = train(lm, examples, cfg, video, progress)
     kind = "lora" if cfg.lora.enabled else "full"
     save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples)})
-    return {"step": "sft", "model": str(out), "kind": kind, **metrics}
+    return {"step": "sft", "model": str(out), "kind": kind, **metrics, "input_errors": errors}

@@ -15,16 +15,20 @@ from typing import Any
 
 from videostar import layout, tracking
 from videostar.config import EvalSuite, RunConfig
-from videostar.data.records import Record, read_records, read_rows, write_json, write_jsonl
+from videostar.data.records import Record, read_records, write_json, write_jsonl
+from videostar.errors import ConfigError
 from videostar.export import verdict_examples
+from videostar.outputs import clean_save_debris
+from videostar.resume import claim, file_hash
 from videostar.star.decide import decide as decide_next
 from videostar.star.decide import summarize_cycle
 from videostar.star.verify import verify_rows
 
 
 def shard(records: list[Record], index: int, count: int) -> list[Record]:
-    if not 0 <= index < count:
-        raise ValueError(f"shard {index} is not in 0..{count - 1}")
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard: {index} of {count} shards (allowed: num_shards >= 1, "
+                          f"shard in 0..num_shards-1)")
     return records[index::count]
 
 
@@ -36,11 +40,23 @@ def start(cfg: RunConfig, pipeline_run: str, out_dir: str | Path | None = None) 
     return tracking.start_run(cfg, pipeline_run)
 
 
+def generation_stamp(step: str, model: str, adapter_base: str | None, inputs: list[str | Path],
+                     cfg: RunConfig, index: int, count: int, **more: Any) -> dict[str, Any]:
+    """What decides a generating step's rows: model, input bytes, shard and settings (the
+    batch size only changes how fast)."""
+    gen = {k: v for k, v in dataclasses.asdict(cfg.generate).items() if k != "batch_size"}
+    return {"step": step, "model": model, "adapter_base": adapter_base,
+            "inputs": [file_hash(p) for p in inputs], "shard": [index, count], "generate": gen,
+            "video": dataclasses.asdict(cfg.video), **more}
+
+
 def generate(
     model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     adapter_base: str | None = None, index: int = 0, count: int = 1, progress: bool = True,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Answer the questions of one shard into ``answers.jsonl``."""
+    """Answer the questions of one shard into ``answers.jsonl``; a rerun into the same folder
+    resumes the same work only (:func:`videostar.resume.claim`)."""
     from videostar.model import load_model
     from videostar.prompts import answer_prompt
     from videostar.star.generate import generate_answers
@@ -48,6 +64,8 @@ def generate(
     out_dir = Path(out_dir)
     errors: list[str] = []
     records = shard(read_records(records_path, errors), index, count)
+    claim(out_dir, generation_stamp("generate", model, adapter_base, [records_path], cfg, index, count),
+          (layout.ANSWERS,), fresh)
     metrics = generate_answers(load_model(model, adapter_base=adapter_base), records,
                                out_dir / layout.ANSWERS, cfg.generate, cfg.video,
                                answer_prompt(cfg.generate.instruction), progress=progress)
@@ -56,10 +74,20 @@ def generate(
     return metrics
 
 
-def verify(answers_paths: list[str | Path], out_dir: str | Path, cfg: RunConfig) -> dict[str, Any]:
-    """Verify the answers of all shards into ``verified.jsonl`` / ``rejected.jsonl``."""
+def verify(answers_paths: list[str | Path], out_dir: str | Path, cfg: RunConfig, fresh: bool = False
+           ) -> dict[str, Any]:
+    """Verify the answers of all shards into ``verified.jsonl`` / ``rejected.jsonl``.
+
+    An id answered in two shards is verified once (the first row wins; the others are bad rows).
+    """
     out_dir = Path(out_dir)
-    result = verify_rows([row for p in answers_paths for row in read_rows(p)], cfg.verify)
+    errors: list[str] = []
+    records = read_records(answers_paths, errors)
+    claim(out_dir, {"step": "verify", "inputs": [file_hash(p) for p in answers_paths],
+                    "verify": dataclasses.asdict(cfg.verify)},
+          (layout.VERIFIED, layout.REJECTED), fresh)
+    result = verify_rows([r.to_json() for r in records], cfg.verify)
+    result.metrics["input_errors"] = errors
     write_jsonl(out_dir / layout.VERIFIED, result.passed)
     write_jsonl(out_dir / layout.REJECTED, result.rejected)
     write_json(out_dir / layout.METRICS, result.metrics)
@@ -69,6 +97,7 @@ def verify(answers_paths: list[str | Path], out_dir: str | Path, cfg: RunConfig)
 def rationalize(
     model: str, rejected_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     adapter_base: str | None = None, index: int = 0, count: int = 1, progress: bool = True,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Rationalize one shard of the rejected records; the verified rationales are kept."""
     from videostar.model import load_model
@@ -77,6 +106,9 @@ def rationalize(
     out_dir = Path(out_dir)
     errors: list[str] = []
     records = shard(read_records(rejected_path, errors), index, count)
+    stamp = generation_stamp("rationalize", model, adapter_base, [rejected_path], cfg, index, count,
+                             hint=cfg.rationalize.hint, verify=dataclasses.asdict(cfg.verify))
+    claim(out_dir, stamp, (layout.RATIONALES, layout.VERIFIED, layout.REJECTED), fresh)
     metrics = run(load_model(model, adapter_base=adapter_base), records, out_dir, cfg, progress)
     metrics |= {"input_errors": errors, "shard": index, "num_shards": count}
     write_json(out_dir / layout.METRICS, metrics)
@@ -93,6 +125,7 @@ def sft(
     """
     from videostar.star.sft import sft as run
 
+    clean_save_debris(model_out)
     with tracking.tracker(cfg, parent_run).step_run(cycle):
         metrics = run(base_model, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
                       progress)

@@ -23,6 +23,7 @@ Deliberate choices, relative to the released verifier:
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from videostar.config import VerifyConfig
@@ -609,11 +611,14 @@ def numbers_for(answer: str, name: str) -> tuple[list[float], bool]:
     """
     pattern, after, known = _quantity(name)
     numbers = [n for n in _numbers_with_units(answer) if not n.glued]
+    starts = [n.start for n in numbers]  # increasing: numbers come in text order
     tied = [n for n in numbers if n.unit in after]
     for m in pattern.finditer(answer) if pattern else ():
-        for n in numbers:
-            if n.start < m.end() or n.start - m.end() > FLOAT_NAME_WINDOW:
-                continue
+        # Only the numbers inside the window after this mention (found by bisection): linear
+        # in the answer's length, where scanning every number per mention was quadratic.
+        first = bisect.bisect_left(starts, m.end())
+        last = bisect.bisect_right(starts, m.end() + FLOAT_NAME_WINDOW)
+        for n in numbers[first:last]:
             direct = _DIRECT_GAP_RE.fullmatch(answer, m.end(), n.start) is not None
             if direct or n.unit is None:
                 tied.append(n)
@@ -684,12 +689,18 @@ class TemporalRangeVerifier(Verifier):
         return [start, end]
 
     def judge(self, answer: str, value: list[float], name: str) -> tuple[bool, str]:
-        numbers = _fractions(answer, grouped=False)
-        pairs = [sorted(p) for p in zip(numbers, numbers[1:], strict=False)]
-        if not pairs:
+        numbers = np.asarray(_fractions(answer, grouped=False), dtype=float)
+        if len(numbers) < 2:
             return False, "fewer than two numbers in the answer"
-        best = max(pairs, key=lambda p: interval_iou(p, value))
-        iou = interval_iou(best, value)
+        # Every consecutive pair at once (numpy: an answer may hold 10^5 numbers), the same
+        # rule as interval_iou; argmax keeps the first best pair, as max() did.
+        lo, hi = np.minimum(numbers[:-1], numbers[1:]), np.maximum(numbers[:-1], numbers[1:])
+        inter = np.clip(np.minimum(hi, value[1]) - np.maximum(lo, value[0]), 0, None)
+        union = np.maximum(hi, value[1]) - np.minimum(lo, value[0])
+        same = (lo == value[0]) & (hi == value[1])
+        ious = np.where(union > 0, inter / np.where(union > 0, union, 1), same.astype(float))
+        k = int(np.argmax(ious))
+        best, iou = (float(lo[k]), float(hi[k])), float(ious[k])
         ok = iou > self.cfg.range_iou
         shown = f"[{best[0]:g}, {best[1]:g}]"
         return ok, f"range {shown} has IoU {iou:.2f} with [{value[0]:g}, {value[1]:g}]"
@@ -707,16 +718,6 @@ def to_xyxy(box: Sequence[float], fmt: str) -> tuple[float, float, float, float]
     raise MalformedLabel(f"unknown box format {fmt!r}")
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two xyxy boxes; a box with non-positive width or height has IoU 0."""
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-    union = area_a + area_b - inter_w * inter_h
-    return inter_w * inter_h / union if union > 0 else 0.0
-
-
 @register("bbox")
 class BoxVerifier(Verifier):
     """A box in ``bbox_format``: 4 consecutive answer numbers, read alike, with IoU > bbox_iou."""
@@ -728,13 +729,21 @@ class BoxVerifier(Verifier):
         return box
 
     def judge(self, answer: str, value: tuple[float, ...], name: str) -> tuple[bool, str]:
-        numbers = [v for v, _, _, _ in answer_numbers(answer, grouped=False)]
+        numbers = np.asarray([v for v, _, _, _ in answer_numbers(answer, grouped=False)], dtype=float)
         fmt = self.cfg.bbox_format
-        boxes = [numbers[i : i + 4] for i in range(len(numbers) - 3)]
-        if not boxes:
+        if len(numbers) < 4:
             return False, "fewer than four numbers in the answer"
-        best = max(boxes, key=lambda b: box_iou(to_xyxy(b, fmt), value))
-        iou = box_iou(to_xyxy(best, fmt), value)
+        # Every run of 4 consecutive numbers at once (numpy: an answer may hold 10^5 numbers),
+        # IoU as torchvision's box_iou (a box without area has IoU 0); argmax keeps the first best.
+        windows = np.lib.stride_tricks.sliding_window_view(numbers, 4)
+        x0, y0, x1, y1 = to_xyxy(windows.T, fmt)
+        inter = (np.clip(np.minimum(x1, value[2]) - np.maximum(x0, value[0]), 0, None)
+                 * np.clip(np.minimum(y1, value[3]) - np.maximum(y0, value[1]), 0, None))
+        area = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        union = area + (value[2] - value[0]) * (value[3] - value[1]) - inter
+        ious = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        k = int(np.argmax(ious))
+        best, iou = windows[k], float(ious[k])
         shown = ", ".join(f"{x:g}" for x in best)
         return iou > self.cfg.bbox_iou, f"box [{shown}] ({fmt}) has IoU {iou:.2f} with the label"
 

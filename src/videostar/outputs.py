@@ -1,0 +1,54 @@
+"""How outputs land on disk: one group-readable mode for every file and folder, and the
+debris of a killed save swept away by the next run.
+
+Files written through a temp file (``mkstemp``: 0600, ``mkdtemp``: 0700) would otherwise be
+unreadable to a pod running as another uid of the same group, while files written directly
+get the umask's mode; :func:`publish_mode` gives both the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: str | Path) -> None:
+    """Give a temp file or folder (and what a folder holds) the mode ``open``/``mkdir`` give."""
+    path = Path(path)
+    mask = _umask()
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            for name in dirs:
+                os.chmod(Path(root, name), 0o777 & ~mask)
+            for name in files:
+                os.chmod(Path(root, name), 0o666 & ~mask)
+
+
+def clean_debris(folder: str | Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Remove what interrupted saves left in ``folder`` (entries matching ``patterns``, e.g.
+    ``.model.*`` beside a model folder), each with one line on stderr."""
+    folder = Path(folder)
+    found = [p for pat in patterns for p in folder.glob(pat)] if folder.is_dir() else []
+    for path in found:
+        kind = "folder" if path.is_dir() else "file"
+        print(f"cleanup: removed the temp {kind} of an interrupted save: {path}", file=sys.stderr)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
+def clean_save_debris(target: str | Path) -> list[Path]:
+    """The temp copies (``.<name>.*`` beside it) that killed saves of ``target`` left."""
+    target = Path(target)
+    return clean_debris(target.parent, (f".{target.name}.*",))
