@@ -330,6 +330,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: > 0)") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: a finite number > 0)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="videostar", description=__doc__)
     parser.add_argument("--config", help="run configuration (YAML); defaults when omitted")
@@ -370,12 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--videos", required=True)
     stepsyn = sources.add_parser("step-synthetic",
                                  help="STEP: synthetic scene-graph videos with their ground truth")
-    stepsyn.add_argument("--count", type=int, default=24)
-    stepsyn.add_argument("--seed", type=int, default=0)
+    stepsyn.add_argument("--count", type=_int_at_least(1), default=24)
+    stepsyn.add_argument("--seed", type=_int_at_least(0), default=0)
     induce = sources.add_parser("step-induce", help="STEP: scene graphs induced by a model from raw videos")
     induce.add_argument("--model", required=True)
     induce.add_argument("--videos", required=True)
-    induce.add_argument("--clip-seconds", type=float, default=1.0)
+    induce.add_argument("--clip-seconds", type=_positive, default=1.0)
     for p in (syn, k700, fd, anet, ag, vidor, stepsyn, induce):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)

@@ -63,6 +63,10 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
 TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     "subaction_order": ("relation", "anchor"),
     "temporal_localization": ("query",),
+    "step_relation_chain": ("start", "steps"),
+    "step_temporal_order": ("focus", "predicate", "other", "later"),
+    "step_counting": ("focus", "predicate"),
+    "step_object_permanence": ("focus",),
 }
 """The ``{fields}`` the adapters fill into each task's templates (other tasks: none)."""
 

@@ -85,7 +85,8 @@ def _valid_args(parser: argparse.ArgumentParser) -> list[str]:
     args: list[str] = []
     for a in parser._actions:
         if a.required or (not a.option_strings and a.dest != "help"):
-            args += [*a.option_strings[:1], "1" if isinstance(a.type, type(_int_at_least(0))) else "x"]
+            value = "1" if isinstance(a.type, type(_int_at_least(0))) else "x"
+            args += [*a.option_strings[:1], next(iter(a.choices)) if a.choices else value]
     return args
 
 

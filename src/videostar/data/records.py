@@ -84,6 +84,10 @@ _LABEL_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bbox": (_numbers(4), "a list of 4 finite numbers"),
     "yes_no": (lambda v: isinstance(v, bool | str), "a boolean or a string"),
     "multiple_choice": (lambda v: isinstance(v, str), "a string"),
+    "graph_path": (lambda v: isinstance(v, dict) and isinstance(v.get("answer"), str | int)
+                   and not isinstance(v.get("answer"), bool) and isinstance(v.get("steps"), list)
+                   and bool(v["steps"]) and all(isinstance(s, dict) for s in v["steps"]),
+                   "an object with an answer (text or count) and a non-empty list of steps"),
 }
 """The JSON shape each label type's value must have; the verifiers judge the content (a range
 inside [0, 1], a box with area), this only keeps values no verifier can read out of every step."""
