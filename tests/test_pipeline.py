@@ -1,8 +1,12 @@
 """The cyclic KFP pipeline: compiled structure, components as functions, and a local run."""
 
+import copy
+import functools
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,11 +25,19 @@ from videostar.model import MODEL_CARD
 
 
 def _compile(tmp_path: Path, cycles: int, shards: int, **pipeline) -> tuple[dict, dict]:
+    """The compiled pipeline spec and its Kubernetes executors (compiled once per setting)."""
+    spec, platform = _compiled(cycles, shards, tuple(sorted(pipeline.items())))
+    return copy.deepcopy(spec), copy.deepcopy(platform)
+
+
+@functools.cache
+def _compiled(cycles: int, shards: int, pipeline: tuple[tuple[str, Any], ...]) -> tuple[dict, dict]:
     cfg = load_config(TINY_CONFIG)
     cfg.decide.max_cycles, cfg.pipeline.num_shards = cycles, shards
-    for key, value in pipeline.items():
+    for key, value in pipeline:
         setattr(cfg.pipeline, key, value)
-    spec, platform = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, platform = yaml.safe_load_all(compile_pipeline(cfg, Path(tmp) / "p.yaml").read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
@@ -51,8 +63,10 @@ def _cycle_chain(spec: dict) -> list[str]:
         chain.append(nxt["componentRef"]["name"])
 
 
-@pytest.mark.fast
-@pytest.mark.parametrize(("cycles", "shards"), [(1, 1), (3, 2), (10, 16)])
+@pytest.mark.parametrize(("cycles", "shards"), [
+    pytest.param(1, 1, marks=pytest.mark.fast), pytest.param(3, 2, marks=pytest.mark.fast),
+    (10, 16),  # the scale case: 15 s of compiling, left to the full suite
+])
 def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shards: int):
     spec, _ = _compile(tmp_path, cycles, shards)
     names = _task_names(spec)
