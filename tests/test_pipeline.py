@@ -248,6 +248,9 @@ def test_pipeline_runs_locally_with_tracking(
     with S3 artifacts."""
     for key, value in {**S3_ENV, "VIDEOSTAR_S3_ENDPOINT": moto_endpoint}.items():
         monkeypatch.setenv(key, value)
+    # MLflow samples system metrics every 10 s: the tiny SFT can end before the first sample
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
     config = tmp_path / "run.yaml"
     tiny = yaml.safe_load(TINY_CONFIG.read_text())
     tiny["pipeline"] |= {"base_model": str(tiny_base), "dataset": str(synthetic_data), "num_shards": 2}
