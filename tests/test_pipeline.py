@@ -343,7 +343,9 @@ def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict) -> None:
     keys = {o.object_name for o in s3.list_objects("videostar-runs", recursive=True)}
     assert {k.split("/", 2)[2] for k in keys} == {"cycle-0/sft/train.jsonl", "cycle-1/sft/train.jsonl",
                                                   "rlaif/preferences.jsonl"}
-    adapters = [o.object_name for o in s3.list_objects("mlflow", recursive=True)]
+    # this experiment's artifacts only (proxied: <experiment id>/...): other tests' runs share the bucket
+    adapters = [o.object_name for o in s3.list_objects("mlflow", prefix=f"{exp.experiment_id}/",
+                                                         recursive=True)]
     # two cycles, the reward model and the aligned policy
     assert sum(name.endswith("adapter_model.safetensors") for name in adapters) == 4
 
