@@ -320,24 +320,22 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: 0 to 1)") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: 0 to 1)")
-    return value
+def _number_in(low: float, high: float, allowed: str, low_open: bool = False) -> Callable[[str], float]:
+    """A float option in [low, high] (``low_open``: above ``low``), its allowed range in the error."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: {allowed})") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {allowed})")
+        return value
+    parse.__name__ = f"number ({allowed})"
+    return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (allowed: > 0)") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: a finite number > 0)")
-    return value
+_fraction = _number_in(0, 1, "0 to 1")
+_positive = _number_in(0, sys.float_info.max, "a finite number > 0", low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
