@@ -478,8 +478,11 @@ class Tracker:
         """The cycle's (or RLAIF's) run, active while a step trains: yields its id."""
         return step_run(self.cfg, self.parent, cycle, self._tags(cycle))
 
-    def log_examples(self, cycle: int, table: dict[str, list[Any]]) -> None:
-        log_examples(self.cfg, self.parent, cycle, table)
+    def log_examples(self, cycle: int, outputs: list[tuple[str, Path]]) -> None:
+        """A sample of what verify and rationalize (``(step, folder)`` each) accepted and rejected."""
+        from videostar.export import verdict_examples
+
+        log_examples(self.cfg, self.parent, cycle, verdict_examples(outputs, cycle))
 
     def log_cycle(self, summary: dict[str, Any], sft: dict[str, Any], training_files: list[str],
                   model_dir: str, history: list[dict[str, Any]]) -> None:

@@ -17,7 +17,6 @@ from videostar import layout, tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
-from videostar.export import verdict_examples
 from videostar.outputs import clean_save_debris
 from videostar.resume import claim, file_hash
 from videostar.star.decide import decide as decide_next
@@ -146,7 +145,7 @@ def decide(
     decision = decide_next([*history, summary], cfg.decide)
     tracker = tracking.tracker(cfg, parent_run)
     outputs = [("answer", Path(verification_dir)), *(("rationalization", Path(d)) for d in rationale_dirs)]
-    tracker.log_examples(cycle, verdict_examples(outputs, cycle))
+    tracker.log_examples(cycle, outputs)
     tracker.log_cycle(summary, layout.read_json(sft_dir, layout.METRICS),
                       training_files(verification_dir, rationale_dirs), str(model_dir),
                       [*history, summary])
