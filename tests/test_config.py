@@ -40,6 +40,11 @@ def test_nested_fields_and_int_to_float():
         ({"rlaif": {"frames_per_clip": 32}}, "rlaif.frames_per_clip: invalid value"),
         ({"rlaif": {"quantize": "8bit"}}, "rlaif.quantize: invalid value"),
         ({"rlaif": {"reward": {"heldout_fraction": 1.0}}}, "rlaif.reward.heldout_fraction: invalid value"),
+        ({"pipeline": {"sft": {"launcher": {"kind": "mpi"}}}}, "pipeline.sft.launcher.kind: invalid value"),
+        ({"pipeline": {"sft": {"launcher": {"kind": "torchrun", "num_nodes": 2}}}},
+         "pipeline.sft.launcher.num_nodes: invalid value"),
+        ({"pipeline": {"verify": {"launcher": {"kind": "torchrun"}}}},
+         "pipeline.verify.launcher.kind: invalid value"),
     ],
 )
 def test_bad_fields_are_named(data, message):

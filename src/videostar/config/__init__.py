@@ -22,6 +22,7 @@ import yaml
 from videostar.config.fields import placeholders, require
 from videostar.config.platform import (
     Images,
+    Launcher,
     PipelineConfig,
     SecretEnv,
     StepResources,
@@ -46,10 +47,10 @@ from videostar.errors import ConfigError, first_line
 from videostar.prompts import DEFAULT_TEMPLATES, TEMPLATE_FIELDS
 
 __all__ = [
-    "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "LoraConfig",
-    "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardConfig", "RunConfig",
-    "SFTConfig", "SecretEnv", "StepConfig", "StepResources", "Toleration", "TrackingConfig", "VerifyConfig",
-    "VideoConfig", "config_from_dict", "config_from_json", "config_to_json", "load_config",
+    "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "Launcher",
+    "LoraConfig", "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardConfig",
+    "RunConfig", "SFTConfig", "SecretEnv", "StepConfig", "StepResources", "Toleration", "TrackingConfig",
+    "VerifyConfig", "VideoConfig", "config_from_dict", "config_from_json", "config_to_json", "load_config",
 ]
 
 

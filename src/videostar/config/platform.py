@@ -16,6 +16,29 @@ class Toleration:
     effect: str | None = "NoSchedule"
 
 
+LAUNCHERS = ("local", "torchrun", "trainjob")
+TRAINING_STEPS = ("sft", "reward", "ppo")
+"""The pipeline steps that train, and so may run past one process (issue 12)."""
+
+
+@dataclass
+class Launcher:
+    """How a training step runs: in the step's own process (``local``), as ``torchrun`` on the
+    step's machine (one node, ``procs_per_node`` processes), or as a Kubeflow Trainer
+    ``TrainJob`` of ``num_nodes`` x ``procs_per_node`` that the step creates and waits for."""
+
+    kind: str = "local"
+    num_nodes: int = 1
+    procs_per_node: int = 1
+
+    def validate(self, where: str) -> None:
+        require(where, "kind", self.kind in LAUNCHERS, " | ".join(LAUNCHERS))
+        at_least(where, "num_nodes", self.num_nodes, 1)
+        at_least(where, "procs_per_node", self.procs_per_node, 1)
+        require(where, "num_nodes", self.kind == "trainjob" or self.num_nodes == 1,
+                "1 unless kind is trainjob (only a TrainJob spans nodes)")
+
+
 @dataclass
 class StepResources:
     """Where and how one pipeline step runs on the cluster (ignored by the local runner)."""
@@ -30,6 +53,7 @@ class StepResources:
     retries: int = 0
     backoff: str = "60s"
     cache: bool = True
+    launcher: Launcher = field(default_factory=Launcher)
 
     def validate(self, where: str) -> None:
         at_least(where, "accelerator_count", self.accelerator_count, 0)
@@ -96,6 +120,9 @@ class PipelineConfig:
 
     def validate(self, where: str) -> None:
         require(where, "num_shards", self.num_shards >= 1, ">= 1")
+        for name in ("generate", "rationalize", "preferences", "verify", "decide"):
+            require(f"{where}.{name}.launcher", "kind", getattr(self, name).launcher.kind == "local",
+                    f"local (only {', '.join(TRAINING_STEPS)} train)")
 
 
 
