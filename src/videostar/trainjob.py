@@ -3,7 +3,7 @@ stream node 0's log, hand the outputs back.
 
 The step (a KFP task on the CPU pool) and the job's nodes share one ReadWriteMany volume
 (``pipeline.pvc`` at ``pipeline.pvc_mount``). Under ``trainjobs/<job name>/`` on it the step
-stages its inputs (``inputs/``) and the run configuration (``config.json``), the job trains
+stages its inputs (``inputs/``) and the run configuration (``config.yaml``), the job trains
 into ``out/`` (checkpoints included, so a replacement job resumes there), and when the job is
 ``Complete`` the step copies ``out/`` into its KFP output paths, which KFP then uploads as the
 step's artifacts; the folder is removed after that copy.
@@ -273,7 +273,7 @@ class JobFolder:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / "config.yaml"
 
     def staged(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Where the job reads each input (a list as ``<name>-<i><suffix>`` each) and ``out``."""
@@ -293,13 +293,16 @@ class JobFolder:
 
     def write_config(self, cfg: RunConfig) -> str:
         """The run configuration the job's ``videostar --config`` reads, its launchers set to
-        ``local``: inside the job the step trains, it does not launch again."""
+        ``local``: inside the job the step trains, it does not launch again. Written as YAML:
+        JSON's ``1e-05`` is a string to the YAML loader."""
+        import yaml
+
         data = json.loads(config_to_json(cfg))
         for step in ("sft", "reward", "ppo"):
             data["pipeline"][step]["launcher"]["kind"] = "local"
             data["pipeline"][step]["launcher"]["num_nodes"] = 1
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(json.dumps(data))
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False))
         return str(self.config)
 
     def collect(self, outputs: dict[str, str | Path]) -> None:
