@@ -201,6 +201,24 @@ def _find_task(ir: dict[str, Any], name: str) -> dict[str, Any]:
 
 # ---- create / reattach / wait / fail / logs, over HTTP ----------------------------------------
 
+RUNNER_ROLE = ROOT / "manifests" / "base" / "rbac" / "pipeline-runner.yaml"
+VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}
+
+
+def assert_the_runner_may(api: FakeKubeAPI) -> None:
+    """Every call the step made is one the pipeline runner's Role grants (no more is checked
+    by test_manifests.py's exact rules)."""
+    (role,) = [o for o in yaml.safe_load_all(RUNNER_ROLE.read_text()) if o["kind"] == "Role"]
+    for method, path in api.requests:
+        parts = path.strip("/").split("/")
+        group = "" if parts[0] == "api" else parts[1]
+        rest = parts[parts.index("namespaces") + 2:]  # resource[/name[/subresource]]
+        resource = "/".join([rest[0], *rest[2:]])
+        verb = VERBS.get(method) or ("get" if len(rest) > 1 else "list")
+        assert any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+                   for r in role["rules"]), f"{method} {path}: the Role lacks {verb} {resource}"
+
+
 @pytest.fixture
 def api():
     with FakeKubeAPI() as server:
@@ -278,6 +296,7 @@ def test_creates_waits_streams_node0_once_and_copies_the_outputs(api, inputs, tm
                         "step 2 loss 1.5", "saved the model"]
     assert lines[0] == f"TrainJob videostar/{name}: created on torch-distributed, 1 x 1 processes"
     assert len(api.calls("POST")) == 1
+    assert_the_runner_may(api)
     # once done, the job and its folder on the shared volume are gone
     assert api.calls("DELETE") == [f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/videostar/trainjobs/"
                                    f"{name}"]
@@ -344,6 +363,7 @@ def test_a_failed_job_fails_the_step_with_its_reason(api, inputs, tmp_path, keep
                               "node-0 exited with code 137")
     assert "CUDA out of memory" in lines  # node 0's last words are in the step's log
     assert bool(api.calls("DELETE")) is deleted
+    assert_the_runner_may(api)
     assert not (tmp_path / "kfp" / "model").exists()
     assert (tmp_path / "shared" / "trainjobs" / name / "inputs" / "base").exists()  # kept for a retry
 
@@ -370,6 +390,7 @@ def test_a_retry_replaces_a_failed_job_and_keeps_its_folder(api, inputs, tmp_pat
     assert lines[0] == (f"TrainJob {name}: replacing the failed job of an earlier attempt "
                         "(DeadlineExceeded); training resumes from its last checkpoint")
     assert len(api.calls("POST")) == 1 and len(api.calls("DELETE")) == 2  # the failed one, the done one
+    assert_the_runner_may(api)
 
 
 def test_a_job_deleted_under_the_step_fails_it(api, inputs, tmp_path):
