@@ -346,6 +346,25 @@ def test_a_retry_reattaches_to_the_running_job(api, inputs, tmp_path):
     assert not (tmp_path / "shared" / "trainjobs" / name / "inputs").exists()  # nothing staged again
 
 
+def test_an_unreadable_log_does_not_stop_the_wait(api, inputs, tmp_path):
+    cfg = config(tmp_path / "shared")
+    name = tj.job_name("sft", "run-1", 0)
+
+    def gone(api, name):  # the pod is listed, but its log is gone (the node was drained)
+        api.add_pod(f"{name}-node-0-0-a", name)
+        del api.logs[f"{name}-node-0-0-a"]
+
+    def complete(api, name):
+        node_writes_outputs(api.jobs[name], {"train_loss": 1.1})
+        api.set_condition(name, "Complete")
+
+    api.on_get = scripted(gone, complete)
+    lines: list[str] = []
+    assert run_sft(cfg, api, inputs, tmp_path, lines) == {"train_loss": 1.1}
+    assert (f"TrainJob {name}: the log of {name}-node-0-0-a is unavailable "
+            f'(pods "{name}-node-0-0-a" not found); still waiting') in lines
+
+
 @pytest.mark.parametrize("keep, deleted", [("failed", False), ("never", True)])
 def test_a_failed_job_fails_the_step_with_its_reason(api, inputs, tmp_path, keep, deleted):
     cfg = config(tmp_path / "shared", keep=keep)

@@ -374,11 +374,20 @@ class TrainJobStep:
             self.sleep(self.res.launcher.poll_seconds)
 
     def _print_log(self, pod: str, follow: bool, printed: dict[str, int]) -> None:
+        """Node 0's log lines not printed yet; a log that cannot be read (the pod went away, the
+        stream broke) is one line, and the step keeps waiting for the job."""
+        from kubernetes.client import ApiException
+        from urllib3.exceptions import HTTPError
+
         seen = printed.get(pod, 0)
-        for i, line in enumerate(self.cluster.log_lines(pod, follow)):
-            if i >= seen:
-                self.log(line)
-                printed[pod] = i + 1
+        try:
+            for i, line in enumerate(self.cluster.log_lines(pod, follow)):
+                if i >= seen:
+                    self.log(line)
+                    printed[pod] = i + 1
+        except (ApiException, HTTPError) as exc:
+            reason = _api_error(exc) if isinstance(exc, ApiException) else str(exc)
+            self.log(f"TrainJob {self.name}: the log of {pod} is unavailable ({reason}); still waiting")
 
     def finish(self, end: tuple[str, str], outputs: dict[str, str | Path]) -> None:
         """Hand the outputs back (Complete) or fail with the job's reason; delete the job and
