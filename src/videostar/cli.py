@@ -192,6 +192,21 @@ def cmd_pipeline_compile(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_pipeline_trainjob(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.trainjob import sft_job
+
+    if cfg.pipeline.sft.launcher.kind != "trainjob":
+        raise ConfigError("pipeline.sft.launcher.kind: trainjob is needed to render its TrainJob")
+    import yaml
+
+    job = yaml.safe_dump(sft_job(cfg, args.run, args.cycle), sort_keys=False)
+    if args.output:
+        Path(args.output).write_text(job)
+    else:
+        print(job, end="")
+    return 0
+
+
 def cmd_pipeline_submit(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.pipelines.submit import submit
 
@@ -459,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="emit Kubernetes-native Pipeline/PipelineVersion objects (GitOps)")
     comp.add_argument("--namespace")
     comp.set_defaults(func=cmd_pipeline_compile)
+    tj = pipe.add_parser("trainjob", help="the TrainJob the sft step creates (launcher: trainjob)")
+    tj.add_argument("--run", default="example", help="the pipeline run id the job name derives from")
+    tj.add_argument("--cycle", type=_int_at_least(0), default=0)
+    tj.add_argument("-o", "--output", help="file to write (default: stdout)")
+    tj.set_defaults(func=cmd_pipeline_trainjob)
     subm = pipe.add_parser("submit", help="submit a run to a KFP endpoint")
     subm.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
     subm.add_argument("--run-name")
