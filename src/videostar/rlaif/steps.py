@@ -50,7 +50,8 @@ def preferences(
     model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
 ) -> dict[str, Any]:
-    """Narratives, two samples per prompt and the judge's verdicts -> preference pairs."""
+    """Narratives, ``rlaif.pairs_per_prompt`` sample pairs per prompt and the judge's verdicts
+    -> preference pairs."""
     from videostar.model import load_model
     from videostar.rlaif.preferences import build_preferences
 
@@ -63,14 +64,16 @@ def preferences(
     sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
     pairs, counts = build_preferences(
         lm, records, sampling, _judge(cfg), cfg.rlaif.num_clips, cfg.video.num_frames,
-        cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction))
+        cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction),
+        cfg.rlaif.pairs_per_prompt)
     train = [p.to_json() for p in pairs if p.video not in heldout_videos]
     heldout = [p.to_json() for p in pairs if p.video in heldout_videos]
     write_jsonl(out_dir / layout.PAIRS, train)
     write_jsonl(out_dir / layout.HELDOUT, heldout)
     write_json(out_dir / layout.SPLIT, {"heldout_videos": sorted(heldout_videos)})
     metrics = {"step": "preferences", "judge": cfg.rlaif.judge, **counts,
-               "keep_rate": counts["kept"] / counts["prompts"] if counts["prompts"] else 0.0,
+               "keep_rate": (counts["kept"] / (counts["prompts"] * cfg.rlaif.pairs_per_prompt)
+                             if counts["prompts"] else 0.0),
                "train_pairs": len(train), "heldout_pairs": len(heldout), "input_errors": errors,
                "seconds": round(time.perf_counter() - started, 3)}
     write_json(out_dir / layout.METRICS, metrics)
