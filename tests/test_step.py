@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import _codecs
 import json
 import os
 import pickle
@@ -19,6 +20,7 @@ from videostar.cli import main
 from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_records
 from videostar.errors import ConfigError, RecordError
+from videostar.pipelines.submit import compile_pipeline
 from videostar.prompts import DEFAULT_TEMPLATES
 from videostar.star.verify import tokens, verify_record
 from videostar.step.action_genome import build_action_genome_graphs
@@ -137,6 +139,34 @@ def test_action_genome_refuses_a_malicious_pickle(action_genome, tmp_path):
     assert not marker.exists()
 
 
+def test_action_genome_reads_protocol_2_pickles(action_genome):
+    """Protocol 2 rebuilds array data through ``_codecs.encode`` (and ``b""``, a zero-row box
+    array, through ``bytes()``): the same graph as from protocol 3/5 files."""
+    ann = action_genome["annotations"]
+    graphs = build_action_genome_graphs(ann, action_genome["videos"], [], [])
+    for name in ("person_bbox.pkl", "object_bbox_and_relationship.pkl"):
+        data = pickle.loads((ann / name).read_bytes())
+        (ann / name).write_bytes(pickle.dumps(data, protocol=2))
+    again = build_action_genome_graphs(ann, action_genome["videos"], [], [])
+    assert [g.to_json() for g in again] == [g.to_json() for g in graphs] and graphs
+
+
+@pytest.mark.parametrize(("call", "refused"), [
+    ((_codecs.encode, ("print('x')", "rot13")), r"_codecs\.encode\(str, 'rot13'\)"),
+    ((bytes, (10**12,)), r"bytes with 1 argument"),  # would allocate a terabyte
+    ((os.system, ("true",)), r"(posix|os|nt)\.system"),
+])
+def test_protocol_2_bytes_builders_do_only_that(action_genome, call, refused):
+    class Evil:
+        def __reduce__(self):
+            return call
+
+    path = action_genome["annotations"] / "person_bbox.pkl"
+    path.write_bytes(pickle.dumps({"k": Evil()}, protocol=2))
+    with pytest.raises(RecordError, match=r"person_bbox\.pkl: refused to load global " + refused):
+        build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
+
+
 # --------------------------------------------------------------------------- VidOR / VidVRD
 
 
@@ -209,7 +239,7 @@ def scenes(tmp_path_factory) -> list[SceneGraph]:
     return write_scene_videos(tmp_path_factory.mktemp("scenes"), 12, seed=3)
 
 
-@pytest.mark.parametrize("k", [3, 4, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])  # the synthetic scenes have four slots
 def test_paths_are_valid_and_of_the_asked_length(scenes, k):
     result = build_step_records(scenes, StepConfig(min_steps=k, max_steps=k), DEFAULT_TEMPLATES)
     assert result.records
