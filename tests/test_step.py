@@ -20,7 +20,6 @@ from videostar.cli import main
 from videostar.config import RunConfig, StepConfig, VerifyConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_records
 from videostar.errors import ConfigError, RecordError
-from videostar.pipelines.submit import compile_pipeline
 from videostar.prompts import DEFAULT_TEMPLATES
 from videostar.star.verify import tokens, verify_record
 from videostar.step.action_genome import build_action_genome_graphs
@@ -445,6 +444,8 @@ def test_induced_triples_are_parsed_and_linked_across_clips():
 
 def test_yields_per_question_type_and_path_length(scenes):
     """verify -> summarize -> the numbers logged per cycle: STEP's types and path lengths."""
+    from mlflow.utils.validation import validate_param_and_metric_name
+
     from videostar.star.decide import summarize_cycle
     from videostar.star.verify import verify_rows
     from videostar.tracking import cycle_metrics
@@ -464,5 +465,6 @@ def test_yields_per_question_type_and_path_length(scenes):
     assert group["answer_yield"] == expected / group["total"]
     assert group["total_yield"] == (expected + 1) / group["total"]
     metrics = cycle_metrics(summary, {"train_loss": 1.0, "examples": 7})
-    assert metrics[f"total_yield.path_length={k}"] == group["total_yield"]
+    assert metrics[f"total_yield.path_length_{k}"] == group["total_yield"]  # as MLflow takes it
+    assert all(validate_param_and_metric_name(key) for key in metrics)
     assert metrics[f"answer_yield.{records[0].task}"] == summary["per_task"][records[0].task]["answer_yield"]
