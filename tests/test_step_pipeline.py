@@ -33,6 +33,9 @@ def test_two_cycles_on_synthetic_scene_graph_videos(step_base: Path, tmp_path: P
     cfg["pipeline"] |= {"base_model": str(step_base), "dataset": str(tmp_path / "train/records.jsonl")}
     cfg["step"]["max_questions"] = 16
     cfg["sft"]["epochs"] = 1
+    # This short-trained base rarely states a whole path (the demo's base does; the path rule
+    # has its own tests): the final answer alone is required here, so cycle 0 has data to train.
+    cfg["verify"]["graph_path_steps"] = 0.0
     cfg["evaluation"] |= {"max_new_tokens": 64, "limit": 12}
     cfg["evaluation"]["suites"][0]["data"]["records"] = str(tmp_path / "heldout/records.jsonl")
     cfg["tracking"] = {"mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "step-test"}
