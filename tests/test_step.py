@@ -402,7 +402,8 @@ def test_step_config_compiles(tmp_path):
     cfg = load_config(Path(__file__).parents[1] / "configs" / "step-tiny.yaml")
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
-    assert config["step"]["max_questions"] == 48 and config["verify"]["graph_path_steps"] == 1.0
+    assert config["step"]["max_questions"] == 192 and config["verify"]["graph_path_steps"] == 1.0
+    assert [s["name"] for s in config["evaluation"]["suites"]] == ["step"]  # held-out, by steps
     assert "step_relation_chain" in config["templates"]
     names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
              for t in c["dag"]["tasks"].values()]
