@@ -49,8 +49,9 @@ demo: $(STAMP)
 
 # STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
 demo-step: $(STAMP)
-	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 48 --out demo/step-base
-	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 24 --seed 0 --out demo/step
+	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 200 --steps 3000 --out demo/step-base
+	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 96 --seed 0 --out demo/step
+	test -f demo/step-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 48 --seed 1 --min-steps 1 --out demo/step-heldout
 	$(VENV)/bin/videostar --config configs/step-tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)

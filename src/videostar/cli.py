@@ -84,6 +84,9 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
     elif args.source in STEP_SOURCES:
         from videostar.step.dataset import build_step_dataset, group_counts
 
+        if args.min_steps is not None:  # e.g. a held-out split scored by steps 1, 2, 3+
+            cfg.step.min_steps = args.min_steps
+            cfg.step.validate("--min-steps / step")
 
         result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
                                     getattr(args, "videos", None), getattr(args, "count", 0),
@@ -399,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     induce.add_argument("--model", required=True)
     induce.add_argument("--videos", required=True)
     induce.add_argument("--clip-seconds", type=_positive, default=1.0)
+    for p in (ag, vidor, stepsyn, induce):
+        p.add_argument("--min-steps", type=_int_at_least(1),
+                       help="shortest reasoning path asked (default: step.min_steps)")
     for p in (syn, k700, fd, anet, ag, vidor, stepsyn, induce):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)

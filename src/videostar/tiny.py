@@ -171,7 +171,8 @@ def build_tiny(
             from videostar.step.synthetic import write_scene_videos
 
             graphs = write_scene_videos(Path(tmp) / "step", step_videos, seed=10_000 + seed)
-            data.records += build_step_records(graphs, StepConfig(), DEFAULT_TEMPLATES).records
+            paths = StepConfig(min_steps=1)  # 1-step paths too: which shape met the focus when
+            data.records += build_step_records(graphs, paths, DEFAULT_TEMPLATES).records
         ask, hinted = answer_prompt(GenerateConfig().instruction), hint_prompt(RationalizeConfig().hint)
         examples = [Example(r.id, r.video, ask(r), _noisy(r.meta["reference"], rng, noise))
                     for r in data.records]

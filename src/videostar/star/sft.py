@@ -115,16 +115,22 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def answer_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def answer_loss_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """Summed cross-entropy over answer tokens (``labels != -100``; position ``i`` predicts
-    ``i + 1``). Summed, not averaged, so a window of micro-batches can share one denominator."""
-    return torch.nn.functional.cross_entropy(
+    ``i + 1``), each token times its ``weights`` entry when given (rationale vs final answer,
+    ``encode_training(rationale_weight=)``). Summed, not averaged, so a window of micro-batches
+    can share one denominator."""
+    losses = torch.nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
-        reduction="sum")
+        reduction="none")
+    return (losses if weights is None else losses * weights[:, 1:].flatten()).sum()
 
 
-def answer_tokens(labels: torch.Tensor) -> int:
-    return int((labels[:, 1:] != -100).sum())
+def answer_tokens(labels: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+    """The loss's denominator: answer tokens, or their summed weights (a weighted mean)."""
+    mask = labels[:, 1:] != -100
+    return float(mask.sum() if weights is None else weights[:, 1:][mask].sum())
 
 
 def fp32_master(lm: LoadedModel) -> torch.dtype | None:
@@ -193,16 +199,16 @@ def train(
             if kept:
                 encoded.append(lm.encode_training(
                     [e.question for e in kept], [e.answer for e in kept], frames,
-                    cfg.max_length, [e.id for e in kept], clipped))
-        n_tokens = sum(answer_tokens(inputs["labels"]) for inputs in encoded)
+                    cfg.max_length, [e.id for e in kept], clipped, cfg.rationale_weight))
+        n_tokens = sum(answer_tokens(inputs["labels"], inputs["loss_weights"]) for inputs in encoded)
         if n_tokens == 0:
             continue
         window_loss = 0.0
         for inputs in encoded:
-            labels = inputs.pop("labels")
+            labels, weights = inputs.pop("labels"), inputs.pop("loss_weights")
             with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
                 logits = (engine or lm.model)(**inputs, use_cache=False).logits
-            loss = answer_loss_sum(logits, labels) / n_tokens
+            loss = answer_loss_sum(logits, labels, weights) / n_tokens
             if engine is not None:
                 engine.backward(loss * cfg.grad_accum)  # the engine divides by grad_accum
                 engine.step()
