@@ -52,7 +52,8 @@ def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
     from videostar.tiny_arch import BUILDERS
 
-    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed", "step_videos")}
+    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "confusion", "seed",
+                                               "step_videos")}
     options = {k: v for k, v in options.items() if v is not None}
     if args.arch is not None:
         if args.arch not in BUILDERS:
@@ -370,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "unless --steps pretrains it like the demo base")
     tiny.add_argument("--videos", type=_int_at_least(1), help="synthetic videos to pretrain on")
     tiny.add_argument("--steps", type=_int_at_least(0), help="pretraining steps (fewer: a weaker start)")
-    tiny.add_argument("--noise", type=_fraction, help="fraction of captions with a wrong word")
+    tiny.add_argument("--confusion", type=_fraction,
+                      help="share of shape captions naming the look-alike colour (higher: a weaker start)")
+    tiny.add_argument("--noise", type=_fraction, help="share of STEP rationales with a wrong word")
     tiny.add_argument("--seed", type=_int_at_least(0))
     tiny.add_argument("--step-videos", type=_int_at_least(0),
                       help="also pretrain on the graph-path rationales of this many scene-graph videos")

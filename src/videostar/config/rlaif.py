@@ -105,6 +105,9 @@ class RLAIFConfig:
     enabled: bool = False
     sft_model: str = ""
     prompts: int | None = None
+    tasks: list[str] = field(default_factory=list)
+    """Only records of these tasks become prompts (empty: all): where the judge's pairs say
+    something the reward model can learn."""
     num_clips: int = 3
     frames_per_clip: int = 8
     temperature: float = 1.0

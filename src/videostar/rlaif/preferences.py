@@ -135,7 +135,7 @@ def build_preferences(
         n = 2 * pairs_per_prompt
         responses = generate_batch(lm, [asked] * n, [frames] * n, sample,
                                    seed=batch_seed(cfg.seed, [rec.id]))
-        for a, b in zip(responses[::2], responses[1::2], strict=True):
+        for j, (a, b) in enumerate(zip(responses[::2], responses[1::2], strict=True)):
             if a == b:
                 counts["identical"] += 1
                 continue
@@ -144,7 +144,8 @@ def build_preferences(
                 counts["disagreed"] += 1
                 continue
             chosen, rejected = (a, b) if winner == 0 else (b, a)
-            pairs.append(PreferencePair(rec.id, rec.video, asked, chosen, rejected, story, outputs,
+            pair_id = f"{rec.id}/pair-{j}" if j else rec.id  # ids are unique in a pairs file
+            pairs.append(PreferencePair(pair_id, rec.video, asked, chosen, rejected, story, outputs,
                                         rec.start, rec.end))
             counts["kept"] += 1
     return pairs, counts

@@ -46,6 +46,12 @@ def _judge(cfg: RunConfig) -> Any:
     return both_orders(lmm_judge(load_model(name), cfg.generate))
 
 
+def rlaif_prompts(records: list[Record], cfg: RunConfig) -> list[Record]:
+    """The records RLAIF samples and aligns on: those of ``rlaif.tasks`` (all when empty), the
+    first ``rlaif.prompts`` of them."""
+    return [r for r in records if not cfg.rlaif.tasks or r.task in cfg.rlaif.tasks][:cfg.rlaif.prompts]
+
+
 def preferences(
     model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
@@ -58,7 +64,7 @@ def preferences(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     errors: list[str] = []
-    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    records = rlaif_prompts(read_records(records_path, errors), cfg)
     heldout_videos = split_videos(records, cfg.rlaif.reward.heldout_fraction, cfg.rlaif.reward.seed)
     lm = load_model(model, adapter_base=adapter_base)
     sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
@@ -71,7 +77,8 @@ def preferences(
     write_jsonl(out_dir / layout.PAIRS, train)
     write_jsonl(out_dir / layout.HELDOUT, heldout)
     write_json(out_dir / layout.SPLIT, {"heldout_videos": sorted(heldout_videos)})
-    metrics = {"step": "preferences", "judge": cfg.rlaif.judge, **counts,
+    metrics = {"step": "preferences", "judge": cfg.rlaif.judge,
+               "pairs_per_prompt": cfg.rlaif.pairs_per_prompt, **counts,
                "keep_rate": (counts["kept"] / (counts["prompts"] * cfg.rlaif.pairs_per_prompt)
                              if counts["prompts"] else 0.0),
                "train_pairs": len(train), "heldout_pairs": len(heldout), "input_errors": errors,
@@ -118,7 +125,7 @@ def ppo(
 
     out_dir = Path(out_dir)
     errors: list[str] = []
-    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    records = rlaif_prompts(read_records(records_path, errors), cfg)
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
     # Checkpoints resume only the same run: the same models, prompts and PPO settings (more
     # steps, or another checkpoint interval, continue the same run).
