@@ -129,7 +129,8 @@ def main() -> None:
     from videostar.prompts import DEFAULT_TEMPLATES
     from videostar.tiny import build_tiny
 
-    procs = args.procs or ([p for p in (1, 2, 4, 8) if p <= torch.cuda.device_count()] if args.gpu else [1, 2])
+    gpus = torch.cuda.device_count()
+    procs = args.procs or ([p for p in (1, 2, 4, 8) if p <= gpus] if args.gpu else [1, 2])
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp_name:
         tmp = Path(tmp_name)
         base = Path(args.base) if args.base else tmp / "base"
