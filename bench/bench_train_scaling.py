@@ -3,7 +3,7 @@
 Each process count runs ``torchrun --standalone --nproc-per-node P`` on this file's worker, which
 trains a LoRA adapter with :func:`videostar.star.sft.train` on synthetic videos (decoded,
 encoded, forward/backward, gradients summed over the ranks, AdamW) at the same *global* batch
-for every P, after one untimed warm-up step. Tokens/s counts every sequence position the ranks
+for every P, after one untimed warm-up step; on CPU each process has one thread. Tokens/s counts every sequence position the ranks
 trained on (text and video tokens) over the timed loop's wall time.
 
     python bench/bench_train_scaling.py                 # CPU: the tiny model, 1 vs 2 processes (gloo)
@@ -89,7 +89,9 @@ def run(procs: int, args: argparse.Namespace, data: Path, base: Path | None, tmp
            "--arch", args.arch]
     cmd += ["--gpu"] if args.gpu else ["--base", str(base)]
     cmd += ["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else []
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // procs))}
+    # One thread a process (torchrun's own default past one process), so P processes use P cores:
+    # two threads in one process on this 2-core shared machine ran 11x slower than one.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     return json.loads(result.read_text())
 
