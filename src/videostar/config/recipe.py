@@ -153,12 +153,12 @@ class SFTConfig:
         positive(where, "max_grad_norm", self.max_grad_norm)
         at_least(where, "seed", self.seed, 0)
         at_least(where, "checkpoint_steps", self.checkpoint_steps, 0)
-        require(where, "checkpoint_steps", not (self.deepspeed and self.checkpoint_steps),
-                "0 with deepspeed (its ZeRO-sharded optimizer is not checkpointed)")
         require(where, "deepspeed", self.deepspeed is None or Path(self.deepspeed).is_file()
                 or (DEEPSPEED_DIR / self.deepspeed).is_file(),
                 f"an existing DeepSpeed JSON file, or one of "
                 f"{', '.join(sorted(p.name for p in DEEPSPEED_DIR.glob('*.json')))}")
+        require(where, "checkpoint_steps", not (self.deepspeed and self.checkpoint_steps),
+                "0 with deepspeed (its ZeRO-sharded optimizer is not checkpointed)")
         require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
         require(where, "attn_implementation", self.attn_implementation in
                 (None, "sdpa", "flash_attention_2", "eager"), "sdpa, flash_attention_2 or eager")
