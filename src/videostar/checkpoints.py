@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from videostar import distributed as dist
+from videostar.data.records import write_json
 from videostar.errors import VideostarError
 from videostar.outputs import clean_debris, publish_mode
 from videostar.rlaif import checkpoint as state
@@ -46,14 +47,13 @@ class Checkpoints:
 
     def claim(self) -> None:
         """Sweep killed saves' debris and record the stamp; checkpoints of other work are refused."""
-        path = self.folder / STAMP
-        if path.is_file() and json.loads(path.read_text()) != self.stamp:
-            raise VideostarError(f"{self.folder}: holds checkpoints of other work (another base, "
-                                 "data or settings); remove the folder to start over")
-        if dist.is_main():
+        if dist.is_main():  # alone: the other ranks wait (or are stopped by torchrun if it fails)
+            path = self.folder / STAMP
+            if path.is_file() and json.loads(path.read_text()) != self.stamp:
+                raise VideostarError(f"{self.folder}: holds checkpoints of other work (another "
+                                     "base, data or settings); remove the folder to start over")
             clean_debris(self.folder, (".step-*.tmp",))
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.stamp, indent=1) + "\n")
+            write_json(path, self.stamp)
         dist.barrier()
 
     def _complete(self, path: Path) -> str | None:
