@@ -103,19 +103,47 @@ def test_two_processes_give_the_single_process_loss_curve(sft_runs: dict, tmp_pa
     assert len(rows) == 3 and all(r["answer"].strip() for r in rows)
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (from /proc: no extra dependency)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_killed_two_process_sft_resumes_from_its_checkpoint(
     sft_runs: dict, tiny_base: Path, sft_data: Path, tmp_path: Path
 ):
     out = tmp_path / "killed"
     args = sft_args(config(tmp_path, 2), tiny_base, sft_data, out)
     checkpoints = folder_for(out / "model")
-    proc = subprocess.Popen([sys.executable, "-m", "videostar.cli", *args], start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "videostar.cli", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not list(checkpoints.glob("step-*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
+    tree = process_tree(proc.pid)
+    assert len(tree) >= 4, "the CLI, torchrun and two workers"
+    for pid in tree:  # torchrun starts its workers in sessions of their own: kill each one
+        os.kill(pid, signal.SIGKILL)
     proc.wait()
+    while any(alive(pid) for pid in tree[1:]):
+        time.sleep(0.05)
     saved = sorted(checkpoints.glob("step-*"))
     assert len(saved) == 1 and not (out / "model").exists(), "killed before the run ended"
     step = int(saved[0].name[5:])
