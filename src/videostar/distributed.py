@@ -81,17 +81,35 @@ def all_min_max(value: int) -> tuple[int, int]:
     return -int(t[0]), int(t[1])
 
 
+BUCKET_BYTES = 25 * 2**20
+"""Gradients are summed in flat buckets of about this size (DDP's default): one collective per
+bucket instead of one per tensor (LoRA has hundreds of small ones)."""
+
+
 def sum_gradients(params: list[torch.nn.Parameter]) -> None:
     """Sum every trainable parameter's gradient over the ranks (a missing one counts as 0)."""
     if not active():
         return
-    handles = []
+    bucket: list[torch.Tensor] = []
+    size = 0
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        handles.append(torch.distributed.all_reduce(p.grad, async_op=True))
-    for h in handles:
-        h.wait()
+        bucket.append(p.grad)
+        size += p.grad.numel() * p.grad.element_size()
+        if size >= BUCKET_BYTES:
+            _sum_bucket(bucket)
+            bucket, size = [], 0
+    _sum_bucket(bucket)
+
+
+def _sum_bucket(grads: list[torch.Tensor]) -> None:
+    for dtype in {g.dtype for g in grads}:
+        same = [g for g in grads if g.dtype == dtype]
+        flat = torch.cat([g.reshape(-1) for g in same])
+        torch.distributed.all_reduce(flat)
+        for g, part in zip(same, flat.split([g.numel() for g in same]), strict=True):
+            g.copy_(part.view_as(g))
 
 
 def broadcast_parameters(params: list[torch.nn.Parameter]) -> None:
