@@ -3,8 +3,9 @@
 Each process count runs ``torchrun --standalone --nproc-per-node P`` on this file's worker, which
 trains a LoRA adapter with :func:`videostar.star.sft.train` on synthetic videos (decoded,
 encoded, forward/backward, gradients summed over the ranks, AdamW) at the same *global* batch
-for every P, after one untimed warm-up step; on CPU each process has one thread. Tokens/s counts every sequence position the ranks
-trained on (text and video tokens) over the timed loop's wall time.
+for every P, after one untimed warm-up step; on CPU each process has one thread. Tokens/s
+counts every sequence position the ranks trained on (text and video tokens) over the timed
+loop's wall time.
 
     python bench/bench_train_scaling.py                 # CPU: the tiny model, 1 vs 2 processes (gloo)
     python bench/bench_train_scaling.py --gpu           # Qwen2.5-VL-7B-size random weights, LoRA r=64,
