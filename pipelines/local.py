@@ -244,9 +244,10 @@ def _print_rlaif(run: LocalRun, console: Any) -> None:
     r = run.rlaif
     table = Table(title=f"VLM-RLAIF ({r.get('seconds', 0):.0f} s)", show_header=False)
     prefs, rm, ppo = r.get("preferences", {}), r.get("reward", {}), r.get("ppo", {})
-    table.add_row("preference pairs", f"{prefs.get('kept', 0)} of {prefs.get('prompts', 0)} prompts "
-                  f"(judge: {prefs.get('judge')}; {prefs.get('identical', 0)} identical, "
-                  f"{prefs.get('disagreed', 0)} without a verdict)")
+    sampled = prefs.get("prompts", 0) * prefs.get("pairs_per_prompt", 1)
+    table.add_row("preference pairs", f"{prefs.get('kept', 0)} of {sampled} sampled from "
+                  f"{prefs.get('prompts', 0)} prompts (judge: {prefs.get('judge')}; "
+                  f"{prefs.get('identical', 0)} identical, {prefs.get('disagreed', 0)} without a verdict)")
     if rm.get("heldout_accuracy") is not None:
         table.add_row("reward model", f"held-out pairwise accuracy {rm['heldout_accuracy']:.3f} "
                       f"on {rm['heldout_pairs']} pairs")

@@ -32,7 +32,8 @@ def rlaif_stage(cfg: RunConfig, ops: Components, after: str = "") -> Any:
         prefs = schedule(ops.preferences(config=config, parent_run=parent_run, model=sft_model,
                                          base_model=base_model, records=records), p.preferences, p)
         prefs.set_display_name("rlaif-preferences")
-        rm = schedule(ops.reward_model(config=config, parent_run=parent_run, model=sft_model,
+        rm = schedule(ops.reward_model(config=config, parent_run=parent_run,
+                                       pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model=sft_model,
                                        base_model=base_model, preferences=prefs.outputs["out"]),
                       p.reward, p)
         rm.set_display_name("rlaif-reward-model")

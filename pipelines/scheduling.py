@@ -8,10 +8,16 @@ from typing import Any
 from kfp import kubernetes
 
 from videostar.config import PipelineConfig, StepResources
+from videostar.config.platform import watcher_step
 
 
 def schedule(task: Any, res: StepResources, pipeline: PipelineConfig) -> Any:
-    """Apply a step's resources, node pool, secrets, volumes, retries and caching to a task."""
+    """Apply a step's resources, node pool, secrets, volumes, retries and caching to a task.
+
+    A step whose launcher is ``trainjob`` only creates and waits for its TrainJob: it runs on
+    the CPU pool (:func:`watcher_step`) and its GPUs go to the job's nodes."""
+    if res.launcher.kind == "trainjob":
+        res = watcher_step(res)
     if res.accelerator_type and res.accelerator_count:
         task.set_accelerator_type(res.accelerator_type)
         task.set_accelerator_limit(res.accelerator_count)

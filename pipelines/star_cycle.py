@@ -46,7 +46,8 @@ def star_cycle(k: int, cfg: RunConfig, ops: Components, next_cycle: Any = None) 
                                            num_shards=p.num_shards), p.rationalize, p)
             rat.set_display_name(f"cycle-{k}-rationalize")
         # one Collected per consumer: the KFP compiler cannot share one between two tasks
-        sft = schedule(ops.sft(config=config, cycle=k, parent_run=parent_run, base_model=base_model,
+        sft = schedule(ops.sft(config=config, cycle=k, parent_run=parent_run,
+                               pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, base_model=base_model,
                                verification=ver.outputs["out"],
                                rationales=dsl.Collected(rat.outputs["out"])), p.sft, p)
         sft.set_display_name(f"cycle-{k}-sft")

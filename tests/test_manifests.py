@@ -163,9 +163,11 @@ def test_runner_rbac_is_least_privilege(rendered):
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
         if rule["resources"] == ["secrets"]:
             assert rule.get("resourceNames"), "secrets only by name"
-    trainjobs = [r for r in rules
-                 if "trainer.kubeflow.org" in r["apiGroups"] and "trainjobs" in r["resources"]]
-    assert trainjobs and {"create", "get", "watch"} <= set(trainjobs[0]["verbs"])
+    # launcher: trainjob needs exactly these (tests/test_trainjob.py checks every call it makes)
+    trainer = [r for r in rules if "trainer.kubeflow.org" in r["apiGroups"]]
+    assert trainer == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"],
+                        "verbs": ["create", "get", "delete"]}]
+    assert [r["verbs"] for r in rules if r["resources"] == ["pods/log"]] == [["get"]]
     binding = _by_kind(objects, "RoleBinding")["videostar-pipeline-runner"]
     assert binding["subjects"][0]["name"] == "videostar-pipeline-runner"
 

@@ -67,6 +67,11 @@ def test_preferences_on_the_tiny_model(tiny_base: Path, synthetic_data: Path):
         assert len(pair.judge_outputs) == 2 and pair.narrative.startswith("Clip 1: ")
     _, default = build_preferences(lm, records[:2], cfg)  # the model judges itself
     assert default["prompts"] == 2
+    more, counts = build_preferences(lm, records, cfg, judge=both_orders(_rule_judge(judge_word)),
+                                     pairs_per_prompt=3)
+    assert counts["kept"] + counts["identical"] + counts["disagreed"] == 18 == 3 * counts["prompts"]
+    assert len(more) == counts["kept"] and len({(p.chosen, p.rejected) for p in more}) > len(pairs)
+    assert len({p.id for p in more}) == len(more)  # the reward model's reader keeps one row per id
 
 
 def test_label_judge_prefers_the_answer_holding_the_labels():

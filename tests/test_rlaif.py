@@ -8,9 +8,10 @@ import yaml
 from conftest import TINY_CONFIG
 
 from videostar.cli import main
+from videostar.config import config_from_dict
 from videostar.data.records import Record, read_records, read_rows, write_jsonl
 from videostar.model import read_card
-from videostar.rlaif.steps import split_videos
+from videostar.rlaif.steps import rlaif_prompts, split_videos
 
 
 def test_split_holds_out_whole_videos():
@@ -22,12 +23,21 @@ def test_split_holds_out_whole_videos():
     assert len(split_videos(recs[:4], 0.9, seed=0)) == 1  # always something left to train on
 
 
+def test_rlaif_prompts_are_the_configured_tasks():
+    recs = [Record(id=f"{v}/{t}", video=f"v{v}.mp4", question="q", label={"object": "x"},
+                   label_type=["class"], task=t) for v in range(4) for t in ("a", "b")]
+    assert rlaif_prompts(recs, config_from_dict({})) == recs
+    only_b = config_from_dict({"rlaif": {"tasks": ["b"], "prompts": 3}})
+    assert [r.id for r in rlaif_prompts(recs, only_b)] == ["0/b", "1/b", "2/b"]
+
+
 @pytest.fixture()
 def rlaif_config(tmp_path: Path) -> Path:
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg.pop("tracking")
     cfg["rlaif"]["ppo"] |= {"steps": 2, "batch_size": 8, "max_new_tokens": 16, "save_every": 1}
     cfg["rlaif"]["reward"]["epochs"] = 2
+    cfg["rlaif"] |= {"tasks": [], "pairs_per_prompt": 1}  # every record a prompt, one pair each
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

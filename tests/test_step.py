@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import _codecs
 import json
 import os
 import pickle
@@ -137,6 +138,34 @@ def test_action_genome_refuses_a_malicious_pickle(action_genome, tmp_path):
     assert not marker.exists()
 
 
+def test_action_genome_reads_protocol_2_pickles(action_genome):
+    """Protocol 2 rebuilds array data through ``_codecs.encode`` (and ``b""``, a zero-row box
+    array, through ``bytes()``): the same graph as from protocol 3/5 files."""
+    ann = action_genome["annotations"]
+    graphs = build_action_genome_graphs(ann, action_genome["videos"], [], [])
+    for name in ("person_bbox.pkl", "object_bbox_and_relationship.pkl"):
+        data = pickle.loads((ann / name).read_bytes())
+        (ann / name).write_bytes(pickle.dumps(data, protocol=2))
+    again = build_action_genome_graphs(ann, action_genome["videos"], [], [])
+    assert [g.to_json() for g in again] == [g.to_json() for g in graphs] and graphs
+
+
+@pytest.mark.parametrize(("call", "refused"), [
+    ((_codecs.encode, ("print('x')", "rot13")), r"_codecs\.encode\(str, 'rot13'\)"),
+    ((bytes, (10**12,)), r"bytes with 1 argument"),  # would allocate a terabyte
+    ((os.system, ("true",)), r"(posix|os|nt)\.system"),
+])
+def test_protocol_2_bytes_builders_do_only_that(action_genome, call, refused):
+    class Evil:
+        def __reduce__(self):
+            return call
+
+    path = action_genome["annotations"] / "person_bbox.pkl"
+    path.write_bytes(pickle.dumps({"k": Evil()}, protocol=2))
+    with pytest.raises(RecordError, match=r"person_bbox\.pkl: refused to load global " + refused):
+        build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
+
+
 # --------------------------------------------------------------------------- VidOR / VidVRD
 
 
@@ -209,7 +238,7 @@ def scenes(tmp_path_factory) -> list[SceneGraph]:
     return write_scene_videos(tmp_path_factory.mktemp("scenes"), 12, seed=3)
 
 
-@pytest.mark.parametrize("k", [3, 4, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])  # the synthetic scenes have four slots
 def test_paths_are_valid_and_of_the_asked_length(scenes, k):
     result = build_step_records(scenes, StepConfig(min_steps=k, max_steps=k), DEFAULT_TEMPLATES)
     assert result.records
@@ -373,7 +402,8 @@ def test_step_config_compiles(tmp_path):
     cfg = load_config(Path(__file__).parents[1] / "configs" / "step-tiny.yaml")
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
-    assert config["step"]["max_questions"] == 48 and config["verify"]["graph_path_steps"] == 1.0
+    assert config["step"]["max_questions"] == 192 and config["verify"]["graph_path_steps"] == 1.0
+    assert [s["name"] for s in config["evaluation"]["suites"]] == ["step"]  # held-out, by steps
     assert "step_relation_chain" in config["templates"]
     names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
              for t in c["dag"]["tasks"].values()]
@@ -415,6 +445,8 @@ def test_induced_triples_are_parsed_and_linked_across_clips():
 
 def test_yields_per_question_type_and_path_length(scenes):
     """verify -> summarize -> the numbers logged per cycle: STEP's types and path lengths."""
+    from mlflow.utils.validation import validate_param_and_metric_name
+
     from videostar.star.decide import summarize_cycle
     from videostar.star.verify import verify_rows
     from videostar.tracking import cycle_metrics
@@ -434,5 +466,6 @@ def test_yields_per_question_type_and_path_length(scenes):
     assert group["answer_yield"] == expected / group["total"]
     assert group["total_yield"] == (expected + 1) / group["total"]
     metrics = cycle_metrics(summary, {"train_loss": 1.0, "examples": 7})
-    assert metrics[f"total_yield.path_length={k}"] == group["total_yield"]
+    assert metrics[f"total_yield.path_length_{k}"] == group["total_yield"]  # as MLflow takes it
+    assert all(validate_param_and_metric_name(key) for key in metrics)
     assert metrics[f"answer_yield.{records[0].task}"] == summary["per_task"][records[0].task]["answer_yield"]

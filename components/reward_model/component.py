@@ -5,10 +5,11 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 POOL = "gpu"
 
 
-def reward_model(config: str, parent_run: str, model: Input[Model], base_model: Input[Model],
-                 preferences: Input[Dataset], reward: Output[Model], out: Output[Dataset],
-                 metrics: Output[Metrics]):
-    """Bradley-Terry on ``preferences``; held-out pairwise accuracy in ``out/metrics.json``."""
+def reward_model(config: str, parent_run: str, pipeline_run: str, model: Input[Model],
+                 base_model: Input[Model], preferences: Input[Dataset], reward: Output[Model],
+                 out: Output[Dataset], metrics: Output[Metrics]):
+    """Bradley-Terry on ``preferences``; held-out pairwise accuracy in ``out/metrics.json``; with
+    ``pipeline.reward.launcher.kind: trainjob`` as a Kubeflow TrainJob named after ``pipeline_run``."""
     import os
 
     from videostar.components.runtime import log_metrics
@@ -18,7 +19,13 @@ def reward_model(config: str, parent_run: str, model: Input[Model], base_model: 
     from videostar.rlaif.steps import reward_model as run
 
     os.makedirs(out.path, exist_ok=True)
-    result = run(model.path, preferences.path, reward.path, f"{out.path}/{METRICS}",
-                 config_from_json(config), adapter_base=base_model.path, parent_run=parent_run,
-                 progress=False)
+    cfg = config_from_json(config)
+    if cfg.pipeline.reward.launcher.kind == "trainjob":
+        from videostar import trainjob
+
+        result = trainjob.reward_model(cfg, pipeline_run, parent_run, model.path, base_model.path,
+                                       preferences.path, reward.path, f"{out.path}/{METRICS}")
+    else:
+        result = run(model.path, preferences.path, reward.path, f"{out.path}/{METRICS}", cfg,
+                     adapter_base=base_model.path, parent_run=parent_run, progress=False)
     log_metrics(metrics, result)

@@ -7,10 +7,12 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 POOL = "gpu"
 
 
-def sft(config: str, cycle: int, parent_run: str, base_model: Input[Model], verification: Input[Dataset],
-        rationales: Input[List[Dataset]], model: Output[Model], out: Output[Dataset],
-        metrics: Output[Metrics]):
-    """Always from the base model (Video-STaR): the adapter (or full weights) into ``model``."""
+def sft(config: str, cycle: int, parent_run: str, pipeline_run: str, base_model: Input[Model],
+        verification: Input[Dataset], rationales: Input[List[Dataset]], model: Output[Model],
+        out: Output[Dataset], metrics: Output[Metrics]):
+    """Always from the base model (Video-STaR): the adapter (or full weights) into ``model``;
+    with ``pipeline.sft.launcher.kind: trainjob`` as a Kubeflow TrainJob named after
+    ``pipeline_run`` and ``cycle``."""
     import os
 
     from videostar.components.runtime import log_metrics
@@ -21,7 +23,14 @@ def sft(config: str, cycle: int, parent_run: str, base_model: Input[Model], veri
     from videostar.star.steps import training_files
 
     os.makedirs(out.path, exist_ok=True)
-    result = run(base_model.path, training_files(verification.path, [r.path for r in rationales]),
-                 model.path, f"{out.path}/{METRICS}", config_from_json(config), progress=False,
-                 parent_run=parent_run, cycle=cycle)
+    cfg = config_from_json(config)
+    files = training_files(verification.path, [r.path for r in rationales])
+    if cfg.pipeline.sft.launcher.kind == "trainjob":
+        from videostar import trainjob
+
+        result = trainjob.sft(cfg, pipeline_run, cycle, base_model.path, files, model.path,
+                              f"{out.path}/{METRICS}")
+    else:
+        result = run(base_model.path, files, model.path, f"{out.path}/{METRICS}", cfg, progress=False,
+                     parent_run=parent_run, cycle=cycle)
     log_metrics(metrics, result)

@@ -52,7 +52,8 @@ def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
     from videostar.tiny_arch import BUILDERS
 
-    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "seed", "step_videos")}
+    options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "confusion", "seed",
+                                               "step_videos")}
     options = {k: v for k, v in options.items() if v is not None}
     if args.arch is not None:
         if args.arch not in BUILDERS:
@@ -84,6 +85,9 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
     elif args.source in STEP_SOURCES:
         from videostar.step.dataset import build_step_dataset, group_counts
 
+        if args.min_steps is not None:  # e.g. a held-out split scored by steps 1, 2, 3+
+            cfg.step.min_steps = args.min_steps
+            cfg.step.validate("--min-steps / step")
 
         result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
                                     getattr(args, "videos", None), getattr(args, "count", 0),
@@ -204,6 +208,21 @@ def cmd_pipeline_compile(args: argparse.Namespace, cfg: RunConfig) -> int:
 
     out = compile_pipeline(cfg, args.output, args.kubernetes_manifest, args.namespace)
     print(f"compiled {cfg.decide.max_cycles} cycles x {cfg.pipeline.num_shards} shards -> {out}")
+    return 0
+
+
+def cmd_pipeline_trainjob(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.trainjob import sft_job
+
+    if cfg.pipeline.sft.launcher.kind != "trainjob":
+        raise ConfigError("pipeline.sft.launcher.kind: trainjob is needed to render its TrainJob")
+    import yaml
+
+    job = yaml.safe_dump(sft_job(cfg, args.run, args.cycle), sort_keys=False)
+    if args.output:
+        Path(args.output).write_text(job)
+    else:
+        print(job, end="")
     return 0
 
 
@@ -367,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "unless --steps pretrains it like the demo base")
     tiny.add_argument("--videos", type=_int_at_least(1), help="synthetic videos to pretrain on")
     tiny.add_argument("--steps", type=_int_at_least(0), help="pretraining steps (fewer: a weaker start)")
-    tiny.add_argument("--noise", type=_fraction, help="fraction of captions with a wrong word")
+    tiny.add_argument("--confusion", type=_fraction,
+                      help="share of shape captions naming the look-alike colour (higher: a weaker start)")
+    tiny.add_argument("--noise", type=_fraction, help="share of STEP rationales with a wrong word")
     tiny.add_argument("--seed", type=_int_at_least(0))
     tiny.add_argument("--step-videos", type=_int_at_least(0),
                       help="also pretrain on the graph-path rationales of this many scene-graph videos")
@@ -399,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     induce.add_argument("--model", required=True)
     induce.add_argument("--videos", required=True)
     induce.add_argument("--clip-seconds", type=_positive, default=1.0)
+    for p in (ag, vidor, stepsyn, induce):
+        p.add_argument("--min-steps", type=_int_at_least(1),
+                       help="shortest reasoning path asked (default: step.min_steps)")
     for p in (syn, k700, fd, anet, ag, vidor, stepsyn, induce):
         p.add_argument("--out", required=True, help="folder for records.jsonl + summary.json")
     data.set_defaults(func=cmd_data)
@@ -479,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="emit Kubernetes-native Pipeline/PipelineVersion objects (GitOps)")
     comp.add_argument("--namespace")
     comp.set_defaults(func=cmd_pipeline_compile)
+    tj = pipe.add_parser("trainjob", help="the TrainJob the sft step creates (launcher: trainjob)")
+    tj.add_argument("--run", default="example", help="the pipeline run id the job name derives from")
+    tj.add_argument("--cycle", type=_int_at_least(0), default=0)
+    tj.add_argument("-o", "--output", help="file to write (default: stdout)")
+    tj.set_defaults(func=cmd_pipeline_trainjob)
     subm = pipe.add_parser("submit", help="submit a run to a KFP endpoint")
     subm.add_argument("--host", required=True, help="KFP API, e.g. http://localhost:8080")
     subm.add_argument("--run-name")

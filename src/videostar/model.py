@@ -141,7 +141,7 @@ class LoadedModel:
     def encode_training(
         self, prompts: list[str], answers: list[str], videos: list[np.ndarray],
         max_length: int | None = None, names: list[str] | None = None,
-        clipped: list[str] | None = None,
+        clipped: list[str] | None = None, rationale_weight: float | None = None,
     ) -> dict[str, Any]:
         """A right-padded batch with ``labels`` on the answer tokens only (-100 elsewhere).
 
@@ -150,8 +150,12 @@ class LoadedModel:
         tokenizer. Per-sample vision tensors are concatenated along dim 0, which matches both
         the flattened-patch (Qwen) and the batch-first (LLaVA) conventions. With ``max_length``
         an answer is cut so prompt + answer fit; each cut item adds one line to ``clipped``
-        (named by ``names``) and to the log.
+        (named by ``names``) and to the log. With ``rationale_weight`` the batch also carries
+        ``loss_weights`` (labels' shape): that weight on rationale tokens, 1 on the final answer
+        (videostar.star.loss_weights), 0 off the answer.
         """
+        if rationale_weight is not None:
+            from videostar.star.loss_weights import answer_token_weights
         eos = self.turn_end
         parts: list[dict[str, Any]] = []
         for prompt, answer, frames in zip(prompts, answers, videos, strict=True):
@@ -159,6 +163,8 @@ class LoadedModel:
             ans = self.tokenizer(answer + eos, add_special_tokens=False,
                                  return_tensors="pt")["input_ids"]
             n_prompt = enc["input_ids"].shape[1]
+            weights = (None if rationale_weight is None else
+                       answer_token_weights(self.tokenizer, answer, ans.shape[1], rationale_weight))
             if max_length is not None and n_prompt + ans.shape[1] > max_length:
                 keep = max(0, max_length - n_prompt)
                 name = names[len(parts)] if names else f"item {len(parts)}"
@@ -168,12 +174,15 @@ class LoadedModel:
                 if clipped is not None:
                     clipped.append(line)
                 ans = ans[:, :keep]
-            parts.append({"enc": enc, "answer": ans})
+            parts.append({"enc": enc, "answer": ans,
+                          "weights": None if weights is None else weights[:, :ans.shape[1]]})
         width = max(p["enc"]["input_ids"].shape[1] + p["answer"].shape[1] for p in parts)
         seq_keys = [k for k, v in parts[0]["enc"].items()
                     if torch.is_tensor(v) and v.shape == parts[0]["enc"]["input_ids"].shape]
         batch: dict[str, list[torch.Tensor]] = {k: [] for k in seq_keys}
         batch["labels"] = []
+        if rationale_weight is not None:
+            batch["loss_weights"] = []
         other: dict[str, list[torch.Tensor]] = {}
         for p in parts:
             enc, ans = p["enc"], p["answer"]
@@ -187,6 +196,9 @@ class LoadedModel:
                 batch[key].append(row)
             batch["labels"].append(torch.cat([torch.full((1, n_prompt), -100), ans,
                                               torch.full((1, pad), -100)], dim=1))
+            if p["weights"] is not None:
+                batch["loss_weights"].append(torch.cat([torch.zeros((1, n_prompt)), p["weights"],
+                                                        torch.zeros((1, pad))], dim=1))
             for key, value in enc.items():
                 if key not in seq_keys and torch.is_tensor(value):
                     other.setdefault(key, []).append(value)

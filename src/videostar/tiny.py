@@ -25,11 +25,15 @@ from videostar.config import (
     SFTConfig,
     VideoConfig,
 )
+from videostar.data.records import Record
 from videostar.data.synthetic import (
     COLOURS,
+    SEGMENTS,
     SHAPES,
     SYNTHETIC_TASKS,
+    ShapeVideo,
     build_synthetic,
+    reference_answer,
 )
 from videostar.model import LoadedModel, save_model
 from videostar.prompts import DEFAULT_TEMPLATES
@@ -130,6 +134,20 @@ def build_random(seed: int = 0, step: bool = False) -> LoadedModel:
     return LoadedModel(model.eval(), processor, "tiny", "")
 
 
+LOOKALIKE = {"red": "yellow", "yellow": "red", "green": "blue", "blue": "green"}
+"""The colour the base mistakes each colour for: a pretrained model's errors are systematic (a
+bias the labels must correct), not uniform noise that greedy decoding averages away."""
+
+
+def _confused(rec: Record, rng: random.Random, confusion: float) -> str:
+    """The reference answer of a synthetic shape record; with probability ``confusion`` the
+    whole answer for the look-alike colour instead (its score follows the colour)."""
+    if rng.random() >= confusion:
+        return rec.meta["reference"]
+    segment = tuple(rec.label.get("segment", SEGMENTS[0]))
+    return reference_answer(rec.task, ShapeVideo(LOOKALIKE[rec.meta["colour"]], rec.meta["shape"], segment))
+
+
 def _noisy(answer: str, rng: random.Random, noise: float) -> str:
     """Swap the colour or shape word for a random one with probability ``noise``."""
     if rng.random() >= noise:
@@ -141,22 +159,27 @@ def _noisy(answer: str, rng: random.Random, noise: float) -> str:
 
 def build_tiny(
     out: str | Path, videos: int = 128, steps: int = 300, noise: float = 0.3, lr: float = 3e-3,
-    seed: int = 0, progress: bool = True, step_videos: int = 0, arch: str | None = None,
+    confusion: float = 0.65, seed: int = 0, progress: bool = True, step_videos: int = 0,
+    arch: str | None = None,
 ) -> dict[str, Any]:
     """Write the tiny base to ``out``: random init, then a short full fine-tune on noisy captions.
 
-    ``steps`` and ``noise`` set how weak the start is; the defaults give a first-cycle yield
-    of about half on synthetic recognition questions. ``step_videos`` > 0 adds the reference
-    rationales (graph paths) of that many synthetic scene-graph videos, with the same noise, so
-    the base can start STEP's cycles. ``arch`` builds that family's tiny model
-    (videostar.tiny_arch) instead of the Qwen2.5-VL one; ``steps=0`` leaves it random.
+    ``confusion`` sets how weak the start is: that share of its shape captions describe the
+    look-alike colour (``LOOKALIKE``), so the base answers the wrong colour (and score) more
+    often than not, while hints are always right; the default gives a first-cycle answer yield
+    of about a third on the demo's questions, and its labels correct the bias. ``step_videos`` >
+    0 adds the reference rationales (graph paths) of that many synthetic scene-graph videos, a
+    share ``noise`` of them with a random wrong word, so the base can start STEP's cycles.
+    ``arch`` builds that family's tiny model (videostar.tiny_arch) instead of the Qwen2.5-VL
+    one; ``steps=0`` leaves it random.
     """
     from videostar.prompts import answer_prompt, hint_prompt
     from videostar.star.sft import Example, train
     from videostar.tiny_arch import build_arch
 
     lm = build_random(seed, step=step_videos > 0) if arch is None else build_arch(arch, seed)
-    info = {"recipe": "tiny" if arch is None else f"tiny-{arch}", "noise": noise, "steps": steps,
+    info = {"recipe": "tiny" if arch is None else f"tiny-{arch}", "noise": noise,
+            "confusion": confusion, "steps": steps,
             "step_videos": step_videos}
     if not steps:
         save_model(lm, out, "pretrained", info)
@@ -171,15 +194,24 @@ def build_tiny(
             from videostar.step.synthetic import write_scene_videos
 
             graphs = write_scene_videos(Path(tmp) / "step", step_videos, seed=10_000 + seed)
-            data.records += build_step_records(graphs, StepConfig(), DEFAULT_TEMPLATES).records
+            paths = StepConfig(min_steps=1)  # 1-step paths too: which shape met the focus when
+            data.records += build_step_records(graphs, paths, DEFAULT_TEMPLATES).records
         ask, hinted = answer_prompt(GenerateConfig().instruction), hint_prompt(RationalizeConfig().hint)
-        examples = [Example(r.id, r.video, ask(r), _noisy(r.meta["reference"], rng, noise))
-                    for r in data.records]
+        examples = [Example(r.id, r.video, ask(r), _confused(r, rng, confusion) if "colour" in r.meta
+                            else _noisy(r.meta["reference"], rng, noise)) for r in data.records]
         examples += [Example(r.id + "/hint", r.video, hinted(r), r.meta["reference"])
                      for r in data.records]
         cfg = SFTConfig(lr=lr, epochs=steps * 8 / len(examples), batch_size=8, warmup_ratio=0.05,
                         seed=seed, lora=LoraConfig(enabled=False))
-        metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
+        # One thread: a 0.4M-parameter model gains little from more (about 15 steps/s with two
+        # idle cores, 13-14 with one beside other work), and beside other work two threads
+        # spin (0.2-2 steps/s measured on the 2-core machine).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            metrics = train(lm, examples, cfg, VideoConfig(num_frames=8), progress)
+        finally:
+            torch.set_num_threads(threads)
     save_model(lm, out, "pretrained", info)
     return {"model": str(out), "params": sum(p.numel() for p in lm.model.parameters()),
             "pretrain_loss": metrics["train_loss"], "seconds": metrics["seconds"]}

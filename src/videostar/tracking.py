@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -191,9 +192,19 @@ def log_cycle(
     return {"run_id": run_id, "dataset": data_uri, "model_version": version, "metrics": metrics}
 
 
+_REFUSED_IN_NAMES = re.compile(r"[^/\w.\- :]")
+
+
+def metric_key(name: str) -> str:
+    """``name`` as MLflow accepts it (letters, digits, ``_ - . / : space``): STEP's groups and
+    buckets (``path_length=3``, ``accuracy_steps_3+``) become ``path_length_3``, ``..._3plus``."""
+    return _REFUSED_IN_NAMES.sub("_", name.replace("+", "plus"))
+
+
 def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, float]:
-    """The numbers compared across cycles: yields overall, per label type, per task and group
-    (``answer_yield.step_counting``, ``total_yield.path_length=3``), and train loss."""
+    """The numbers compared across cycles, under MLflow names (``metric_key``): yields overall,
+    per label type, per task and group (``answer_yield.step_counting``,
+    ``total_yield.path_length_3``), and train loss."""
     metrics = {k: float(summary[k]) for k in ("answer_yield", "rationalization_yield", "total_yield")}
     for kind, counts in summary["per_label_type"].items():
         metrics[f"answer_yield.{kind}"] = float(counts["answer_yield"])
@@ -206,7 +217,7 @@ def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, flo
     if sft.get("train_loss") is not None:
         metrics["train_loss"] = float(sft["train_loss"])
     metrics["train_examples"] = float(sft.get("examples", 0))
-    return metrics
+    return {metric_key(k): v for k, v in metrics.items()}
 
 
 def _store(cfg: RunConfig) -> Store | None:
@@ -393,6 +404,7 @@ def log_scores(cfg: RunConfig, parent: str, stage: str, cycle: int | None,
     """Benchmark numbers: the base model's on the parent (``baseline.*``), a cycle's on its run,
     the PPO policy's on the RLAIF run and on the parent (``rlaif.*``)."""
     client = _client(cfg.tracking)
+    scores = {metric_key(k): v for k, v in scores.items()}
     if stage == RLAIF:
         run_id = cycle_run(cfg, parent, RLAIF, {})
         for key, value in scores.items():

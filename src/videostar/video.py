@@ -264,7 +264,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # Single-threaded colour conversion and encoding: with threads, the bytes (and so
+            # the decoded pixels) vary from run to run, and a seed must pin the demo's data.
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p", threads=1)
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -278,8 +281,10 @@ def _video_stream(container, fps: float):
     rate = Fraction(fps).limit_denominator(1000)
     try:
         stream = container.add_stream("libx264", rate=rate)
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        stream.options = {"qp": "0", "preset": "veryfast"}
+        stream.thread_count = 1
     except Exception:
         stream = container.add_stream("mpeg4", rate=rate)
         stream.bit_rate = 2_000_000
+        stream.thread_count = 1
     return stream

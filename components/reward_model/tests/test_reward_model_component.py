@@ -5,5 +5,5 @@ pytestmark = pytest.mark.fast
 
 
 def test_reward_model_interface(interface):
-    inputs = {"config", "parent_run", "model", "base_model", "preferences"}
+    inputs = {"config", "parent_run", "pipeline_run", "model", "base_model", "preferences"}
     assert interface(reward_model) == (inputs, {"reward", "out", "metrics"}, "gpu")

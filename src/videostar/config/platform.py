@@ -3,7 +3,7 @@ secrets, and MLflow tracking with its object store. None of it changes what the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from videostar.config.fields import at_least, require
 
@@ -21,15 +21,31 @@ TRAINING_STEPS = ("sft", "reward", "ppo")
 """The pipeline steps that train, and so may run past one process (issue 12)."""
 
 
+RUNTIMES = ("torch-distributed", "deepspeed-distributed")
+"""The Kubeflow Trainer ClusterTrainingRuntimes a TrainJob may run on (installed by the operator)."""
+KEEP = ("never", "failed", "always")
+
+
 @dataclass
 class Launcher:
     """How a training step runs: in the step's own process (``local``), as ``torchrun`` on the
     step's machine (one node, ``procs_per_node`` processes), or as a Kubeflow Trainer
-    ``TrainJob`` of ``num_nodes`` x ``procs_per_node`` that the step creates and waits for."""
+    ``TrainJob`` of ``num_nodes`` x ``procs_per_node`` that the step creates and waits for.
+
+    The rest is for ``trainjob`` only: the ClusterTrainingRuntime, each node's resources (empty:
+    ``procs_per_node`` of the step's accelerator and the step's CPU and memory), which finished
+    jobs to keep for their logs, how often the step polls the job, and the namespace (empty:
+    the step pod's own).
+    """
 
     kind: str = "local"
     num_nodes: int = 1
     procs_per_node: int = 1
+    runtime: str = "torch-distributed"
+    resources_per_node: dict[str, str] = field(default_factory=dict)
+    keep: str = "failed"
+    poll_seconds: float = 10.0
+    namespace: str | None = None
 
     def validate(self, where: str) -> None:
         require(where, "kind", self.kind in LAUNCHERS, " | ".join(LAUNCHERS))
@@ -37,6 +53,9 @@ class Launcher:
         at_least(where, "procs_per_node", self.procs_per_node, 1)
         require(where, "num_nodes", self.kind == "trainjob" or self.num_nodes == 1,
                 "1 unless kind is trainjob (only a TrainJob spans nodes)")
+        require(where, "runtime", self.runtime in RUNTIMES, " | ".join(RUNTIMES))
+        require(where, "keep", self.keep in KEEP, " | ".join(KEEP))
+        require(where, "poll_seconds", self.poll_seconds > 0, "a number of seconds > 0")
 
 
 @dataclass
@@ -70,6 +89,25 @@ def _gpu_step(memory: str) -> StepResources:
 
 def _cpu_step() -> StepResources:
     return StepResources(cpu="2", memory="4Gi", node_selector={"videostar.ai/pool": "cpu"}, retries=1)
+
+
+def watcher_step(res: StepResources) -> StepResources:
+    """Where a step whose launcher is ``trainjob`` runs: it only stages files and waits for the
+    job, so it takes the CPU pool and keeps its own retries and caching; the GPUs, node selector
+    and tolerations of ``res`` go to the TrainJob's nodes."""
+    return replace(_cpu_step(), retries=res.retries, backoff=res.backoff, cache=res.cache,
+                   launcher=res.launcher)
+
+
+def trainjob_resources(res: StepResources) -> dict[str, str]:
+    """Each TrainJob node's resources: the launcher's, else ``procs_per_node`` of the step's
+    accelerator with the step's CPU and memory."""
+    if res.launcher.resources_per_node:
+        return dict(res.launcher.resources_per_node)
+    derived = {"cpu": res.cpu, "memory": res.memory}
+    if res.accelerator_type:
+        derived[res.accelerator_type] = str(res.launcher.procs_per_node)
+    return {k: v for k, v in derived.items() if v}
 
 
 @dataclass
@@ -123,6 +161,12 @@ class PipelineConfig:
         for name in ("generate", "rationalize", "preferences", "verify", "decide"):
             require(f"{where}.{name}.launcher", "kind", getattr(self, name).launcher.kind == "local",
                     f"local (only {', '.join(TRAINING_STEPS)} train)")
+        require(f"{where}.ppo.launcher", "kind", self.ppo.launcher.kind != "trainjob",
+                "local or torchrun (PPO is not distributed across nodes)")
+        if "trainjob" in (self.sft.launcher.kind, self.reward.launcher.kind):
+            require(where, "pvc", bool(self.pvc),
+                    "a ReadWriteMany PVC when a launcher is trainjob (the job's inputs and outputs "
+                    "pass through it)")
 
 
 

@@ -141,6 +141,8 @@ class SFTConfig:
     """Cut answers so prompt + answer fit in this many tokens (one line per cut item)."""
     attn_implementation: str | None = None
     """transformers' attention kernel: sdpa, flash_attention_2, eager (None: its default)."""
+    rationale_weight: float = 1.0
+    """Loss weight of an answer's rationale tokens vs its final answer's (1: equal; STEP)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
@@ -160,6 +162,7 @@ class SFTConfig:
         require(where, "checkpoint_steps", not (self.deepspeed and self.checkpoint_steps),
                 "0 with deepspeed (its ZeRO-sharded optimizer is not checkpointed)")
         require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
+        non_negative(where, "rationale_weight", self.rationale_weight)
         require(where, "attn_implementation", self.attn_implementation in
                 (None, "sdpa", "flash_attention_2", "eager"), "sdpa, flash_attention_2 or eager")
 

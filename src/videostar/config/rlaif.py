@@ -108,9 +108,15 @@ class RLAIFConfig:
     enabled: bool = False
     sft_model: str = ""
     prompts: int | None = None
+    tasks: list[str] = field(default_factory=list)
+    """Only records of these tasks become prompts (empty: all): where the judge's pairs say
+    something the reward model can learn."""
     num_clips: int = 3
     frames_per_clip: int = 8
     temperature: float = 1.0
+    pairs_per_prompt: int = 1
+    """Independent response pairs sampled and judged per prompt (the paper: 1); more pairs from
+    the same prompts when prompts are few or the judge keeps few of them."""
     judge: str = "sft"
     quantize: str | None = None
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -120,6 +126,7 @@ class RLAIFConfig:
         at_least(where, "prompts", self.prompts, 1, optional=True)
         at_least(where, "num_clips", self.num_clips, 1)
         require(where, "frames_per_clip", 1 <= self.frames_per_clip <= 20, "an integer from 1 to 20")
+        at_least(where, "pairs_per_prompt", self.pairs_per_prompt, 1)
         require(where, "judge", bool(self.judge), "sft, labels, or a model path/URI")
         require(where, "quantize", self.quantize in (None, "4bit"), "null or 4bit")
         positive(where, "temperature", self.temperature)

@@ -16,7 +16,8 @@ from videostar.errors import RecordError
 
 # Everything the released files reference (ndarray/dtype/_reconstruct/scalar), under both the
 # numpy<2 (numpy.core) and numpy>=2 (numpy._core) names; _frombuffer is how a file re-saved with
-# pickle protocol 5 stores arrays. Builtin containers need no globals.
+# pickle protocol 5 stores arrays. Builtin containers need no globals; protocol 2's bytes are
+# rebuilt by the stand-ins below.
 _ALLOWED_GLOBALS = frozenset(
     {
         ("numpy", "ndarray"),
@@ -34,12 +35,39 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
+
+
 class _RefusedGlobal(pickle.UnpicklingError):
     """A pickle asked for a global outside the allow-list."""
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """Stands in for ``_codecs.encode``: protocol 2 has no bytes opcode, so an array's raw data
+    is stored as ``_codecs.encode(<str>, 'latin1')``. Only that call is honoured (a str and
+    latin-1 give back bytes, nothing else runs); any other use is refused."""
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "").replace("_", "") != "latin1":
+        raise _RefusedGlobal(f"_codecs.encode({type(text).__name__}, {encoding!r:.20})")
+    return text.encode("latin-1")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """Stands in for ``bytes``: protocol 2 stores ``b""`` (a zero-row array's data) as
+    ``bytes()``; any argument (``bytes(10**12)`` would allocate) is refused."""
+    if args:
+        raise _RefusedGlobal(f"bytes with {len(args)} argument(s)")
+    return b""
+
+
+# Protocol 2 (Python 3 writing for Python 2 readers) rebuilds bytes through these globals; each
+# is answered by a stand-in that does only that.
+_BYTES_BUILDERS = {("_codecs", "encode"): _latin1_bytes, ("__builtin__", "bytes"): _empty_bytes,
+                   ("builtins", "bytes"): _empty_bytes}
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _BYTES_BUILDERS:
+            return _BYTES_BUILDERS[(module, name)]
         if (module, name) not in _ALLOWED_GLOBALS:
             raise _RefusedGlobal(f"{module}.{name}")
         # Resolve numpy.core / numpy._core under whichever name this numpy has, new name first

@@ -73,7 +73,8 @@ def evaluate_step(lm: LoadedModel, records_path: str | Path, out_dir: str | Path
     per_steps = breakdowns["per_steps"]
     summary = {"accuracy": breakdowns["overall"]["path"]["accuracy"],
                "answer_accuracy": breakdowns["overall"]["answer"]["accuracy"],
-               **{f"accuracy_steps_{b}": per_steps[b]["accuracy"] for b in per_steps}}
+               **{f"accuracy_steps_{b}": per_steps[b]["accuracy"] for b in per_steps},
+               **{f"accuracy.{t}": v["accuracy"] for t, v in breakdowns["per_question_type"].items()}}
     counts = {"items": len(records), "answered": len(rows), "video_errors": len(gen["video_errors"]),
               "malformed_rows": len(errors), "correct": breakdowns["overall"]["path"]["correct"]}
     inputs = {"records": str(records_path), "limit": limit,

@@ -106,14 +106,16 @@ def judge_pair(judge: Judge, rec: Record, story: str, frames: np.ndarray, a: str
 def build_preferences(
     lm: LoadedModel, records: list[Record], cfg: GenerateConfig, judge: PairJudge | None = None,
     num_clips: int = 3, num_frames: int = 8, frames_per_clip: int = 8, progress: bool = False,
-    prompt: Callable[[Record], str] | None = None,
+    prompt: Callable[[Record], str] | None = None, pairs_per_prompt: int = 1,
 ) -> tuple[list[PreferencePair], dict[str, Any]]:
-    """Two sampled responses per prompt, judged (by default: the model itself, both orders).
+    """``pairs_per_prompt`` pairs of sampled responses per prompt, each judged (by default: the
+    model itself, both orders).
 
     ``prompt`` turns a record into what the model is asked (default: its question); the SFT
     model's own prompt format keeps its samples in distribution. Responses are sampled at
-    ``cfg.temperature`` (1.0 when it is 0: two greedy answers would be the same); captions and
-    the default judge are greedy. A video that cannot be read is listed and skipped.
+    ``cfg.temperature`` (1.0 when it is 0: two greedy answers would be the same), all of a
+    prompt's in one batch; captions and the default judge are greedy. A video that cannot be
+    read is listed and skipped.
     """
     from tqdm import tqdm
 
@@ -130,17 +132,20 @@ def build_preferences(
             continue
         counts["prompts"] += 1
         asked = prompt(rec) if prompt else rec.question
-        a, b = generate_batch(lm, [asked] * 2, [frames, frames], sample,
-                              seed=batch_seed(cfg.seed, [rec.id]))
-        if a == b:
-            counts["identical"] += 1
-            continue
-        winner, outputs = judge(rec, story, frames, a, b)
-        if winner is None:
-            counts["disagreed"] += 1
-            continue
-        chosen, rejected = (a, b) if winner == 0 else (b, a)
-        pairs.append(PreferencePair(rec.id, rec.video, asked, chosen, rejected, story, outputs,
-                                    rec.start, rec.end))
-        counts["kept"] += 1
+        n = 2 * pairs_per_prompt
+        responses = generate_batch(lm, [asked] * n, [frames] * n, sample,
+                                   seed=batch_seed(cfg.seed, [rec.id]))
+        for j, (a, b) in enumerate(zip(responses[::2], responses[1::2], strict=True)):
+            if a == b:
+                counts["identical"] += 1
+                continue
+            winner, outputs = judge(rec, story, frames, a, b)
+            if winner is None:
+                counts["disagreed"] += 1
+                continue
+            chosen, rejected = (a, b) if winner == 0 else (b, a)
+            pair_id = f"{rec.id}/pair-{j}" if j else rec.id  # ids are unique in a pairs file
+            pairs.append(PreferencePair(pair_id, rec.video, asked, chosen, rejected, story, outputs,
+                                        rec.start, rec.end))
+            counts["kept"] += 1
     return pairs, counts

@@ -46,31 +46,41 @@ def _judge(cfg: RunConfig) -> Any:
     return both_orders(lmm_judge(load_model(name), cfg.generate))
 
 
+def rlaif_prompts(records: list[Record], cfg: RunConfig) -> list[Record]:
+    """The records RLAIF samples and aligns on: those of ``rlaif.tasks`` (all when empty), the
+    first ``rlaif.prompts`` of them."""
+    return [r for r in records if not cfg.rlaif.tasks or r.task in cfg.rlaif.tasks][:cfg.rlaif.prompts]
+
+
 def preferences(
     model: str, records_path: str | Path, out_dir: str | Path, cfg: RunConfig,
     adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
 ) -> dict[str, Any]:
-    """Narratives, two samples per prompt and the judge's verdicts -> preference pairs."""
+    """Narratives, ``rlaif.pairs_per_prompt`` sample pairs per prompt and the judge's verdicts
+    -> preference pairs."""
     from videostar.model import load_model
     from videostar.rlaif.preferences import build_preferences
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     errors: list[str] = []
-    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    records = rlaif_prompts(read_records(records_path, errors), cfg)
     heldout_videos = split_videos(records, cfg.rlaif.reward.heldout_fraction, cfg.rlaif.reward.seed)
     lm = load_model(model, adapter_base=adapter_base)
     sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
     pairs, counts = build_preferences(
         lm, records, sampling, _judge(cfg), cfg.rlaif.num_clips, cfg.video.num_frames,
-        cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction))
+        cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction),
+        cfg.rlaif.pairs_per_prompt)
     train = [p.to_json() for p in pairs if p.video not in heldout_videos]
     heldout = [p.to_json() for p in pairs if p.video in heldout_videos]
     write_jsonl(out_dir / layout.PAIRS, train)
     write_jsonl(out_dir / layout.HELDOUT, heldout)
     write_json(out_dir / layout.SPLIT, {"heldout_videos": sorted(heldout_videos)})
-    metrics = {"step": "preferences", "judge": cfg.rlaif.judge, **counts,
-               "keep_rate": counts["kept"] / counts["prompts"] if counts["prompts"] else 0.0,
+    metrics = {"step": "preferences", "judge": cfg.rlaif.judge,
+               "pairs_per_prompt": cfg.rlaif.pairs_per_prompt, **counts,
+               "keep_rate": (counts["kept"] / (counts["prompts"] * cfg.rlaif.pairs_per_prompt)
+                             if counts["prompts"] else 0.0),
                "train_pairs": len(train), "heldout_pairs": len(heldout), "input_errors": errors,
                "seconds": round(time.perf_counter() - started, 3)}
     write_json(out_dir / layout.METRICS, metrics)
@@ -130,7 +140,7 @@ def ppo(
 
     out_dir = Path(out_dir)
     errors: list[str] = []
-    records = read_records(records_path, errors)[:cfg.rlaif.prompts]
+    records = rlaif_prompts(read_records(records_path, errors), cfg)
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
     # Checkpoints resume only the same run: the same models, prompts and PPO settings (more
     # steps, or another checkpoint interval, continue the same run).

@@ -130,16 +130,22 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def answer_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def answer_loss_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """Summed cross-entropy over answer tokens (``labels != -100``; position ``i`` predicts
-    ``i + 1``). Summed, not averaged, so a window of micro-batches can share one denominator."""
-    return torch.nn.functional.cross_entropy(
+    ``i + 1``), each token times its ``weights`` entry when given (rationale vs final answer,
+    ``encode_training(rationale_weight=)``). Summed, not averaged, so a window of micro-batches
+    can share one denominator."""
+    losses = torch.nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
-        reduction="sum")
+        reduction="none")
+    return (losses if weights is None else losses * weights[:, 1:].flatten()).sum()
 
 
-def answer_tokens(labels: torch.Tensor) -> int:
-    return int((labels[:, 1:] != -100).sum())
+def answer_tokens(labels: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+    """The loss's denominator: answer tokens, or their summed weights (a weighted mean)."""
+    mask = labels[:, 1:] != -100
+    return float(mask.sum() if weights is None else weights[:, 1:][mask].sum())
 
 
 def fp32_master(lm: LoadedModel) -> torch.dtype | None:
@@ -228,8 +234,8 @@ def train(
             if kept:
                 encoded.append(lm.encode_training(
                     [e.question for e in kept], [e.answer for e in kept], frames,
-                    cfg.max_length, [e.id for e in kept], clipped))
-        n_tokens = int(dist.all_sum([sum(answer_tokens(x["labels"]) for x in encoded)])[0])
+                    cfg.max_length, [e.id for e in kept], clipped, cfg.rationale_weight))
+        n_tokens = dist.all_sum([sum(answer_tokens(x["labels"], x.get("loss_weights")) for x in encoded)])[0]
         weights = [1.0] * len(encoded)
         if engine is not None:  # DeepSpeed reduces inside backward: every rank steps alike
             fewest, most = dist.all_min_max(len(encoded))
@@ -243,12 +249,12 @@ def train(
             continue
         window_loss = 0.0
         for inputs, weight in zip(encoded, weights, strict=True):
-            labels = inputs["labels"]
-            batch = {key: value for key, value in inputs.items() if key != "labels"}
+            labels, token_weights = inputs["labels"], inputs.get("loss_weights")
+            batch = {key: value for key, value in inputs.items() if key not in ("labels", "loss_weights")}
             tokens += int(batch["attention_mask"].sum()) if weight else 0
             with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
                 logits = (engine or lm.model)(**batch, use_cache=False).logits
-            loss = answer_loss_sum(logits, labels) * weight / n_tokens
+            loss = answer_loss_sum(logits, labels, token_weights) * weight / n_tokens
             if engine is not None:
                 # the engine divides by grad_accum and averages over the ranks
                 engine.backward(loss * cfg.grad_accum * world)

@@ -1,11 +1,20 @@
 """Synthetic scene-graph videos: coloured shapes that appear, touch, move past each other and
 leave the view in sequence, written as real mp4s with their ground-truth STSG.
 
+Each video is a few equal time slots around one focus shape in the middle lane: in every slot
+one new shape appears, either touching the focus (same lane, side by side) or moving past it
+(a neighbouring lane, sweeping across), and is gone at the slot's end; in half of the videos
+the focus itself leaves before the last slot. The slots are as long as one temporal patch
+of the tiny model (8 of 32 frames sampled, 2 per patch: one slot per patch), so what a
+question asks -- which shape met the focus when, and how -- is visible at tiny size; denser
+scenes (the previous design: five shapes bouncing around at random) gave relations lasting one
+frame, never sampled.
+
 The graph is read off the very trajectories that are drawn: two visible shapes in one lane
 whose boxes meet are ``touching``; shapes in neighbouring lanes whose centres come within a
-radius are ``moving past``; the faster shape is the subject. Runs of frames become intervals
-``[first / fps, (last + 1) / fps]`` (VidOR's exclusive end). So every question's path is
-checkable against what the video shows.
+radius are ``moving past``; the faster shape is the subject (the focus, on a tie). Runs of
+frames become intervals ``[first / fps, (last + 1) / fps]`` (VidOR's exclusive end). So every
+question's path is checkable against what the video shows.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from videostar.video import write_video
 
 TOUCHING = "touching"
 MOVING_PAST = "moving past"
+P_TOUCH = 0.75
+"""Share of slots where the new shape touches the focus (else it moves past)."""
 
 
 @dataclass(frozen=True)
@@ -39,23 +50,29 @@ class Track:
         return f"{self.colour} {self.shape}"
 
 
-def scene(rng: random.Random, frames: int, size: int, shapes: int) -> list[Track]:
-    """``shapes`` distinct shapes: staggered entrances, constant speeds bouncing off the walls,
-    the first ones leaving the view one after another while the last stay to the end."""
-    kinds = rng.sample([(c, s) for c in COLOURS for s in SHAPES], shapes)
-    radius = size / 10
-    tracks = []
-    for i, (colour, shape) in enumerate(kinds):
-        appear = rng.randrange(0, frames // 4)
-        leave = frames // 2 + i * frames // (2 * shapes) if i < shapes - 2 else frames
-        x, v = rng.uniform(radius, size - radius), rng.choice((-1, 1)) * rng.uniform(0.8, 2.5)
-        xs: list[float | None] = []
-        for t in range(frames):
-            xs.append(x if appear <= t < leave else None)
-            x += v
-            if not radius <= x <= size - radius:  # bounce, staying inside the frame
-                v, x = -v, min(max(x, radius), size - radius)
-        tracks.append(Track(colour, shape, rng.randrange(3), tuple(xs), abs(v)))
+def _radius(size: int) -> float:
+    return size / 8
+
+
+def scene(rng: random.Random, frames: int, size: int, slots: int) -> list[Track]:
+    """The focus (track 0) and one shape per slot (see the module docstring)."""
+    kinds = rng.sample([(c, s) for c in COLOURS for s in SHAPES], slots + 1)
+    radius, centre, length = _radius(size), size / 2, frames // slots
+    leaves = rng.random() < 0.5
+    focus_end = frames - length if leaves else frames
+    tracks = [Track(*kinds[0], 1, tuple(centre if t < focus_end else None for t in range(frames)), 0.0)]
+    for k, (colour, shape) in enumerate(kinds[1:]):
+        first, side = k * length, rng.choice((-1, 1))
+        xs: list[float | None] = [None] * frames
+        if rng.random() < P_TOUCH:  # side by side with the focus: boxes meet
+            lane, speed = 1, 0.0
+            for t in range(first, first + length):
+                xs[t] = centre + side * 2 * radius
+        else:  # sweeps across a neighbouring lane, passing the focus mid-slot
+            lane, speed = rng.choice((0, 2)), (size - 2 * radius) / (length - 1)
+            for i, t in enumerate(range(first, first + length)):
+                xs[t] = centre + side * (radius + i * speed - centre)
+        tracks.append(Track(colour, shape, lane, tuple(xs), speed))
     return tracks
 
 
@@ -69,14 +86,14 @@ def render(tracks: list[Track], frames: int, size: int) -> np.ndarray:
     for t in range(frames):
         for tr in tracks:
             if tr.xs[t] is not None:
-                out[t][shape_mask(tr.shape, tr.xs[t], lane_y(tr.lane, size), size / 10, xx, yy)] = (
+                out[t][shape_mask(tr.shape, tr.xs[t], lane_y(tr.lane, size), _radius(size), xx, yy)] = (
                     COLOURS[tr.colour])
     return out
 
 
 def scene_graph(video: str, tracks: list[Track], frames: int, size: int, fps: float) -> SceneGraph:
     """The ground truth of a rendered scene (see the module docstring)."""
-    radius = size / 10
+    radius = _radius(size)
     graph = SceneGraph(video, frames / fps, width=float(size), height=float(size))
     for i, tr in enumerate(tracks):
         y = lane_y(tr.lane, size)
@@ -107,12 +124,12 @@ def scene_graph(video: str, tracks: list[Track], frames: int, size: int, fps: fl
 
 
 def write_scene_videos(out_dir: str | Path, count: int, seed: int = 0, frames: int = 32,
-                       size: int = 64, fps: float = 8.0, shapes: int = 5) -> list[SceneGraph]:
+                       size: int = 64, fps: float = 8.0, slots: int = 4) -> list[SceneGraph]:
     """``count`` mp4s under ``out_dir/videos`` and their ground-truth scene graphs."""
     rng = random.Random(seed)
     graphs = []
     for i in range(count):
-        tracks = scene(rng, frames, size, shapes)
+        tracks = scene(rng, frames, size, slots)
         path = write_video(Path(out_dir) / "videos" / f"scene_{seed}_{i:05d}.mp4",
                            render(tracks, frames, size), fps)
         graph = scene_graph(str(path), tracks, frames, size, fps)
