@@ -78,9 +78,10 @@ def test_trainjob_validates_against_the_trainer_v2_api(nodes, procs):
     assert resources["limits"] == resources["requests"] == {"cpu": "8", "memory": "128Gi",
                                                             "nvidia.com/gpu": str(procs)}
     command = spec.trainer.command
-    assert command[:3] == ["torchrun", "-m", "videostar.cli"]
+    assert command[:7] == ["torchrun", "--nnodes", str(nodes), "--nproc-per-node", str(procs),
+                           "-m", "videostar.cli"]
     folder = f"/data/trainjobs/{job['metadata']['name']}"
-    assert command[3:6] == ["--config", f"{folder}/config.yaml", "sft"]
+    assert command[7:10] == ["--config", f"{folder}/config.yaml", "sft"]
     assert command[command.index("--out") + 1] == f"{folder}/out"
     assert len(command[command.index("--data") + 1:command.index("--out")]) == 3  # verified + 2 shards
     # the pods it makes: strict Kubernetes 1.32 schema and the platform's policies

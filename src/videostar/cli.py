@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from videostar import layout
+from videostar import distributed, layout
 from videostar.config import RunConfig, load_config
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError, first_line
@@ -127,9 +127,22 @@ def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def _training_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The model folder and metrics file: ``--out``'s model/ and metrics.json, or the paths given
+    (how a launcher hands the step's own outputs to torchrun's workers)."""
+    if args.out is None and (args.model_out is None or args.metrics_out is None):
+        raise ConfigError(f"{args.command}: --out, or both --model-out and --metrics-out, are needed")
+    out = Path(args.out) if args.out is not None else None
+    return (Path(args.model_out) if args.model_out else out / "model",
+            Path(args.metrics_out) if args.metrics_out else out / layout.METRICS)
+
+
 def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
-    out = Path(args.out)
-    metrics = steps.sft(args.base, args.data, out / "model", out / layout.METRICS, cfg)
+    model_out, metrics_out = _training_outputs(args)
+    metrics = steps.sft(args.base, args.data, model_out, metrics_out, cfg, parent_run=args.parent_run,
+                        cycle=args.cycle)
+    if not distributed.is_main():
+        return 0
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("sft", metrics)
     return 0
@@ -147,9 +160,11 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
 def cmd_reward(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
-    out = Path(args.out)
-    metrics = rlaif.reward_model(args.model, args.preferences, out / "model", out / layout.METRICS, cfg,
-                                 adapter_base=args.base)
+    model_out, metrics_out = _training_outputs(args)
+    metrics = rlaif.reward_model(args.model, args.preferences, model_out, metrics_out, cfg,
+                                 adapter_base=args.base, parent_run=args.parent_run)
+    if not distributed.is_main():
+        return 0
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("reward model", {k: v for k, v in metrics.items() if k != "loss_history"})
     return 0
@@ -440,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft = sub.add_parser("sft", help="instruction-tune the base model on verified answers")
     sft.add_argument("--base", required=True)
     sft.add_argument("--data", required=True, nargs="+", help="verified.jsonl files")
-    sft.add_argument("--out", required=True, help="folder for model/ + metrics.json")
+    sft.add_argument("--cycle", type=_int_at_least(0), default=0, help="the MLflow cycle run to log to")
     sft.set_defaults(func=cmd_sft)
 
     prefs = sub.add_parser("preferences", help="RLAIF: sample two answers per prompt and judge them")
@@ -450,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     rew = sub.add_parser("reward", help="RLAIF: train the reward model on preference pairs")
     rew.add_argument("--model", required=True, help="the SFT model")
     rew.add_argument("--preferences", required=True, help="a 'videostar preferences' output folder")
-    rew.add_argument("--out", required=True, help="folder for model/ + metrics.json")
+    for p in (sft, rew):
+        p.add_argument("--out", help="folder for model/ + metrics.json (a rerun resumes an "
+                                     "unfinished model from its checkpoints)")
+        p.add_argument("--model-out", help="the model folder (instead of --out's model/)")
+        p.add_argument("--metrics-out", help="the metrics file (instead of --out's metrics.json)")
+        p.add_argument("--parent-run", default="", help="the pipeline's parent MLflow run")
     ppo = sub.add_parser("ppo", help="RLAIF: align the SFT model with PPO against the reward model")
     ppo.add_argument("--model", required=True, help="the SFT model")
     ppo.add_argument("--reward", required=True, help="the reward model folder")

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from videostar.config import RunConfig, StepResources, config_to_json
+from videostar import launch
+from videostar.config import Launcher, RunConfig, StepResources, config_to_json
 from videostar.config.platform import trainjob_resources
 from videostar.errors import VideostarError
 from videostar.layout import METRICS
@@ -61,18 +62,17 @@ def job_name(step: str, pipeline_run: str, cycle: int | None = None) -> str:
     return f"vs-{step}-" + (f"c{cycle}-" if cycle is not None else "") + digest
 
 
-def training_command(step: str, cli_args: list[str], runtime: str, config_path: str) -> list[str]:
+def training_command(step: str, cli_args: list[str], launcher: Launcher, config_path: str) -> list[str]:
     """The command every node runs: ``videostar <step>`` under the runtime's launcher.
 
-    On ``torch-distributed`` torchrun takes the world from the ``PET_*`` variables the Trainer
-    sets from ``numNodes``/``numProcPerNode``; on ``deepspeed-distributed`` (MPI) mpirun takes
-    the hosts and slots from the hostfile the Trainer mounts.
+    On ``torch-distributed``, :func:`videostar.launch.training_command`'s torchrun, which takes
+    the rendezvous from the ``PET_*`` variables the Trainer sets; on ``deepspeed-distributed``
+    (MPI) mpirun takes the hosts and slots from the hostfile the Trainer mounts.
     """
-    # TODO(issue 12, integrator): swap for videostar.launch.training_command once merged.
-    cli = ["-m", "videostar.cli", "--config", config_path, step, *cli_args]
-    if runtime == "deepspeed-distributed":
-        return ["mpirun", "--hostfile", "/etc/mpi/hostfile", "python", *cli]
-    return ["torchrun", *cli]
+    if launcher.runtime == "deepspeed-distributed":
+        return ["mpirun", "--hostfile", "/etc/mpi/hostfile", "python", "-m", "videostar.cli",
+                "--config", config_path, step, *cli_args]
+    return launch.training_command(step, cli_args, launcher, config_path)
 
 
 def _secret_env(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -409,7 +409,7 @@ class TrainJobStep:
 def step_job(cfg: RunConfig, res: StepResources, step: str, name: str, folder: JobFolder,
              cli_args: list[str]) -> dict[str, Any]:
     """The TrainJob that runs ``videostar <step> <cli_args>`` on the files in ``folder``."""
-    command = training_command(step, cli_args, res.launcher.runtime, str(folder.config))
+    command = training_command(step, cli_args, res.launcher, str(folder.config))
     return trainjob_manifest(name, cfg, res, command, labels=job_labels(step),
                              annotations={"videostar.ai/job-folder": str(folder.root)})
 

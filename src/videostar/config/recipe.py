@@ -132,8 +132,11 @@ class SFTConfig:
     seed: int = 0
     curriculum: bool = False
     deepspeed: str | None = None
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward (7B memory); the loss is unchanged."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in backward (7B memory); the loss is unchanged. None: on GPU only."""
+    checkpoint_steps: int = 50
+    """A resumable checkpoint every this many optimizer steps (0: none; must be 0 with
+    ``deepspeed``, whose sharded optimizer is not checkpointed)."""
     max_length: int | None = None
     """Cut answers so prompt + answer fit in this many tokens (one line per cut item)."""
     attn_implementation: str | None = None
@@ -151,10 +154,13 @@ class SFTConfig:
         non_negative(where, "weight_decay", self.weight_decay)
         positive(where, "max_grad_norm", self.max_grad_norm)
         at_least(where, "seed", self.seed, 0)
+        at_least(where, "checkpoint_steps", self.checkpoint_steps, 0)
         require(where, "deepspeed", self.deepspeed is None or Path(self.deepspeed).is_file()
                 or (DEEPSPEED_DIR / self.deepspeed).is_file(),
                 f"an existing DeepSpeed JSON file, or one of "
                 f"{', '.join(sorted(p.name for p in DEEPSPEED_DIR.glob('*.json')))}")
+        require(where, "checkpoint_steps", not (self.deepspeed and self.checkpoint_steps),
+                "0 with deepspeed (its ZeRO-sharded optimizer is not checkpointed)")
         require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
         non_negative(where, "rationale_weight", self.rationale_weight)
         require(where, "attn_implementation", self.attn_implementation in

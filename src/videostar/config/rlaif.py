@@ -22,9 +22,12 @@ class RewardConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
+    checkpoint_steps: int = 50
+    """A resumable checkpoint every this many optimizer steps (0: none)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
+        at_least(where, "checkpoint_steps", self.checkpoint_steps, 0)
         require(where, "heldout_fraction", 0 < self.heldout_fraction < 1, "a number in (0, 1)")
         at_least(where, "batch_size", self.batch_size, 1)
         positive(where, "lr", self.lr)

@@ -10,6 +10,7 @@ PPO can initialise its value model from it without merging the adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import shutil
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videostar import distributed as dist
+from videostar.checkpoints import Checkpoints, folder_for, trainable
 from videostar.config import RewardConfig, VideoConfig
 from videostar.data.records import is_finite_number, read_valid
 from videostar.errors import RecordError, VideostarError
@@ -51,6 +54,29 @@ def bradley_terry_loss(
     margin = r_chosen - r_rejected
     bt = torch.nn.functional.binary_cross_entropy_with_logits(margin, torch.ones_like(margin))
     return bt + center_coef * torch.cat([r_chosen, r_rejected]).mean().abs()
+
+
+def bradley_terry_share(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, center_coef: float
+) -> tuple[torch.Tensor | None, float]:
+    """This rank's part of :func:`bradley_terry_loss` over the pairs of all ranks -> (the term to
+    backpropagate, or None when the rank has no pairs; the whole batch's loss value).
+
+    The BT mean splits into per-rank sums over the global pair count. The centering term is not
+    a sum (|mean| of all rewards), so each rank backpropagates ``sign(global mean) * its rewards'
+    sum / 2n``: the same gradient. The summed gradients of all ranks are the gradient of
+    :func:`bradley_terry_loss` on the whole batch; alone, it is that loss's gradient.
+    """
+    margin = r_chosen - r_rejected
+    bt = torch.nn.functional.binary_cross_entropy_with_logits(
+        margin, torch.ones_like(margin), reduction="sum")
+    rewards = torch.cat([r_chosen, r_rejected]).sum()
+    n, bt_total, reward_total = dist.all_sum([len(margin), float(bt.detach()), float(rewards.detach())])
+    if n == 0:
+        return None, float("nan")
+    mean = reward_total / (2 * n)
+    share = bt / n + center_coef * math.copysign(1.0, mean) * (mean != 0) * rewards / (2 * n)
+    return (share if len(margin) else None), bt_total / n + center_coef * abs(mean)
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -208,6 +234,10 @@ def train_reward_model(
     ``sft_model`` may be a pretrained folder or an SFT folder (full or LoRA; ``adapter_base`` is
     where a LoRA SFT model's own base is); a LoRA SFT model is merged first so the reward adapter
     sits on the SFT weights. The card records ``sft_model`` as the reward model's base.
+
+    Under ``torchrun`` every rank calls this (each takes its share of every batch, see
+    :func:`bradley_terry_share`); rank 0 alone measures, saves and returns the metrics. An
+    unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``).
     """
     from transformers import get_cosine_schedule_with_warmup
 
@@ -215,11 +245,14 @@ def train_reward_model(
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
     if not train_pairs:
         raise VideostarError("no training preference pairs")
+    dist.init()
+    rank, world = dist.rank(), dist.world_size()
     lm = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
     lm.tuned_from = sft_model  # the reward adapter sits on exactly this model, whatever it was tuned from
     torch.manual_seed(cfg.seed)  # adapter and head initial weights are part of the recipe
     rm = RewardModel(add_lora(lm, cfg.lora))
     params = [p for p in rm.parameters() if p.requires_grad]
+    dist.broadcast_parameters(params)
     optim = torch.optim.AdamW(params, lr=cfg.lr)
     ordered = list(train_pairs)
     random.Random(cfg.seed).shuffle(ordered)
@@ -229,36 +262,66 @@ def train_reward_model(
     rm.train()
     losses: list[float] = []
     skipped: list[dict[str, str]] = []
+    first, seconds, resume = 0, 0.0, None
+    checkpoints = None
+    if cfg.checkpoint_steps:
+        stamp = {"step": "reward", "model": sft_model, "adapter_base": adapter_base,
+                 "quantize": quantize, "pairs": [dataclasses.asdict(p) for p in train_pairs],
+                 "reward": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "checkpoint_steps"},
+                 "video": dataclasses.asdict(video)}
+        checkpoints = Checkpoints(folder_for(out), stamp, cfg.checkpoint_steps)
+        checkpoints.claim()
+        resume = checkpoints.latest()
+        if resume is not None:
+            meta = checkpoints.load(resume, trainable(rm), optim, sched)
+            first, losses, seconds = meta["step"], meta["losses"], meta["seconds"]
+            skipped = meta["video_errors"] if dist.is_main() else []
     started = time.perf_counter()
-    for step in tqdm(range(steps), desc="reward", disable=not progress, unit="batch"):
-        kept, frames = decode_batch(batches[step % len(batches)], video, skipped)
-        if not kept:
+    for step in tqdm(range(first, steps), desc="reward", disable=not progress or not dist.is_main(),
+                     unit="batch", initial=first, total=steps):
+        # rank r of W takes pairs r, r+W, ... of the global batch (batch_size whatever W)
+        kept, frames = decode_batch(batches[step % len(batches)][rank::world], video, skipped)
+        rewards = pair_rewards(rm, kept, frames) if kept else (torch.zeros(0), torch.zeros(0))
+        share, loss = bradley_terry_share(*rewards, center_coef=cfg.center_coef)
+        if math.isnan(loss):  # no readable pair on any rank
             continue
-        loss = bradley_terry_loss(*pair_rewards(rm, kept, frames), center_coef=cfg.center_coef)
-        loss.backward()
+        if share is not None:
+            share.backward()
+        dist.sum_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optim.step()
         sched.step()
         optim.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-    train_seconds = time.perf_counter() - started
+        losses.append(loss)
+        if checkpoints is not None and checkpoints.due(step + 1, steps):
+            checkpoints.save(step + 1, trainable(rm), optim, sched, {
+                "losses": losses, "seconds": seconds + time.perf_counter() - started,
+                "video_errors": [x for s in dist.gather_objects(skipped) for x in s]})
+    seconds += time.perf_counter() - started
+    skipped = [x for s in dist.gather_objects(skipped) for x in s]
     rm.eval()
+    if not dist.is_main():  # rank 0 measures, saves and reports
+        return {"step": "reward", "model": str(out), "rank": rank}
     heldout = pairwise_accuracy(rm, heldout_pairs, video, cfg.batch_size)
     tail = losses[-max(1, len(losses) // 4):] if losses else []
     metrics = {
         "pairs": len(train_pairs),
         "heldout_pairs": heldout["pairs"],
         "steps": steps,
+        "world_size": world,
+        "resumed_from": int(resume.name[5:]) if resume is not None else None,
         "train_loss": float(np.mean(tail)) if tail else None,
         "first_loss": losses[0] if losses else None,
         "loss_history": [round(x, 5) for x in losses],
         "heldout_accuracy": heldout["accuracy"],
         "heldout_margin": heldout["margin"],
         "video_errors": skipped + heldout["video_errors"],
-        "seconds": round(train_seconds, 3),
+        "seconds": round(seconds, 3),
     }
     save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"],
                                 "pairs": len(train_pairs)})
+    if checkpoints is not None:  # the model is whole: its checkpoints are spent
+        shutil.rmtree(checkpoints.folder, ignore_errors=True)
     return {"step": "reward", "model": str(out), **metrics}
 
 

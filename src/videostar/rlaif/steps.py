@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from videostar import layout, tracking
+from videostar import distributed, launch, layout, tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.outputs import clean_debris, clean_save_debris
@@ -93,18 +93,33 @@ def reward_model(
     model: str, preferences_dir: str | Path, model_out: str | Path, metrics_out: str | Path,
     cfg: RunConfig, adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the reward model on the pairs; its held-out pairwise accuracy is the metric."""
+    """Train the reward model on the pairs; its held-out pairwise accuracy is the metric.
+
+    With ``pipeline.reward.launcher.kind: torchrun`` the same step runs as ``videostar reward``
+    under ``torchrun`` (:mod:`videostar.launch`); there, rank 0 alone logs and writes.
+    """
     from videostar.rlaif.reward import read_pairs, train_reward_model
 
+    launcher = cfg.pipeline.reward.launcher
+    if launch.delegates(launcher):
+        base = ["--base", adapter_base] if adapter_base else []
+        launch.run_torchrun("reward", [
+            "--model", model, "--preferences", preferences_dir, "--model-out", model_out,
+            "--metrics-out", metrics_out, "--parent-run", parent_run, *base], launcher, cfg)
+        return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
+    main = distributed.is_main()
     folder = Path(preferences_dir)
     errors: list[str] = []
     train, heldout = (read_pairs(folder / name, errors) for name in (layout.PAIRS, layout.HELDOUT))
-    clean_save_debris(model_out)
-    tracker = tracking.tracker(cfg, parent_run)
+    if main:
+        clean_save_debris(model_out)
+    tracker = tracking.tracker(cfg, parent_run if main else "")
     with tracker.step_run(layout.RLAIF):
         result = train_reward_model(
             model, train, heldout, model_out, cfg.rlaif.reward,
             cfg.video, progress=progress, adapter_base=adapter_base, quantize=cfg.rlaif.quantize)
+    if not main:
+        return result
     result["input_errors"] = errors
     write_json(metrics_out, result)
     tracker.log_reward_model(result, str(model_out))

@@ -1,16 +1,28 @@
 """Instruction tuning on verified answers, always from the base checkpoint.
 
-A plain PyTorch loop (AdamW, warmup + cosine) on CPU or one GPU; with ``sft.deepspeed`` set it
-runs through a DeepSpeed engine instead (ZeRO configs in ``train/deepspeed/``). The loss
-covers answer tokens only.
+A plain PyTorch loop (AdamW, warmup + cosine) in one process or under ``torchrun`` (each rank
+takes every world-size-th example of each micro-batch; see :mod:`videostar.distributed`); with
+``sft.deepspeed`` set it runs through a DeepSpeed engine instead (ZeRO configs in
+``star/deepspeed/``). The loss covers answer tokens only. Checkpoints every
+``sft.checkpoint_steps`` optimizer steps let a rerun continue (:mod:`videostar.checkpoints`).
+
+Why not HF ``Trainer``/``accelerate`` (evaluated for issue 12): its checkpoints are pickles
+(``optimizer.pt``, ``scheduler.pt``, ``rng_state_N.pth``, ``training_args.bin``) loaded with
+``torch.load``, which our shared output folders refuse (:mod:`videostar.rlaif.checkpoint`);
+its schedule gives the first step lr 0 (see :func:`warmup_cosine`); and the video decoding with
+skip reasons, the answer-only token-weighted loss over the accumulation window and the global
+batch would all come back as a collator, a ``compute_loss`` and callbacks: no fewer lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +32,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videostar import distributed as dist
+from videostar.checkpoints import Checkpoints, folder_for, trainable
 from videostar.config import SFTConfig, VideoConfig
 from videostar.data.records import Record, read_records
 from videostar.errors import VideoError, VideostarError
 from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
 from videostar.prompts import answer_prompt
+from videostar.resume import file_hash
 from videostar.video import read_frames
 
 DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
@@ -83,7 +98,7 @@ def decode_batch(batch: list[Any], video: VideoConfig, skipped: list[dict[str, s
 def _deepspeed_engine(lm: LoadedModel, cfg: SFTConfig, total_steps: int):
     import deepspeed
 
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),  # alone: rank 0 of 1
                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):
         os.environ.setdefault(key, value)
     path = Path(cfg.deepspeed)
@@ -159,7 +174,7 @@ def enable_checkpointing(lm: LoadedModel) -> None:
 
 def train(
     lm: LoadedModel, examples: list[Example], cfg: SFTConfig, video: VideoConfig,
-    progress: bool = True,
+    progress: bool = True, checkpoints: Checkpoints | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``lm.model`` in place on ``examples``; returns loss history and timings.
 
@@ -168,22 +183,30 @@ def train(
     the window's examples, so 4x1, 2x2 and 1x4 train the same objective, and a partial last
     window is scaled by its own tokens. Token-weighting (not per-example) is what the
     un-accumulated batch loss of transformers computes, and what HF Trainer does since 4.46.
+
+    ``batch_size`` x ``grad_accum`` examples make one optimizer step whatever the world size:
+    under ``torchrun`` rank ``r`` of ``W`` takes examples ``r, r+W, ...`` of each micro-batch,
+    the window's token count is summed over the ranks, and so are the gradients, so W ranks
+    compute the single-process step (up to float rounding). With ``checkpoints`` it resumes
+    from the newest one and writes one every ``checkpoints.every`` steps.
     """
     from torch.optim.lr_scheduler import LambdaLR
 
     torch.manual_seed(cfg.seed)
+    rank, world = dist.rank(), dist.world_size()
     ordered = _order(examples, cfg)
     batches = [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
     micro_steps = max(1, math.ceil(len(batches) * cfg.epochs))
     windows = [range(i, min(i + cfg.grad_accum, micro_steps))
                for i in range(0, micro_steps, cfg.grad_accum)]
     total_steps = len(windows)
-    if cfg.gradient_checkpointing:
+    if gradient_checkpointing(cfg):
         enable_checkpointing(lm)
     autocast = None if cfg.deepspeed else fp32_master(lm)
     engine = _deepspeed_engine(lm, cfg, total_steps) if cfg.deepspeed else None
     if engine is None:
         params = [p for p in lm.model.parameters() if p.requires_grad]
+        dist.broadcast_parameters(params)
         optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total_steps)
         sched = LambdaLR(optim, lambda s: warmup_cosine(s, warmup, total_steps))
@@ -191,51 +214,107 @@ def train(
     losses: list[float] = []
     skipped: list[dict[str, str]] = []
     clipped: list[str] = []
+    first, tokens, seconds = 0, 0, 0.0
+    resume = None
+    if checkpoints is not None:
+        checkpoints.claim()
+        resume = checkpoints.latest()
+        if resume is not None:
+            meta = checkpoints.load(resume, trainable(lm.model), optim, sched)
+            first, losses, seconds = meta["step"], meta["losses"], meta["seconds"]
+            if dist.is_main():  # rank 0 holds every rank's lists (gathered at each save)
+                skipped, clipped, tokens = meta["video_errors"], meta["clipped"], meta["tokens"]
     started = time.perf_counter()
-    for window in tqdm(windows, desc="sft", disable=not progress, unit="step"):
+    for k in tqdm(range(first, total_steps), desc="sft", disable=not progress or not dist.is_main(),
+                  unit="step", initial=first, total=total_steps):
         encoded = []
-        for step in window:
-            kept, frames = decode_batch(batches[step % len(batches)], video, skipped)
+        for step in windows[k]:
+            share = batches[step % len(batches)][rank::world]
+            kept, frames = decode_batch(share, video, skipped)
             if kept:
                 encoded.append(lm.encode_training(
                     [e.question for e in kept], [e.answer for e in kept], frames,
                     cfg.max_length, [e.id for e in kept], clipped, cfg.rationale_weight))
-        n_tokens = sum(answer_tokens(inputs["labels"], inputs["loss_weights"]) for inputs in encoded)
+        n_tokens = dist.all_sum([sum(answer_tokens(x["labels"], x.get("loss_weights")) for x in encoded)])[0]
+        weights = [1.0] * len(encoded)
+        if engine is not None:  # DeepSpeed reduces inside backward: every rank steps alike
+            fewest, most = dist.all_min_max(len(encoded))
+            if fewest == 0 and most > 0:
+                print(f"sft: step {k + 1} skipped: a rank has no readable video in it",
+                      file=sys.stderr)
+                n_tokens = 0
+            encoded += encoded[-1:] * (most - len(encoded))  # repeats that weigh nothing
+            weights += [0.0] * (len(encoded) - len(weights))
         if n_tokens == 0:
             continue
         window_loss = 0.0
-        for inputs in encoded:
-            labels, weights = inputs.pop("labels"), inputs.pop("loss_weights")
+        for inputs, weight in zip(encoded, weights, strict=True):
+            labels, token_weights = inputs["labels"], inputs.get("loss_weights")
+            batch = {key: value for key, value in inputs.items() if key not in ("labels", "loss_weights")}
+            tokens += int(batch["attention_mask"].sum()) if weight else 0
             with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
-                logits = (engine or lm.model)(**inputs, use_cache=False).logits
-            loss = answer_loss_sum(logits, labels, weights) / n_tokens
+                logits = (engine or lm.model)(**batch, use_cache=False).logits
+            loss = answer_loss_sum(logits, labels, token_weights) * weight / n_tokens
             if engine is not None:
-                engine.backward(loss * cfg.grad_accum)  # the engine divides by grad_accum
+                # the engine divides by grad_accum and averages over the ranks
+                engine.backward(loss * cfg.grad_accum * world)
                 engine.step()
             else:
                 loss.backward()
             window_loss += float(loss.detach())
         if engine is None:
+            dist.sum_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optim.step()
             sched.step()
             optim.zero_grad(set_to_none=True)
-        losses.append(window_loss)
+        losses.append(dist.all_sum([window_loss])[0])
+        if checkpoints is not None and checkpoints.due(k + 1, total_steps):
+            checkpoints.save(k + 1, trainable(lm.model), optim, sched, {
+                "losses": losses, "seconds": seconds + time.perf_counter() - started,
+                **_gathered(skipped, clipped, tokens)})
     lm.model.eval()
-    seconds = time.perf_counter() - started
+    seconds += time.perf_counter() - started
+    gathered = _gathered(skipped, clipped, tokens)
     tail = losses[-max(1, len(losses) // 4):] if losses else []
     return {
         "examples": len(examples),
         "micro_steps": micro_steps,
         "optimizer_steps": total_steps,
+        "world_size": world,
+        "resumed_from": int(resume.name[5:]) if resume is not None else None,
         "train_loss": float(np.mean(tail)) if tail else None,
         "first_loss": losses[0] if losses else None,
         "loss_history": [round(x, 5) for x in losses],
-        "video_errors": skipped,
-        "clipped": clipped,
+        "tokens": gathered["tokens"],
+        "video_errors": gathered["video_errors"],
+        "clipped": gathered["clipped"],
         "seconds": round(seconds, 3),
         "engine": "deepspeed" if engine is not None else "torch",
     }
+
+
+def _gathered(skipped: list[dict[str, str]], clipped: list[str], tokens: int) -> dict[str, Any]:
+    """Every rank's skip lists and token count, as one (rank 0 reports them)."""
+    parts = dist.gather_objects((skipped, clipped, tokens))
+    return {"video_errors": [x for s, _, _ in parts for x in s],
+            "clipped": [x for _, c, _ in parts for x in c], "tokens": sum(t for *_, t in parts)}
+
+
+def gradient_checkpointing(cfg: SFTConfig) -> bool:
+    """On when asked, or by default on GPU (where the 7B activations are the memory limit)."""
+    if cfg.gradient_checkpointing is None:
+        return torch.cuda.is_available()
+    return cfg.gradient_checkpointing
+
+
+def sft_stamp(base: str, data_paths: list[str | Path], cfg: SFTConfig, video: VideoConfig,
+              instruction: str) -> dict[str, Any]:
+    """What decides the trained weights (a checkpoint resumes only the same run): the base, the
+    data's bytes and the settings; the checkpoint interval only says how often."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "checkpoint_steps"}
+    return {"step": "sft", "base": base, "inputs": [file_hash(p) for p in data_paths],
+            "sft": settings, "video": dataclasses.asdict(video), "instruction": instruction}
 
 
 def sft(
@@ -245,10 +324,14 @@ def sft(
     """Instruction-tune a fresh copy of ``base`` on the verified rows and save it to ``out``.
 
     Always from the base checkpoint (the Video-STaR paper, section 3): a model card naming a different base is
-    refused, so a cycle can never silently build on the previous cycle's weights.
+    refused, so a cycle can never silently build on the previous cycle's weights. A finished
+    ``out`` is refused; an unfinished one continues from its newest checkpoint (in
+    ``<out>-checkpoints``, removed once the model is saved). Under ``torchrun`` every rank
+    calls this; rank 0 alone saves.
     """
     if Path(out).exists():
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
+    dist.init()
     errors: list[str] = []
     rows = [r.to_json() for r in read_records(data_paths, errors, text_fields=("answer",))]
     examples = examples_from_rows(rows, instruction)
@@ -265,7 +348,12 @@ def sft(
         lm = add_lora(lm, cfg.lora)
     else:
         freeze_for_full_finetune(lm.model)
-    metrics = train(lm, examples, cfg, video, progress)
+    checkpoints = (Checkpoints(folder_for(out), sft_stamp(base, data_paths, cfg, video, instruction),
+                               cfg.checkpoint_steps) if cfg.checkpoint_steps else None)
+    metrics = train(lm, examples, cfg, video, progress, checkpoints)
     kind = "lora" if cfg.lora.enabled else "full"
-    save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples)})
+    if dist.is_main():
+        save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples)})
+        if checkpoints is not None:  # the model is whole: its checkpoints are spent
+            shutil.rmtree(checkpoints.folder, ignore_errors=True)
     return {"step": "sft", "model": str(out), "kind": kind, **metrics, "input_errors": errors}

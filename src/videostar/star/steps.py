@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from videostar import layout, tracking
+from videostar import distributed, launch, layout, tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
@@ -121,14 +121,25 @@ def sft(
     """Instruction-tune ``base_model`` on all verified answers and rationales of a cycle.
 
     With tracking on, the cycle's MLflow run is active meanwhile and records system metrics.
+    With ``pipeline.sft.launcher.kind: torchrun`` the same step runs as ``videostar sft`` under
+    ``torchrun`` (:mod:`videostar.launch`); there, rank 0 alone logs and writes the metrics.
     """
     from videostar.star.sft import sft as run
 
-    clean_save_debris(model_out)
-    with tracking.tracker(cfg, parent_run).step_run(cycle):
+    launcher = cfg.pipeline.sft.launcher
+    if launch.delegates(launcher):
+        launch.run_torchrun("sft", [
+            "--base", base_model, "--data", *data_paths, "--model-out", model_out,
+            "--metrics-out", metrics_out, "--parent-run", parent_run, "--cycle", cycle], launcher, cfg)
+        return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
+    main = distributed.is_main()
+    if main:
+        clean_save_debris(model_out)
+    with tracking.tracker(cfg, parent_run if main else "").step_run(cycle):
         metrics = run(base_model, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
                       progress)
-    write_json(metrics_out, metrics)
+    if main:
+        write_json(metrics_out, metrics)
     return metrics
 
 
