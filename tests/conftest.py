@@ -77,7 +77,10 @@ def colour_reward_model(tiny_base: Path, synthetic_data: Path, tmp_path_factory:
 
     prefs = colour_preferences(synthetic_data)
     out = tmp_path_factory.mktemp("reward") / "model"
-    cfg = RewardConfig(lr=3e-3, epochs=8, batch_size=4, seed=0, lora=LoraConfig(r=8, alpha=16, dropout=0.0))
+    # r 32, 16 epochs: the demo base names the look-alike colour more often than not, and the
+    # reward model has to learn past that bias (r 8, 8 epochs: 0.625 held-out)
+    cfg = RewardConfig(lr=1e-3, epochs=16, batch_size=4, seed=0,
+                       lora=LoraConfig(r=32, alpha=64, dropout=0.0))
     metrics = train_reward_model(str(tiny_base), prefs[:32], prefs[32:], out, cfg,
                                  VideoConfig(num_frames=8), progress=False)
     return out, metrics

@@ -146,8 +146,9 @@ def test_committed_example_is_what_the_code_renders():
 def test_cli_renders_the_example(capsys, tmp_path):
     from videostar.cli import main
 
-    assert main(["--config", str(EXAMPLE_CONFIG), "pipeline", "trainjob"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(EXAMPLE_JOB.read_text())
+    rendered = tmp_path / "job.yaml"
+    assert main(["--config", str(EXAMPLE_CONFIG), "pipeline", "trainjob", "-o", str(rendered)]) == 0
+    assert yaml.safe_load(rendered.read_text()) == yaml.safe_load(EXAMPLE_JOB.read_text())
     local = tmp_path / "local.yaml"
     local.write_text("pipeline: {pvc: v}\n")
     assert main(["--config", str(local), "pipeline", "trainjob"]) == 2
