@@ -10,6 +10,7 @@ from conftest import TINY_CONFIG
 from videostar.cli import main
 from videostar.config import config_from_dict
 from videostar.data.records import Record, read_records, read_rows, write_jsonl
+from videostar.errors import ConfigError
 from videostar.model import read_card
 from videostar.rlaif.steps import rlaif_prompts, split_videos
 
@@ -29,6 +30,8 @@ def test_rlaif_prompts_are_the_configured_tasks():
     assert rlaif_prompts(recs, config_from_dict({})) == recs
     only_b = config_from_dict({"rlaif": {"tasks": ["b"], "prompts": 3}})
     assert [r.id for r in rlaif_prompts(recs, only_b)] == ["0/b", "1/b", "2/b"]
+    with pytest.raises(ConfigError, match=r"rlaif.tasks: none of \['c'\] is a task .*they have: a, b"):
+        rlaif_prompts(recs, config_from_dict({"rlaif": {"tasks": ["c"]}}))
 
 
 @pytest.fixture()

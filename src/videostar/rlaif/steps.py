@@ -18,6 +18,7 @@ from typing import Any
 from videostar import distributed, launch, layout, tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
+from videostar.errors import ConfigError
 from videostar.outputs import clean_debris, clean_save_debris
 from videostar.prompts import answer_prompt
 from videostar.resume import claim, file_hash
@@ -49,7 +50,11 @@ def _judge(cfg: RunConfig) -> Any:
 def rlaif_prompts(records: list[Record], cfg: RunConfig) -> list[Record]:
     """The records RLAIF samples and aligns on: those of ``rlaif.tasks`` (all when empty), the
     first ``rlaif.prompts`` of them."""
-    return [r for r in records if not cfg.rlaif.tasks or r.task in cfg.rlaif.tasks][:cfg.rlaif.prompts]
+    chosen = [r for r in records if not cfg.rlaif.tasks or r.task in cfg.rlaif.tasks]
+    if records and not chosen:
+        raise ConfigError(f"rlaif.tasks: none of {cfg.rlaif.tasks} is a task of these records "
+                          f"(they have: {', '.join(sorted({r.task for r in records}))})")
+    return chosen[:cfg.rlaif.prompts]
 
 
 def preferences(
