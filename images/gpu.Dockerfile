@@ -69,8 +69,8 @@ RUN apt-get update \
  && chown 10001:10001 /gcs /minio /s3 /oci
 COPY --from=builder /opt/python /opt/python
 COPY --from=builder /opt/venv /opt/venv
-# KFP lightweight components run `python3 -m pip install kfp==2.17.0 --no-deps`: it is already in the
-# venv, so pip only confirms it (no network, no writes).
+# The components are built with install_kfp_package=False: kfp is in this venv (pinned by
+# pyproject.toml), so a step starts straight away, with no pip run before it.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
