@@ -1,0 +1,81 @@
+"""The warm local runner: kfp.local tasks forked from a process that imported the stack.
+(No ``from __future__ import annotations``: KFP reads the components' annotations.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kfp import dsl, local
+from videostar.pipelines import preload
+from videostar.pipelines.local import _executable
+
+PYTHON = sys.executable  # the fixture swaps sys.executable for the client while a test runs
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def probe(tag: str, out: dsl.Output[dsl.Dataset]):
+    import json
+    import os
+    import sys
+
+    warm = "transformers" in sys.modules  # a cold executor_main has imported kfp, not this
+    with open(out.path, "w") as fh:
+        json.dump({"tag": tag, "pid": os.getpid(), "ppid": os.getppid(), "warm": warm,
+                   "env": os.environ.get("PROBE_VALUE"), "threads": os.environ.get("OMP_NUM_THREADS")}, fh)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def fail(message: str):
+    raise ValueError(message)
+
+
+@pytest.fixture()
+def warm_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROBE_VALUE", "from-the-parent")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    with preload.warm_python() as python:
+        assert python != PYTHON, "the warm server did not start"
+        with _executable(python):
+            yield python
+
+
+def test_tasks_fork_from_the_warm_server_one_process_each(warm_runner: str, tmp_path: Path):
+    first, second = probe(tag="a"), probe(tag="b")
+    seen = [json.loads(Path(t.outputs["out"].path).read_text()) for t in (first, second)]
+    assert [s["tag"] for s in seen] == ["a", "b"]
+    assert all(s["warm"] for s in seen)
+    assert seen[0]["pid"] != seen[1]["pid"] and seen[0]["ppid"] == seen[1]["ppid"] != os.getpid()
+    assert {s["env"] for s in seen} == {"from-the-parent"} and {s["threads"] for s in seen} == {"1"}
+
+
+def test_a_failing_task_fails_the_run_with_its_traceback(warm_runner: str, capfd):
+    with pytest.raises(RuntimeError):
+        fail(message="bad input in the task")
+    assert "ValueError: bad input in the task" in capfd.readouterr().out
+
+
+def test_other_commands_run_the_real_interpreter(warm_runner: str):
+    done = subprocess.run([warm_runner, "-c", "import sys; print(sys.executable); sys.exit(3)"],
+                          capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout.strip() == PYTHON
+
+
+def test_without_a_server_the_task_starts_cold(tmp_path: Path):
+    client = tmp_path / "python"
+    client.write_text(preload.CLIENT.format(python=sys.executable, sock=str(tmp_path / "gone.sock"),
+                                            executor=preload.EXECUTOR, header=preload.HEADER))
+    client.chmod(0o755)
+    done = subprocess.run([str(client), "-m", "kfp.dsl.executor_main", "--help"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "--executor_input" in done.stdout
+
+
+def test_off_switch(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VIDEOSTAR_PRELOAD", "0")
+    with preload.warm_python() as python:
+        assert python == sys.executable
