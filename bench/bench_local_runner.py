@@ -15,10 +15,10 @@ import tempfile
 import time
 
 from kfp import dsl, local
-
-from videostar.data.records import write_json
 from videostar.pipelines.local import _executable
 from videostar.pipelines.preload import warm_python
+
+from videostar.data.records import write_json
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)

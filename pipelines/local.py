@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from videostar.pipelines.preload import warm_python
+
 from videostar import layout, terminal, tracking
 from videostar.config import RunConfig
 from videostar.errors import ConfigError, VideostarError
-from videostar.pipelines.preload import warm_python
 
 
 @dataclass

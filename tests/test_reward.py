@@ -19,8 +19,10 @@ from videostar.rlaif.reward import (
     bradley_terry_loss,
     last_token_index,
     load_reward_model,
+    mean_response_logprob,
     pair_from_json,
     pairwise_accuracy,
+    save_reward_model,
 )
 from videostar.video import read_frames
 
@@ -46,6 +48,42 @@ def test_bradley_terry_loss_by_hand():
 def test_last_token_index_on_right_padding():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
     assert last_token_index(mask).tolist() == [2, 4, 0]
+
+
+def test_mean_response_logprob_by_hand():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]]]))
+    labels = torch.tensor([[-100, 1, 2]])  # token t is predicted at position t - 1
+    expected = (math.log(0.25) + math.log(0.8)) / 2
+    assert float(mean_response_logprob(logits, labels)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_likelihood_weight_adds_the_response_logprob_and_reloads(
+    tiny_base: Path, synthetic_data: Path, tmp_path: Path
+):
+    torch.manual_seed(0)
+    lm = load_model(str(tiny_base))
+    lm.tuned_from = str(tiny_base)
+    head_only = RewardModel(add_lora(lm, LORA)).eval()
+    weighted = RewardModel(head_only.lm, head_only.head, likelihood_weight=2.0).eval()
+    pairs = colour_preferences(synthetic_data)[:2]
+    frames = [read_frames(p.video, VIDEO.num_frames) for p in pairs]
+    prompts, answers = [p.prompt for p in pairs], [pairs[0].chosen, pairs[1].chosen + " It moves."]
+    batch = head_only.encode(prompts, answers, frames)
+    with torch.no_grad():
+        gained = weighted(**batch) - head_only(**batch)
+        by_row = []
+        for p, a, f in zip(prompts, answers, frames, strict=True):  # each row alone, unpadded
+            row = head_only.encode([p], [a], [f])
+            logp = torch.log_softmax(lm.model(**{k: v for k, v in row.items() if k != "labels"})
+                                     .logits[0, :-1].float(), -1)
+            answer = row["labels"][0, 1:] != -100
+            by_row.append(logp[answer].gather(1, row["labels"][0, 1:][answer, None]).mean())
+    torch.testing.assert_close(gained, 2.0 * torch.stack(by_row), atol=1e-4, rtol=1e-4)
+    # the weight is part of the saved model: a reloaded one scores the same
+    out = save_reward_model(weighted, tmp_path / "rm")
+    assert read_card(out)["likelihood_weight"] == 2.0
+    torch.testing.assert_close(load_reward_model(out).score(prompts, answers, frames),
+                               weighted.score(prompts, answers, frames), atol=1e-5, rtol=1e-4)
 
 
 def test_reward_of_padded_row_equals_row_alone(tiny_base: Path, synthetic_data: Path):

@@ -24,10 +24,17 @@ class RewardConfig:
     seed: int = 0
     checkpoint_steps: int = 50
     """A resumable checkpoint every this many optimizer steps (0: none)."""
+    likelihood_weight: float = 0.0
+    """Adds SimPO's implicit reward to the head's: this times the mean log-probability that the
+    reward model's own language model (the SFT model with the reward adapter) gives the
+    response's tokens; Bradley-Terry training then tunes both. 0 (the released recipe): the head
+    alone. A small model's head learns the pairs' videos rather than what makes an answer right,
+    while its language model already ties answer words to the video."""
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, where: str) -> None:
         at_least(where, "checkpoint_steps", self.checkpoint_steps, 0)
+        non_negative(where, "likelihood_weight", self.likelihood_weight)
         require(where, "heldout_fraction", 0 < self.heldout_fraction < 1, "a number in (0, 1)")
         at_least(where, "batch_size", self.batch_size, 1)
         positive(where, "lr", self.lr)

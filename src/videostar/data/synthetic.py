@@ -114,7 +114,7 @@ def build_synthetic(
             records.append(Record(
                 id=rid, video=str(path), question=question_for(templates, task, rid),
                 label=label, label_type=types, task=task,
-                meta={"colour": video.colour, "shape": video.shape,
+                meta={"colour": video.colour, "shape": video.shape, "segment": list(video.segment),
                       "reference": reference_answer(task, video)},
             ))
     return AdapterResult(records)

@@ -1,11 +1,14 @@
 """VLM-RLAIF reward model: the SFT model with a scalar head on the last token.
 
-The LM head is not used: the backbone (with a fresh LoRA adapter) reads video + prompt +
-response, and a ``Linear(hidden, 1)`` head maps the last layer's hidden state at the last
-real token to a reward. It is trained on preference pairs with the Bradley-Terry loss plus a
-small centering term, and judged by pairwise accuracy on held-out pairs. The saved folder is
-a LoRA adapter + processor + model card (``kind: reward``) + ``reward_head.safetensors``, so
-PPO can initialise its value model from it without merging the adapter.
+The backbone (with a fresh LoRA adapter) reads video + prompt + response, and a
+``Linear(hidden, 1)`` head maps the last layer's hidden state at the last real token to a
+reward. With ``likelihood_weight`` (RewardConfig; 0 in the released recipe) the reward adds
+that times the mean log-probability of the response under the same backbone's LM head
+(SimPO's length-normalized implicit reward, Meng et al. 2024). It is trained on preference
+pairs with the Bradley-Terry loss plus a small centering term, and judged by pairwise accuracy
+on held-out pairs. The saved folder is a LoRA adapter + processor + model card (``kind:
+reward``, with the weight) + ``reward_head.safetensors``, so PPO can initialise its value model
+from it without merging the adapter.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from videostar.model import (
     resolve,
     save_model,
 )
+from videostar.rlaif.ppo_math import logprobs_from_logits
 from videostar.star.sft import decode_batch
 
 HEAD_FILE = "reward_head.safetensors"
@@ -79,6 +83,16 @@ def bradley_terry_share(
     return (share if len(margin) else None), bt_total / n + center_coef * abs(mean)
 
 
+def mean_response_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row, the mean log-probability of the labelled (response) tokens, each predicted from
+    the position before it -> ``[B]``. The mean, not the sum, so that a reward using it does
+    not simply favour short responses."""
+    targets = labels[:, 1:]
+    mask = targets != -100
+    logp = logprobs_from_logits(logits[:, :-1], targets.clamp(min=0))
+    return (logp * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last attended position (rows are right-padded, so not always -1)."""
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -95,11 +109,12 @@ class RewardModel(torch.nn.Module):
     """
 
     def __init__(self, lm: LoadedModel, head: torch.nn.Linear | None = None,
-                 adapter: str | None = None, trainable: bool = True):
+                 adapter: str | None = None, trainable: bool = True, likelihood_weight: float = 0.0):
         super().__init__()
         self.lm = lm
         self.backbone = lm.model
         self.adapter, self.trainable = adapter, trainable
+        self.likelihood_weight = likelihood_weight
         config = self.backbone.config
         text_config = getattr(config, "text_config", None)
         hidden = getattr(text_config, "hidden_size", None) or config.hidden_size
@@ -124,11 +139,18 @@ class RewardModel(torch.nn.Module):
         return self.backbone(**batch, output_hidden_states=True).hidden_states[-1]
 
     def forward(self, **batch: Any) -> torch.Tensor:
-        """Rewards, shape ``[B]``, for a right-padded batch."""
-        hidden = self.hidden_states(batch)
+        """Rewards, shape ``[B]``, for a right-padded batch (with ``labels`` on the response when
+        ``likelihood_weight`` is set: :meth:`encode` makes them)."""
+        self.activate()
+        out = self.backbone(**{k: v for k, v in batch.items() if k != "labels"},
+                            output_hidden_states=True)
+        hidden = out.hidden_states[-1]
         idx = last_token_index(batch["attention_mask"])
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
-        return self.head(last.float()).squeeze(-1)
+        reward = self.head(last.float()).squeeze(-1)
+        if self.likelihood_weight:
+            reward = reward + self.likelihood_weight * mean_response_logprob(out.logits, batch["labels"])
+        return reward
 
     def token_values(self, batch: dict[str, Any], start: int, length: int) -> torch.Tensor:
         """The head at every position ``start .. start + length`` -> ``[B, length]``: PPO's value
@@ -250,7 +272,7 @@ def train_reward_model(
     lm = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
     lm.tuned_from = sft_model  # the reward adapter sits on exactly this model, whatever it was tuned from
     torch.manual_seed(cfg.seed)  # adapter and head initial weights are part of the recipe
-    rm = RewardModel(add_lora(lm, cfg.lora))
+    rm = RewardModel(add_lora(lm, cfg.lora), likelihood_weight=cfg.likelihood_weight)
     params = [p for p in rm.parameters() if p.requires_grad]
     dist.broadcast_parameters(params)
     optim = torch.optim.AdamW(params, lr=cfg.lr)
@@ -333,7 +355,8 @@ def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | 
     """
     from safetensors.torch import save_file
 
-    card = {"head": HEAD_FILE, "hidden_size": rm.hidden_size, **(extra or {})}
+    card = {"head": HEAD_FILE, "hidden_size": rm.hidden_size,
+            "likelihood_weight": rm.likelihood_weight, **(extra or {})}
     path = save_model(LoadedModel(rm.backbone, rm.lm.processor, rm.lm.source, rm.lm.tuned_from),
                       out, "reward", card)
     try:
@@ -351,8 +374,8 @@ def load_reward_model(
 ) -> RewardModel:
     """A saved reward model, frozen: its base (or ``adapter_base``), the adapter unmerged, the
     head loaded."""
-    lm, head = _load_reward_parts(path, adapter_base, device, dtype, quantize)
-    return RewardModel(lm, head, trainable=False).eval()
+    lm, head, weight = _load_reward_parts(path, adapter_base, device, dtype, quantize)
+    return RewardModel(lm, head, trainable=False, likelihood_weight=weight).eval()
 
 
 def load_reward_and_value(
@@ -367,10 +390,10 @@ def load_reward_and_value(
     """
     import copy
 
-    lm, head = _load_reward_parts(path, adapter_base, device, dtype, quantize, "reward",
-                                  sft_adapter_base)
+    lm, head, weight = _load_reward_parts(path, adapter_base, device, dtype, quantize, "reward",
+                                          sft_adapter_base)
     lm.model.load_adapter(str(resolve(str(path))), adapter_name="value", is_trainable=True)
-    reward = RewardModel(lm, head, adapter="reward", trainable=False).eval()
+    reward = RewardModel(lm, head, adapter="reward", trainable=False, likelihood_weight=weight).eval()
     value = RewardModel(lm, copy.deepcopy(head), adapter="value", trainable=True)
     value.activate()
     return reward, value
@@ -379,7 +402,8 @@ def load_reward_and_value(
 def _load_reward_parts(
     path: str | Path, adapter_base: str | None, device: str | None, dtype: torch.dtype | None,
     quantize: str | None, adapter_name: str = "default", sft_adapter_base: str | None = None,
-) -> tuple[LoadedModel, torch.nn.Linear]:
+) -> tuple[LoadedModel, torch.nn.Linear, float]:
+    """The base with the adapter, the head, and the card's ``likelihood_weight``."""
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoProcessor
@@ -395,4 +419,4 @@ def _load_reward_parts(
     state = load_file(str(folder / card.get("head", HEAD_FILE)))
     head = torch.nn.Linear(state["weight"].shape[1], 1)
     head.load_state_dict(state)
-    return lm, head
+    return lm, head, float(card.get("likelihood_weight", 0.0))
