@@ -24,6 +24,7 @@ import random
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,55 +225,73 @@ def train(
             first, losses, seconds = meta["step"], meta["losses"], meta["seconds"]
             if dist.is_main():  # rank 0 holds every rank's lists (gathered at each save)
                 skipped, clipped, tokens = meta["video_errors"], meta["clipped"], meta["tokens"]
-    started = time.perf_counter()
-    for k in tqdm(range(first, total_steps), desc="sft", disable=not progress or not dist.is_main(),
-                  unit="step", initial=first, total=total_steps):
-        encoded = []
+    def prepare(k: int) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+        """Step ``k``'s decoded and encoded micro-batches, and what it skipped and clipped."""
+        encoded, skipped_k, clipped_k = [], [], []
         for step in windows[k]:
             share = batches[step % len(batches)][rank::world]
-            kept, frames = decode_batch(share, video, skipped)
+            kept, frames = decode_batch(share, video, skipped_k)
             if kept:
                 encoded.append(lm.encode_training(
                     [e.question for e in kept], [e.answer for e in kept], frames,
-                    cfg.max_length, [e.id for e in kept], clipped, cfg.rationale_weight))
-        n_tokens = dist.all_sum([sum(answer_tokens(x["labels"], x.get("loss_weights")) for x in encoded)])[0]
-        weights = [1.0] * len(encoded)
-        if engine is not None:  # DeepSpeed reduces inside backward: every rank steps alike
-            fewest, most = dist.all_min_max(len(encoded))
-            if fewest == 0 and most > 0:
-                print(f"sft: step {k + 1} skipped: a rank has no readable video in it",
-                      file=sys.stderr)
-                n_tokens = 0
-            encoded += encoded[-1:] * (most - len(encoded))  # repeats that weigh nothing
-            weights += [0.0] * (len(encoded) - len(weights))
-        if n_tokens == 0:
-            continue
-        window_loss = 0.0
-        for inputs, weight in zip(encoded, weights, strict=True):
-            labels, token_weights = inputs["labels"], inputs.get("loss_weights")
-            batch = {key: value for key, value in inputs.items() if key not in ("labels", "loss_weights")}
-            tokens += int(batch["attention_mask"].sum()) if weight else 0
-            with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
-                logits = (engine or lm.model)(**batch, use_cache=False).logits
-            loss = answer_loss_sum(logits, labels, token_weights) * weight / n_tokens
-            if engine is not None:
-                # the engine divides by grad_accum and averages over the ranks
-                engine.backward(loss * cfg.grad_accum * world)
-                engine.step()
-            else:
-                loss.backward()
-            window_loss += float(loss.detach())
-        if engine is None:
-            dist.sum_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
-        losses.append(dist.all_sum([window_loss])[0])
-        if checkpoints is not None and checkpoints.due(k + 1, total_steps):
-            checkpoints.save(k + 1, trainable(lm.model), optim, sched, {
-                "losses": losses, "seconds": seconds + time.perf_counter() - started,
-                **_gathered(skipped, clipped, tokens)})
+                    cfg.max_length, [e.id for e in kept], clipped_k, cfg.rationale_weight))
+        return encoded, skipped_k, clipped_k
+
+    # Decoding and encoding the next step (half of a small model's step time) overlap with this
+    # step's forward and backward, as a DataLoader worker would: one thread, one step ahead
+    # (decoders, the tokenizer and torch release the GIL). The data order and every tensor are
+    # those of the plain loop, so results are identical.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sft-data")
+    upcoming = prefetch.submit(prepare, first) if first < total_steps else None
+    started = time.perf_counter()
+    try:
+        for k in tqdm(range(first, total_steps), desc="sft", disable=not progress or not dist.is_main(),
+                      unit="step", initial=first, total=total_steps):
+            encoded, skipped_k, clipped_k = upcoming.result()
+            skipped += skipped_k
+            clipped += clipped_k
+            upcoming = prefetch.submit(prepare, k + 1) if k + 1 < total_steps else None
+            n_tokens = dist.all_sum([sum(answer_tokens(x["labels"], x.get("loss_weights"))
+                                         for x in encoded)])[0]
+            weights = [1.0] * len(encoded)
+            if engine is not None:  # DeepSpeed reduces inside backward: every rank steps alike
+                fewest, most = dist.all_min_max(len(encoded))
+                if fewest == 0 and most > 0:
+                    print(f"sft: step {k + 1} skipped: a rank has no readable video in it",
+                          file=sys.stderr)
+                    n_tokens = 0
+                encoded += encoded[-1:] * (most - len(encoded))  # repeats that weigh nothing
+                weights += [0.0] * (len(encoded) - len(weights))
+            if n_tokens == 0:
+                continue
+            window_loss = 0.0
+            for inputs, weight in zip(encoded, weights, strict=True):
+                labels, token_weights = inputs["labels"], inputs.get("loss_weights")
+                batch = {key: value for key, value in inputs.items() if key not in ("labels", "loss_weights")}
+                tokens += int(batch["attention_mask"].sum()) if weight else 0
+                with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
+                    logits = (engine or lm.model)(**batch, use_cache=False).logits
+                loss = answer_loss_sum(logits, labels, token_weights) * weight / n_tokens
+                if engine is not None:
+                    # the engine divides by grad_accum and averages over the ranks
+                    engine.backward(loss * cfg.grad_accum * world)
+                    engine.step()
+                else:
+                    loss.backward()
+                window_loss += float(loss.detach())
+            if engine is None:
+                dist.sum_gradients(params)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optim.step()
+                sched.step()
+                optim.zero_grad(set_to_none=True)
+            losses.append(dist.all_sum([window_loss])[0])
+            if checkpoints is not None and checkpoints.due(k + 1, total_steps):
+                checkpoints.save(k + 1, trainable(lm.model), optim, sched, {
+                    "losses": losses, "seconds": seconds + time.perf_counter() - started,
+                    **_gathered(skipped, clipped, tokens)})
+    finally:
+        prefetch.shutdown(cancel_futures=True)
     lm.model.eval()
     seconds += time.perf_counter() - started
     gathered = _gathered(skipped, clipped, tokens)
