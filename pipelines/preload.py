@@ -115,7 +115,8 @@ def warm_python(timeout: float = 120.0) -> Iterator[str]:
 
 
 def serve(sock: str) -> None:
-    """Import :data:`MODULES`, then fork one child per client until terminated."""
+    """Import :data:`MODULES`, then fork one child per client until terminated, or until the
+    process that started it is gone (a run killed by a signal runs no ``finally``)."""
     import signal
 
     for name in MODULES:
@@ -134,7 +135,10 @@ def serve(sock: str) -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    parent = os.getppid()
     while True:
+        if os.getppid() != parent:  # the run was killed before it could stop us: do not linger
+            stop()
         ready, _, _ = select.select([listener], [], [], 0.05)
         if ready:
             conn, _ = listener.accept()

@@ -79,3 +79,31 @@ def test_off_switch(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("VIDEOSTAR_PRELOAD", "0")
     with preload.warm_python() as python:
         assert python == sys.executable
+
+
+def test_the_server_goes_when_its_run_is_killed(tmp_path: Path):
+    """A run killed by a signal runs no ``finally``: the server notices its parent is gone."""
+    import signal
+    import time
+
+    script = ("import sys, time\nfrom videostar.pipelines import preload\n"
+              "with preload.warm_python() as python:\n    print(python, flush=True)\n    time.sleep(120)\n")
+    run = subprocess.Popen([PYTHON, "-c", script], stdout=subprocess.PIPE, text=True)
+    client = run.stdout.readline().strip()
+    sock = str(Path(client).parent / "server.sock")
+    servers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+               and sock in (p / "cmdline").read_bytes().decode(errors="replace")]
+    assert len(servers) == 1, servers
+
+    def alive() -> bool:  # a reaped process has no /proc entry, a zombie an empty command line
+        try:
+            return sock in (servers[0] / "cmdline").read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(), "the warm server outlived its run"

@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--videos", type=_int_at_least(1), help="synthetic videos to pretrain on")
     tiny.add_argument("--steps", type=_int_at_least(0), help="pretraining steps (fewer: a weaker start)")
     tiny.add_argument("--confusion", type=_fraction,
-                      help="share of shape captions naming the look-alike colour (higher: a weaker start)")
+                      help="share of shape captions naming the look-alike colour and segment "
+                           "(higher: a weaker start)")
     tiny.add_argument("--noise", type=_fraction, help="share of STEP rationales with a wrong word")
     tiny.add_argument("--seed", type=_int_at_least(0))
     tiny.add_argument("--step-videos", type=_int_at_least(0),
