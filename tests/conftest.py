@@ -28,7 +28,7 @@ def gradient_video(frames: int = 24, size: int = 32) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pretrained base, built once per test session through the CLI (about 30 s)."""
+    """The tiny pretrained base, built once per test session through the CLI (about 70 s)."""
     from videostar.cli import main
 
     out = tmp_path_factory.mktemp("tiny") / "base"
