@@ -15,7 +15,6 @@ import tempfile
 import time
 
 from kfp import dsl, local
-from videostar.pipelines.local import _executable
 from videostar.pipelines.preload import warm_python
 
 from videostar.data.records import write_json
@@ -55,7 +54,7 @@ def main() -> dict:
         direct = (time.perf_counter() - started) / args.tasks  # the first call pays the imports
         cold = per_task(args.tasks, f"{tmp}/cold")
         started = time.perf_counter()
-        with warm_python() as python, _executable(python):
+        with warm_python():
             server = time.perf_counter() - started
             warm = per_task(args.tasks, f"{tmp}/warm")
 

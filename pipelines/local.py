@@ -66,8 +66,7 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     log = root / f".run-{os.getpid()}-{time.time_ns()}.log"
     started = time.perf_counter()
     try:
-        with _output_to(log) as console, _progress(root, _max_tasks(cfg), console), \
-                warm_python() as python, _executable(python):
+        with _output_to(log) as console, _progress(root, _max_tasks(cfg), console), warm_python():
             pipeline(**{k: str(Path(v).resolve()) for k, v in inputs.items()})
     except Exception as exc:
         raise VideostarError(f"local run failed ({exc}); task logs: {log}") from exc
@@ -79,17 +78,6 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     if run.mlflow_uri:  # kfp.local names the run folder as it names the pipeline run
         run.mlflow_url = tracking.ui_url(cfg, run_dir.name)
     return run
-
-
-@contextlib.contextmanager
-def _executable(python: str) -> Iterator[None]:
-    """The interpreter ``SubprocessRunner(use_venv=False)`` starts each task with: it runs
-    ``sys.executable``."""
-    real, sys.executable = sys.executable, python
-    try:
-        yield
-    finally:
-        sys.executable = real
 
 
 def _max_tasks(cfg: RunConfig) -> int:

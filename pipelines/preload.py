@@ -81,15 +81,18 @@ def enabled() -> bool:
 
 @contextlib.contextmanager
 def warm_python(timeout: float = 120.0) -> Iterator[str]:
-    """Yields the interpreter path for the runner: the warm client while the server runs, else
-    ``sys.executable``. The server starts with this process's environment (its
-    ``OMP_NUM_THREADS`` included) and is stopped, with any task it still runs, on exit."""
+    """While inside, ``kfp.local.SubprocessRunner(use_venv=False)`` starts its tasks warm: it runs
+    ``sys.executable``, which points at the client while the server runs. Yields that path
+    (``sys.executable`` itself when off or when the server did not start). The server starts
+    with this process's environment (its ``OMP_NUM_THREADS`` included) and is stopped, with any
+    task it still runs, on exit."""
     if not enabled():
         yield sys.executable
         return
+    real = sys.executable
     folder = Path(tempfile.mkdtemp(prefix="videostar-preload-"))
     sock = folder / "server.sock"
-    server = subprocess.Popen([sys.executable, "-m", "videostar.pipelines.preload", str(sock)])
+    server = subprocess.Popen([real, "-m", "videostar.pipelines.preload", str(sock)])
     try:
         deadline = time.monotonic() + timeout
         while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
@@ -97,14 +100,15 @@ def warm_python(timeout: float = 120.0) -> Iterator[str]:
         if not sock.exists():
             print(f"videostar preload: the warm server did not start (exit {server.poll()}); "
                   "tasks start cold", file=sys.stderr)
-            yield sys.executable
+            yield real
             return
         client = folder / "python"
-        client.write_text(CLIENT.format(python=sys.executable, sock=str(sock), executor=EXECUTOR,
-                                        header=HEADER))
+        client.write_text(CLIENT.format(python=real, sock=str(sock), executor=EXECUTOR, header=HEADER))
         client.chmod(0o755)
+        sys.executable = str(client)
         yield str(client)
     finally:
+        sys.executable = real
         server.terminate()
         try:
             server.wait(timeout=10)
@@ -170,7 +174,14 @@ def _fork_task(conn: socket.socket, listener: socket.socket) -> int | None:
         if not chunk:
             break
         payload += chunk
-    request = json.loads(payload)
+    try:
+        request = json.loads(payload)
+    except ValueError:  # a client that went away mid-request: nothing to run
+        request = None
+    if not isinstance(request, dict):
+        for fd in fds:
+            os.close(fd)
+        return None
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from kfp import dsl, local
 from videostar.pipelines import preload
-from videostar.pipelines.local import _executable
 
 PYTHON = sys.executable  # the fixture swaps sys.executable for the client while a test runs
 
@@ -40,8 +39,9 @@ def warm_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                raise_on_error=True)
     with preload.warm_python() as python:
         assert python != PYTHON, "the warm server did not start"
-        with _executable(python):
-            yield python
+        assert sys.executable == python  # what SubprocessRunner(use_venv=False) runs
+        yield python
+    assert sys.executable == PYTHON
 
 
 def test_tasks_fork_from_the_warm_server_one_process_each(warm_runner: str, tmp_path: Path):
@@ -107,3 +107,16 @@ def test_the_server_goes_when_its_run_is_killed(tmp_path: Path):
     while alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(), "the warm server outlived its run"
+
+
+def test_a_broken_request_costs_nothing_but_itself(warm_runner: str):
+    """A client that dies mid-request leaves the server serving the next task."""
+    import socket
+
+    conn = socket.socket(socket.AF_UNIX)
+    conn.connect(str(Path(warm_runner).parent / "server.sock"))
+    socket.send_fds(conn, [(1000).to_bytes(preload.HEADER, "big")], [0, 1, 2])
+    conn.sendall(b'{"argv": [')  # then gone
+    conn.close()
+    after = json.loads(Path(probe(tag="after").outputs["out"].path).read_text())
+    assert after["warm"]  # a crashed server would have let it start cold
