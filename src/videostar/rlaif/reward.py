@@ -132,18 +132,21 @@ class RewardModel(torch.nn.Module):
         if self.adapter is not None and self.backbone.active_adapter != self.adapter:
             self.backbone.set_adapter(self.adapter, inference_mode=not self.trainable)
 
-    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The last layer's hidden states ``[B, T, H]`` (``labels`` is ignored)."""
+    def _backbone(self, batch: dict[str, Any]) -> Any:
+        """The backbone's output (logits and every layer's hidden states) under this model's
+        adapter; ``labels`` is not passed, so the backbone computes no loss."""
         self.activate()
-        batch = {k: v for k, v in batch.items() if k != "labels"}
-        return self.backbone(**batch, output_hidden_states=True).hidden_states[-1]
+        return self.backbone(**{k: v for k, v in batch.items() if k != "labels"},
+                             output_hidden_states=True)
+
+    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The last layer's hidden states ``[B, T, H]``."""
+        return self._backbone(batch).hidden_states[-1]
 
     def forward(self, **batch: Any) -> torch.Tensor:
         """Rewards, shape ``[B]``, for a right-padded batch (with ``labels`` on the response when
         ``likelihood_weight`` is set: :meth:`encode` makes them)."""
-        self.activate()
-        out = self.backbone(**{k: v for k, v in batch.items() if k != "labels"},
-                            output_hidden_states=True)
+        out = self._backbone(batch)
         hidden = out.hidden_states[-1]
         idx = last_token_index(batch["attention_mask"])
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
