@@ -1,8 +1,10 @@
 """Run the cluster pipeline on this machine through ``kfp.local`` and read back its results.
 
-The very pipeline definition users submit runs here, each step in a subprocess of the
-current Python environment (``SubprocessRunner(use_venv=False)``); Kubernetes-only settings
-(accelerators, node selectors, secrets) are ignored by the local runner.
+The very pipeline users submit runs here: it is compiled to the YAML a cluster receives, and
+``kfp.local`` runs that file (kept in the run folder as ``pipeline.yaml``), each task's own command
+in a subprocess of the current Python environment (``SubprocessRunner(use_venv=False)``: the
+``python3`` of a task's command is this interpreter). Kubernetes-only settings (images,
+accelerators, node selectors, secrets) are ignored by the local runner.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ class LocalRun:
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     """Run the whole cyclic pipeline locally; returns where its outputs are."""
-    from kfp import local
-    from videostar.pipelines.self_training import build_pipeline
+    from kfp import components, local
+    from videostar.pipelines.submit import compile_pipeline
 
     inputs = {"base_model": cfg.pipeline.base_model, "dataset": cfg.pipeline.dataset}
     if cfg.rlaif.sft_model:  # the RLAIF stage alone
@@ -60,7 +62,9 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    pipeline = build_pipeline(cfg)
+    # the compiled YAML, the very file a cluster receives, is what runs (not the Python function)
+    package = compile_pipeline(cfg, root / f".pipeline-{os.getpid()}-{time.time_ns()}.yaml")
+    pipeline = components.load_component_from_file(str(package))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                raise_on_error=True)
     log = root / f".run-{os.getpid()}-{time.time_ns()}.log"
@@ -73,6 +77,7 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
     seconds = time.perf_counter() - started
     (run_dir,) = [p for p in root.iterdir() if p not in before and p.is_dir()]
     log.rename(run_dir / "run.log")
+    package.rename(run_dir / "pipeline.yaml")
     run = collect(run_dir, seconds)
     run.mlflow_uri = tracking.tracking_uri(cfg.tracking)
     if run.mlflow_uri:  # kfp.local names the run folder as it names the pipeline run

@@ -103,7 +103,9 @@ def _bad_arguments():
 
 
 @pytest.mark.parametrize(("words", "args", "message"), list(_bad_arguments()))
-def test_every_subcommand_refuses_a_bad_argument_in_one_line(capsys, words, args, message):
+def test_every_subcommand_refuses_a_bad_argument_in_one_line(capsys, tmp_path, monkeypatch, words, args,
+                                                             message):
+    monkeypatch.chdir(tmp_path)  # the placeholder paths ("x") of a command that runs land here
     with pytest.raises(SystemExit) as exit_:
         main([*words, *args])
     assert exit_.value.code == 2

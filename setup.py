@@ -1,0 +1,19 @@
+"""Package discovery; everything else about the distribution is in pyproject.toml.
+
+The library lives in src/videostar; the component catalogue (components/), the pipelines
+(pipelines/) and the example configs (configs/) are top-level folders installed into the same
+namespace, as kubeflow/pipelines-components does, so the step images, ``kfp.local`` and a wheel
+user import exactly these files. pyproject's ``packages.find`` discovers one root only, so the
+mapped folders are discovered here; tests (``*/tests``) and pytest's ``conftest.py`` stay out.
+"""
+
+from setuptools import find_packages, setup
+
+MAPPED = {"videostar.components": "components", "videostar.pipelines": "pipelines",
+          "videostar.configs": "configs"}
+
+packages = find_packages("src")
+for name, folder in MAPPED.items():
+    packages += [name, *(f"{name}.{sub}" for sub in find_packages(folder, exclude=["tests", "*.tests"]))]
+
+setup(packages=packages, package_dir={"": "src", **MAPPED})

@@ -1,0 +1,1 @@
+"""VLM-RLAIF: context-aware preferences, the reward model and PPO against it."""

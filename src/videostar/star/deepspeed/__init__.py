@@ -1,0 +1,1 @@
+"""DeepSpeed configurations shipped with the package (``sft.deepspeed: zero2.json``)."""
