@@ -8,6 +8,7 @@ mapped folders are discovered here; tests (``*/tests``) and pytest's ``conftest.
 """
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 MAPPED = {"videostar.components": "components", "videostar.pipelines": "pipelines",
           "videostar.configs": "configs"}
@@ -16,4 +17,12 @@ packages = find_packages("src")
 for name, folder in MAPPED.items():
     packages += [name, *(f"{name}.{sub}" for sub in find_packages(folder, exclude=["tests", "*.tests"]))]
 
-setup(packages=packages, package_dir={"": "src", **MAPPED})
+
+class BuildPy(build_py):
+    """Every module of a package, less pytest's conftest.py (components/conftest.py is test-only)."""
+
+    def find_package_modules(self, package: str, package_dir: str) -> list[tuple[str, str, str]]:
+        return [m for m in super().find_package_modules(package, package_dir) if m[1] != "conftest"]
+
+
+setup(packages=packages, package_dir={"": "src", **MAPPED}, cmdclass={"build_py": BuildPy})

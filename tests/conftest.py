@@ -148,3 +148,33 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) 
            "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
            "--artifacts-destination", "s3://mlflow", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
     yield from serve(cmd, f"http://127.0.0.1:{port}/health", root / "server.log", 120, env)
+
+
+# Tests never write into the repository: the suite fails when `git status` differs at its end.
+_TREE = pytest.StashKey[str | None]()
+
+
+def _tree_status() -> str | None:
+    """`git status --porcelain` of this checkout; None outside a git checkout (an sdist, say)."""
+    try:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                              cwd=Path(__file__).parent, capture_output=True, text=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE] = _tree_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before, after = session.config.stash.get(_TREE, None), _tree_status()
+    if before is None or after is None or after == before:
+        return
+    changed = sorted(set(after.splitlines()) ^ set(before.splitlines()))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"the tests changed the working tree (git status): {'; '.join(changed)}",
+                            red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

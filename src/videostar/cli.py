@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from videostar import distributed, layout
 from videostar.config import RunConfig, load_config
+from videostar.configs import examples
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError, first_line
 from videostar.star import steps
@@ -317,6 +318,23 @@ def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_config_example(args: argparse.Namespace, cfg: RunConfig) -> int:
+    """Write a shipped example configuration, so a wheel user has what a checkout has in configs/."""
+    from videostar.configs import example
+
+    text = example(args.name)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    if out.exists():
+        raise VideostarError(f"{out}: already exists (not overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"example config {args.name} -> {out}")
+    return 0
+
+
 def _kinetics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--csv", required=True, help="train.csv / validate.csv of Kinetics-700-2020")
     parser.add_argument("--videos", required=True, help="clip folder (flat or <split>/<label>/)")
@@ -376,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="videostar", description=__doc__)
     parser.add_argument("--config", help="run configuration (YAML); defaults when omitted")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    conf = sub.add_parser("config", help="example configurations").add_subparsers(dest="what", required=True)
+    example = conf.add_parser("example", help="write a shipped example config (stdout, or -o FILE)")
+    example.add_argument("name", choices=examples())
+    example.add_argument("-o", "--out", help="file to write (refused when it exists)")
+    example.set_defaults(func=cmd_config_example)
 
     model = sub.add_parser("model", help="model utilities").add_subparsers(dest="what", required=True)
     tiny = model.add_parser("tiny", help="write a tiny test checkpoint (default: the pretrained "

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from videostar import distributed as dist
 from videostar.checkpoints import Checkpoints, folder_for, trainable
 from videostar.config import SFTConfig, VideoConfig
+from videostar.config.recipe import DEEPSPEED_DIR
 from videostar.data.records import Record, read_records
 from videostar.errors import VideoError, VideostarError
 from videostar.families import freeze_for_full_finetune
@@ -43,8 +44,6 @@ from videostar.model import LoadedModel, add_lora, load_model, read_card, resolv
 from videostar.prompts import answer_prompt
 from videostar.resume import file_hash
 from videostar.video import read_frames
-
-DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
 
 
 @dataclass
