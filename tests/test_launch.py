@@ -1,5 +1,6 @@
-"""The training command a launcher runs, the checkpoint folder's claim, and the reward loss split
-over ranks (no model, no server)."""
+"""The training command a launcher runs (one build of the step's command line, read back by the
+real parser), the checkpoint folder's claim, and the reward loss split over ranks (no model, no
+server)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,67 @@ from videostar.checkpoints import Checkpoints, folder_for
 from videostar.config import config_from_dict
 from videostar.config.platform import Launcher
 from videostar.errors import ConfigError, VideostarError
-from videostar.launch import delegates, training_command
+from videostar.launch import RewardStep, SftStep, delegates, step_argv, training_command
 from videostar.rlaif.reward import bradley_terry_loss, bradley_terry_share
 
 pytestmark = pytest.mark.fast
 
 
+SFT = SftStep("b", ["d0.jsonl", Path("d1.jsonl")], Path("o/model"), "o/metrics.json", "parent-1", 2)
+REWARD = RewardStep("m", "prefs", "r/model", "r/metrics.json", base="b", parent_run="parent-1")
+
+
 def test_torchrun_command_runs_the_step_cli_on_this_machine():
-    cmd = training_command("sft", ["--base", "b", "--cycle", 2], Launcher("torchrun", 1, 4), "/c.yaml")
+    cmd = training_command(SFT, Launcher("torchrun", 1, 4), "/c.yaml")
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                    "--nproc-per-node", "4", "-m", "videostar.cli", "--config", "/c.yaml", "sft",
-                   "--base", "b", "--cycle", "2"]
+                   "--base", "b", "--data", "d0.jsonl", "d1.jsonl", "--cycle", "2",
+                   "--model-out", "o/model", "--metrics-out", "o/metrics.json",
+                   "--parent-run", "parent-1"]
 
 
 def test_trainjob_command_spans_nodes_with_the_runtime_rendezvous():
-    cmd = training_command("reward", ["--model", "m"], Launcher("trainjob", 2, 8), "/c.yaml")
+    cmd = training_command(REWARD, Launcher("trainjob", 2, 8), "/c.yaml")
     assert cmd[:5] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "8"]
-    assert "--standalone" not in cmd and cmd[-3:] == ["reward", "--model", "m"]
+    assert "--standalone" not in cmd and cmd[5:] == ["-m", "videostar.cli", "--config", "/c.yaml",
+                                                     *step_argv(REWARD)]
+    mpi = training_command(REWARD, Launcher("trainjob", 2, 8, runtime="deepspeed-distributed"), "/c.yaml")
+    assert mpi == ["mpirun", "--hostfile", "/etc/mpi/hostfile", "python", "-m", "videostar.cli",
+                   "--config", "/c.yaml", *step_argv(REWARD)]
     with pytest.raises(ValueError, match="in-process"):
-        training_command("sft", [], Launcher("local"), "/c.yaml")
+        training_command(SFT, Launcher("local"), "/c.yaml")
+
+
+def parsed(argv: list[str]) -> dict:
+    """``videostar --config c.yaml <argv>`` as the real ``videostar`` parser reads it."""
+    from videostar.cli import build_parser
+
+    args = vars(build_parser().parse_args(["--config", "c.yaml", *argv]))
+    return {k: v for k, v in args.items() if k not in ("config", "func")}
+
+
+@pytest.mark.parametrize("parent_run, cycle", [("parent-1", 3), ("", 0)])
+def test_the_sft_command_line_reads_back_into_the_values_given(parent_run, cycle):
+    step = SftStep(Path("/b"), ["/d0.jsonl", "/d1.jsonl"], "/o/model", Path("/o/metrics.json"),
+                   parent_run, cycle)
+    assert parsed(step_argv(step)) == {
+        "command": "sft", "base": "/b", "data": ["/d0.jsonl", "/d1.jsonl"], "cycle": cycle,
+        "model_out": "/o/model", "metrics_out": "/o/metrics.json", "parent_run": parent_run,
+        "out": None}
+
+
+@pytest.mark.parametrize("base, parent_run", [("/b", "parent-1"), (None, "")])
+def test_the_reward_command_line_reads_back_into_the_values_given(base, parent_run):
+    step = RewardStep("/m", Path("/prefs"), "/r/model", "/r/metrics.json", base, parent_run)
+    assert parsed(step_argv(step)) == {
+        "command": "reward", "model": "/m", "preferences": "/prefs", "base": base,
+        "model_out": "/r/model", "metrics_out": "/r/metrics.json", "parent_run": parent_run,
+        "out": None}
+
+
+def test_only_training_steps_have_a_command_line():
+    with pytest.raises(TypeError, match="not a training step"):
+        step_argv("sft")  # type: ignore[arg-type]
 
 
 def test_only_torchrun_outside_a_worker_delegates(monkeypatch):

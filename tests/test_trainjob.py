@@ -82,8 +82,10 @@ def test_trainjob_validates_against_the_trainer_v2_api(nodes, procs):
                            "-m", "videostar.cli"]
     folder = f"/data/trainjobs/{job['metadata']['name']}"
     assert command[7:10] == ["--config", f"{folder}/config.yaml", "sft"]
-    assert command[command.index("--out") + 1] == f"{folder}/out"
-    assert len(command[command.index("--data") + 1:command.index("--out")]) == 3  # verified + 2 shards
+    assert command[command.index("--model-out") + 1] == f"{folder}/out/model"
+    assert command[command.index("--metrics-out") + 1] == f"{folder}/out/metrics.json"
+    assert command[command.index("--cycle") + 1] == "1"
+    assert len(command[command.index("--data") + 1:command.index("--cycle")]) == 3  # verified + 2 shards
     # the pods it makes: strict Kubernetes 1.32 schema and the platform's policies
     pod = node_pod(job)
     assert validate([pod]) == [] and policy_violations([pod]) == []
@@ -241,12 +243,12 @@ def inputs(tmp_path):
 
 
 def node_writes_outputs(job: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """What the training node leaves in ``--out`` on the shared volume."""
+    """What the training node leaves in ``--model-out`` and ``--metrics-out`` on the shared volume."""
     command = job["spec"]["trainer"]["command"]
-    out = Path(command[command.index("--out") + 1])
-    (out / "model").mkdir(parents=True, exist_ok=True)
-    (out / "model" / "adapter_model.safetensors").write_bytes(b"weights")
-    (out / "metrics.json").write_text(json.dumps(metrics))
+    model = Path(command[command.index("--model-out") + 1])
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "adapter_model.safetensors").write_bytes(b"weights")
+    Path(command[command.index("--metrics-out") + 1]).write_text(json.dumps(metrics))
 
 
 def scripted(*steps: Any) -> Any:
@@ -321,7 +323,7 @@ def test_inputs_and_config_are_staged_for_the_job(api, inputs, tmp_path):
     folder = tmp_path / "shared" / "trainjobs" / name
     base = Path(command[command.index("--base") + 1])
     assert base == folder / "inputs" / "base" and (base / "config.json").exists()
-    data = command[command.index("--data") + 1:command.index("--out")]
+    data = command[command.index("--data") + 1:command.index("--cycle")]
     assert [Path(p).read_text() for p in data] == [f'{{"id": {i}}}\n' for i in range(3)]
     staged = load_config(folder / "config.yaml")  # what `videostar --config` in the job reads
     assert staged.pipeline.sft.launcher.kind == "local"  # inside the job it trains
@@ -454,3 +456,120 @@ def test_reward_model_runs_as_a_trainjob(api, tmp_path):
                              sleep=lambda s: None)
     assert result["heldout_accuracy"] == 0.75
     assert (tmp_path / "kfp" / "reward" / "adapter_model.safetensors").exists()
+
+
+# ---- one command line for every launcher ------------------------------------------------------
+
+def videostar_args(command: list[str]) -> dict[str, Any]:
+    """What a launcher's command hands ``videostar`` (all after ``-m videostar.cli``), read by the
+    real ``videostar`` parser."""
+    from videostar.cli import build_parser
+
+    args = vars(build_parser().parse_args(command[command.index("videostar.cli") + 1:]))
+    args.pop("func")
+    return args
+
+
+def flags(command: list[str]) -> list[str]:
+    return [a for a in command if a.startswith("--")]
+
+
+def torchrun_command(monkeypatch: pytest.MonkeyPatch, step: str, run: Any) -> list[str]:
+    """The command the in-process step (``pipeline.<step>.launcher``: torchrun) starts: ``run(cfg)``
+    calls the step; torchrun and its workers are played by a process that writes the metrics."""
+    from videostar import launch
+
+    cfg = config_from_dict({"pipeline": {step: {"launcher": {"kind": "torchrun", "procs_per_node": 2}}}})
+    started: list[list[str]] = []
+
+    class Torchrun:
+        def __init__(self, cmd: list[str], **kw: Any) -> None:
+            started.append(cmd)
+            metrics = Path(cmd[cmd.index("--metrics-out") + 1])
+            metrics.parent.mkdir(parents=True, exist_ok=True)
+            metrics.write_text("{}")
+            self.stdout: list[str] = []
+
+        def __enter__(self) -> Torchrun:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            pass
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(launch.subprocess, "Popen", Torchrun)
+    run(cfg)
+    (command,) = started
+    return command
+
+
+def run_job(api: FakeKubeAPI, name: str, run: Any) -> list[str]:
+    """The command of the TrainJob ``name`` that ``run(cluster, **kw)`` creates (kept after it)."""
+    def complete(api, name):
+        node_writes_outputs(api.jobs[name], {"train_loss": 1.0})
+        api.set_condition(name, "Complete")
+
+    api.on_get = scripted(complete)
+    run(cluster=tj.Cluster(api.namespace, api.configuration()), log=lambda line: None, sleep=lambda s: None)
+    return api.jobs[name]["spec"]["trainer"]["command"]
+
+
+@pytest.mark.parametrize("runtime", ["torch-distributed", "deepspeed-distributed"])
+def test_the_sft_job_carries_every_argument_torchrun_does(api, inputs, tmp_path, monkeypatch, runtime):
+    from videostar.star import steps
+
+    base, data = inputs
+    cfg = config(tmp_path / "shared", keep="always", runtime=runtime)
+    name = tj.job_name("sft", "run-1", 2)
+    job = run_job(api, name, lambda **kw: tj.sft(
+        cfg, "run-1", 2, str(base), data, tmp_path / "kfp" / "model", tmp_path / "kfp" / "metrics.json",
+        parent_run="parent-9", **kw))
+    here = torchrun_command(monkeypatch, "sft", lambda cfg: steps.sft(
+        str(base), data, tmp_path / "t" / "model", tmp_path / "t" / "metrics.json", cfg,
+        parent_run="parent-9", cycle=2))
+
+    assert flags(job[job.index("sft"):]) == flags(here[here.index("sft"):])  # the same options
+    folder = tj.job_folder(cfg, name)
+    staged = folder.staged({"base": base, "data": data})
+    assert videostar_args(job) == {
+        "config": str(folder.config), "command": "sft", "base": staged["base"], "data": staged["data"],
+        "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json",
+        "parent_run": "parent-9", "cycle": 2, "out": None}
+    assert videostar_args(here) == {
+        "config": here[here.index("--config") + 1], "command": "sft", "base": str(base), "data": data,
+        "model_out": str(tmp_path / "t" / "model"), "metrics_out": str(tmp_path / "t" / "metrics.json"),
+        "parent_run": "parent-9", "cycle": 2, "out": None}
+
+
+def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monkeypatch):
+    from videostar.rlaif import steps
+
+    cfg = config(tmp_path / "shared", keep="always")
+    model, base, prefs = (tmp_path / n for n in ("sft-model", "base", "preferences"))
+    for folder in (model, base, prefs):
+        folder.mkdir()
+        (folder / "x.json").write_text("{}")
+    name = tj.job_name("reward", "run-1")
+    job = run_job(api, name, lambda **kw: tj.reward_model(
+        cfg, "run-1", "parent-9", str(model), str(base), str(prefs), tmp_path / "kfp" / "reward",
+        tmp_path / "kfp" / "metrics.json", **kw))
+    here = torchrun_command(monkeypatch, "reward", lambda cfg: steps.reward_model(
+        str(model), str(prefs), tmp_path / "t" / "reward", tmp_path / "t" / "metrics.json", cfg,
+        adapter_base=str(base), parent_run="parent-9"))
+
+    assert flags(job[job.index("reward"):]) == flags(here[here.index("reward"):])
+    folder = tj.job_folder(cfg, name)
+    staged = folder.staged({"model": model, "base": base, "preferences": prefs})
+    assert videostar_args(job) == {
+        "config": str(folder.config), "command": "reward", "model": staged["model"],
+        "preferences": staged["preferences"], "base": staged["base"],
+        "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json",
+        "parent_run": "parent-9", "out": None}
+    assert videostar_args(here) == {
+        "config": here[here.index("--config") + 1], "command": "reward", "model": str(model),
+        "preferences": str(prefs), "base": str(base), "model_out": str(tmp_path / "t" / "reward"),
+        "metrics_out": str(tmp_path / "t" / "metrics.json"), "parent_run": "parent-9", "out": None}

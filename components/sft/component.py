@@ -29,7 +29,7 @@ def sft(config: str, cycle: int, parent_run: str, pipeline_run: str, base_model:
         from videostar import trainjob
 
         result = trainjob.sft(cfg, pipeline_run, cycle, base_model.path, files, model.path,
-                              f"{out.path}/{METRICS}")
+                              f"{out.path}/{METRICS}", parent_run=parent_run)
     else:
         result = run(base_model.path, files, model.path, f"{out.path}/{METRICS}", cfg, progress=False,
                      parent_run=parent_run, cycle=cycle)

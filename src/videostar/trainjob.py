@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from videostar import launch
-from videostar.config import Launcher, RunConfig, StepResources, config_to_json
+from videostar.config import RunConfig, StepResources, config_to_json
 from videostar.config.platform import trainjob_resources
 from videostar.errors import VideostarError
 from videostar.layout import METRICS
@@ -60,19 +60,6 @@ def job_name(step: str, pipeline_run: str, cycle: int | None = None) -> str:
     """A DNS-1035 name, the same on every attempt of one step of one pipeline run."""
     digest = hashlib.sha256(pipeline_run.encode()).hexdigest()[:10]
     return f"vs-{step}-" + (f"c{cycle}-" if cycle is not None else "") + digest
-
-
-def training_command(step: str, cli_args: list[str], launcher: Launcher, config_path: str) -> list[str]:
-    """The command every node runs: ``videostar <step>`` under the runtime's launcher.
-
-    On ``torch-distributed``, :func:`videostar.launch.training_command`'s torchrun, which takes
-    the rendezvous from the ``PET_*`` variables the Trainer sets; on ``deepspeed-distributed``
-    (MPI) mpirun takes the hosts and slots from the hostfile the Trainer mounts.
-    """
-    if launcher.runtime == "deepspeed-distributed":
-        return ["mpirun", "--hostfile", "/etc/mpi/hostfile", "python", "-m", "videostar.cli",
-                "--config", config_path, step, *cli_args]
-    return launch.training_command(step, cli_args, launcher, config_path)
 
 
 def _secret_env(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -406,11 +393,12 @@ class TrainJobStep:
                  + ("" if keep == "always" else ", job and its folder deleted"))
 
 
-def step_job(cfg: RunConfig, res: StepResources, step: str, name: str, folder: JobFolder,
-             cli_args: list[str]) -> dict[str, Any]:
-    """The TrainJob that runs ``videostar <step> <cli_args>`` on the files in ``folder``."""
-    command = training_command(step, cli_args, res.launcher, str(folder.config))
-    return trainjob_manifest(name, cfg, res, command, labels=job_labels(step),
+def step_job(cfg: RunConfig, res: StepResources, name: str, folder: JobFolder,
+             step: launch.TrainingStep) -> dict[str, Any]:
+    """The TrainJob that runs ``step`` on the files in ``folder``: its command is
+    :func:`videostar.launch.training_command`'s, the one torchrun runs too."""
+    command = launch.training_command(step, res.launcher, folder.config)
+    return trainjob_manifest(name, cfg, res, command, labels=job_labels(step.name),
                              annotations={"videostar.ai/job-folder": str(folder.root)})
 
 
@@ -418,13 +406,13 @@ def job_folder(cfg: RunConfig, name: str) -> JobFolder:
     return JobFolder(Path(cfg.pipeline.pvc_mount) / "trainjobs" / name)
 
 
-def run_trainjob(cfg: RunConfig, res: StepResources, step: str, name: str, inputs: dict[str, Any],
-                 cli_args: Callable[[dict[str, Any]], list[str]], outputs: dict[str, str | Path],
+def run_trainjob(cfg: RunConfig, res: StepResources, name: str, inputs: dict[str, Any],
+                 step: Callable[[dict[str, Any]], launch.TrainingStep], outputs: dict[str, str | Path],
                  cluster: Cluster | None = None, log: Log = _stderr,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-    """Run ``videostar <step>`` as the TrainJob ``name`` and copy its ``out/`` entries to
-    ``outputs``. ``inputs`` (paths, or lists of paths) are staged on the shared volume;
-    ``cli_args`` gets their staged paths and ``out`` and returns the step's CLI arguments."""
+    """Run a training step as the TrainJob ``name`` and copy its ``out/`` entries to ``outputs``.
+    ``inputs`` (paths, or lists of paths) are staged on the shared volume; ``step`` gets their
+    staged paths and ``out`` and returns the step to run on them."""
     cluster = cluster or Cluster.in_cluster(res.launcher.namespace)
     folder = job_folder(cfg, name)
     runner = TrainJobStep(cluster, name, res, folder, log, sleep)
@@ -432,7 +420,7 @@ def run_trainjob(cfg: RunConfig, res: StepResources, step: str, name: str, input
     def build() -> dict[str, Any]:
         staged = folder.stage(inputs)
         folder.write_config(cfg)
-        return step_job(cfg, res, step, name, folder, cli_args(staged))
+        return step_job(cfg, res, name, folder, step(staged))
 
     runner.launch(build)
     runner.finish(runner.wait(), outputs)
@@ -442,44 +430,52 @@ def job_labels(step: str) -> dict[str, str]:
     return {"app.kubernetes.io/part-of": "videostar", "videostar.ai/step": step}
 
 
-def _sft_args(staged: dict[str, Any]) -> list[str]:
-    return ["--base", staged["base"], "--data", *staged["data"], "--out", staged["out"]]
+MODEL = "model"
+"""The model folder the job writes under ``out/`` (beside :data:`~videostar.layout.METRICS`)."""
 
 
-def _reward_args(staged: dict[str, Any]) -> list[str]:
-    return ["--model", staged["model"], "--preferences", staged["preferences"], "--base", staged["base"],
-            "--out", staged["out"]]
+def sft_step(staged: dict[str, Any], parent_run: str, cycle: int) -> launch.SftStep:
+    """The SFT the job runs on the ``staged`` inputs, into ``out/``."""
+    out = Path(staged["out"])
+    return launch.SftStep(staged["base"], staged["data"], out / MODEL, out / METRICS, parent_run, cycle)
+
+
+def reward_step(staged: dict[str, Any], parent_run: str) -> launch.RewardStep:
+    """The reward model the job trains on the ``staged`` inputs, into ``out/``."""
+    out = Path(staged["out"])
+    return launch.RewardStep(staged["model"], staged["preferences"], out / MODEL, out / METRICS,
+                             staged["base"], parent_run)
 
 
 def sft(cfg: RunConfig, pipeline_run: str, cycle: int, base_model: str, data_paths: list[str],
-        model_out: str | Path, metrics_out: str | Path, **kw: Any) -> dict[str, Any]:
-    """A cycle's SFT as a TrainJob (``pipeline.sft.launcher``): the model into ``model_out``."""
-    run_trainjob(cfg, cfg.pipeline.sft, "sft", job_name("sft", pipeline_run, cycle),
-                 {"base": base_model, "data": list(data_paths)}, _sft_args,
-                 {"model": model_out, METRICS: metrics_out}, **kw)
+        model_out: str | Path, metrics_out: str | Path, parent_run: str = "", **kw: Any
+        ) -> dict[str, Any]:
+    """A cycle's SFT as a TrainJob (``pipeline.sft.launcher``): the model into ``model_out``.
+    The job's rank 0 logs under ``cycle``'s run of ``parent_run``, as an in-process SFT does."""
+    run_trainjob(cfg, cfg.pipeline.sft, job_name("sft", pipeline_run, cycle),
+                 {"base": base_model, "data": list(data_paths)},
+                 lambda staged: sft_step(staged, parent_run, cycle),
+                 {MODEL: model_out, METRICS: metrics_out}, **kw)
     return json.loads(Path(metrics_out).read_text())
 
 
-def sft_job(cfg: RunConfig, pipeline_run: str, cycle: int) -> dict[str, Any]:
+def sft_job(cfg: RunConfig, pipeline_run: str, cycle: int, parent_run: str = "") -> dict[str, Any]:
     """The TrainJob :func:`sft` creates for ``cycle`` (its training files: the verified answers
     and one rationale file per shard), without staging anything: the committed example."""
     name = job_name("sft", pipeline_run, cycle)
     folder = job_folder(cfg, name)
     data = ["verified.jsonl"] * (1 + cfg.pipeline.num_shards)
-    return step_job(cfg, cfg.pipeline.sft, "sft", name, folder,
-                    _sft_args(folder.staged({"base": "base", "data": data})))
+    return step_job(cfg, cfg.pipeline.sft, name, folder,
+                    sft_step(folder.staged({"base": "base", "data": data}), parent_run, cycle))
 
 
 def reward_model(cfg: RunConfig, pipeline_run: str, parent_run: str, model: str, adapter_base: str,
                  preferences_dir: str, model_out: str | Path, metrics_out: str | Path,
                  **kw: Any) -> dict[str, Any]:
-    """The RLAIF reward model as a TrainJob (``pipeline.reward.launcher``), logged to MLflow by
-    the step as :func:`videostar.rlaif.steps.reward_model` does in process."""
-    from videostar import tracking
-
-    run_trainjob(cfg, cfg.pipeline.reward, "reward", job_name("reward", pipeline_run),
-                 {"model": model, "base": adapter_base, "preferences": preferences_dir}, _reward_args,
-                 {"model": model_out, METRICS: metrics_out}, **kw)
-    result = json.loads(Path(metrics_out).read_text())
-    tracking.tracker(cfg, parent_run).log_reward_model(result, str(model_out))
-    return result
+    """The RLAIF reward model as a TrainJob (``pipeline.reward.launcher``); the job's rank 0 logs
+    it to MLflow, as :func:`videostar.rlaif.steps.reward_model` does in process or on torchrun."""
+    run_trainjob(cfg, cfg.pipeline.reward, job_name("reward", pipeline_run),
+                 {"model": model, "base": adapter_base, "preferences": preferences_dir},
+                 lambda staged: reward_step(staged, parent_run),
+                 {MODEL: model_out, METRICS: metrics_out}, **kw)
+    return json.loads(Path(metrics_out).read_text())

@@ -107,10 +107,8 @@ def reward_model(
 
     launcher = cfg.pipeline.reward.launcher
     if launch.delegates(launcher):
-        base = ["--base", adapter_base] if adapter_base else []
-        launch.run_torchrun("reward", [
-            "--model", model, "--preferences", preferences_dir, "--model-out", model_out,
-            "--metrics-out", metrics_out, "--parent-run", parent_run, *base], launcher, cfg)
+        launch.run_torchrun(launch.RewardStep(model, preferences_dir, model_out, metrics_out, adapter_base,
+                                              parent_run), launcher, cfg)
         return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
     main = distributed.is_main()
     folder = Path(preferences_dir)

@@ -128,9 +128,8 @@ def sft(
 
     launcher = cfg.pipeline.sft.launcher
     if launch.delegates(launcher):
-        launch.run_torchrun("sft", [
-            "--base", base_model, "--data", *data_paths, "--model-out", model_out,
-            "--metrics-out", metrics_out, "--parent-run", parent_run, "--cycle", cycle], launcher, cfg)
+        launch.run_torchrun(launch.SftStep(base_model, data_paths, model_out, metrics_out, parent_run,
+                                           cycle), launcher, cfg)
         return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
     main = distributed.is_main()
     if main:
