@@ -2,7 +2,7 @@
 # CPU step image for the light steps (verify, decide, summaries): the same package with the CPU
 # build of torch, so it stays small. Build from the repository root:
 #   docker build -f images/cpu.Dockerfile -t ghcr.io/videostar/videostar-cpu:0.1.0 .
-# (`make images` does this). The tag must match `Images.cpu` in src/videostar/config.py.
+# (`make images` does this). The tag must match `Images.cpu` in src/videostar/config/platform.py.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -12,15 +12,28 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
+RUN python -m venv /opt/venv \
+ && pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1
 # torch/torchvision from the CPU index (`2.15.0+cpu` satisfies the `torch==2.15.0` pin) instead of
 # PyPI's CUDA build and its ~3 GB of NVIDIA libraries.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
         torch==2.15.0+cpu torchvision==0.29.2+cpu
-COPY pyproject.toml README.md /build/
+# The project as users get it: the wheel built from the same files as a release (setup.py maps
+# components/, pipelines/ and configs/ into the package; the .dockerignore admits exactly these, no
+# tests), installed with its pinned dependencies — not the source folder, which is removed before
+# the check. install_check imports every module and opens the package data, so a broken install
+# fails this build, not the first cluster run.
+COPY pyproject.toml setup.py README.md /build/
 COPY src /build/src
-RUN pip install --no-cache-dir /build \
- && python -c "import videostar, torch, decord, kfp; print('videostar', torch.__version__)" \
+COPY components /build/components
+COPY pipelines /build/pipelines
+COPY configs /build/configs
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels /build \
+ && pip install --no-cache-dir "$(ls /wheels/videostar-*.whl)" \
+ && rm -rf /build /wheels \
+ && python -m videostar.install_check \
+ && videostar --help >/dev/null \
+ && python -c "import torch, decord, kfp; print('torch', torch.__version__)" \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime ----------------------------------------------------------------------------------
@@ -54,4 +67,6 @@ ENV VIRTUAL_ENV=/opt/venv \
     VIDEOSTAR_CACHE=/home/videostar/.cache/videostar
 USER 10001:10001
 WORKDIR /home/videostar
+# The same check in the final image, as its user: the runtime base and the copied venv suffice.
+RUN python -m videostar.install_check && videostar --help >/dev/null
 CMD ["videostar", "--help"]

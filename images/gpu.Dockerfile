@@ -2,7 +2,7 @@
 # GPU step image: answer generation, rationalization and SFT (torch 2.15.0 built for CUDA 13.2,
 # DeepSpeed with its Adam ops compiled ahead of time, decord). Build from the repository root:
 #   docker build -f images/gpu.Dockerfile -t ghcr.io/videostar/videostar-gpu:0.1.0 .
-# (`make images` does this). The tag must match `Images.gpu` in src/videostar/config.py.
+# (`make images` does this). The tag must match `Images.gpu` in src/videostar/config/platform.py.
 
 ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.2.1-devel-ubuntu24.04
 # torch's wheels bring cuBLAS/cuDNN/NCCL pinned to its own build, so the runtime stage starts from
@@ -37,11 +37,22 @@ RUN uv python install ${PYTHON_VERSION} \
 RUN pip install --no-cache-dir torch==2.15.0 torchvision==0.29.2
 RUN DS_ACCELERATOR=cuda DS_BUILD_FUSED_ADAM=1 DS_BUILD_CPU_ADAM=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" \
     pip install --no-cache-dir --no-build-isolation deepspeed==0.19.8
-# The project itself (dependencies pinned in pyproject.toml), not editable.
-COPY pyproject.toml README.md /build/
+# The project as users get it: the wheel built from the same files as a release (setup.py maps
+# components/, pipelines/ and configs/ into the package; the .dockerignore admits exactly these, no
+# tests), installed with the [gpu] extra and its pinned dependencies — not the source folder, which
+# is removed before the check. install_check imports every module and opens the package data, so
+# a broken install fails this build, not the first cluster run.
+COPY pyproject.toml setup.py README.md /build/
 COPY src /build/src
-RUN pip install --no-cache-dir "/build[gpu]" \
- && python -c "import videostar, torch, deepspeed, decord, kfp, bitsandbytes; print('videostar', videostar.__name__, torch.__version__)" \
+COPY components /build/components
+COPY pipelines /build/pipelines
+COPY configs /build/configs
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels /build \
+ && pip install --no-cache-dir "$(ls /wheels/videostar-*.whl)[gpu]" \
+ && rm -rf /build /wheels \
+ && python -m videostar.install_check \
+ && videostar --help >/dev/null \
+ && python -c "import torch, deepspeed, decord, kfp, bitsandbytes; print('torch', torch.__version__)" \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime ----------------------------------------------------------------------------------
@@ -82,5 +93,7 @@ ENV VIRTUAL_ENV=/opt/venv \
     VIDEOSTAR_CACHE=/home/videostar/.cache/videostar
 USER 10001:10001
 WORKDIR /home/videostar
+# The same check in the final image, as its user: the runtime base and the copied venv suffice.
+RUN python -m videostar.install_check && videostar --help >/dev/null
 ENTRYPOINT []
 CMD ["videostar", "--help"]

@@ -110,7 +110,7 @@ def test_secrets_are_referenced_never_inlined(rendered, overlay):
     assert set(refs) == {"videostar-minio-root", "videostar-s3", "videostar-postgres"}
     for secret, keys in refs.items():
         assert secret in OPERATOR_SECRETS and keys <= OPERATOR_SECRETS[secret], secret
-    # the compiled pipeline injects the same Secrets (config.py PipelineConfig.secrets)
+    # the compiled pipeline injects the same Secrets (config/platform.py PipelineConfig.secrets)
     (version,) = _by_kind(objects, "PipelineVersion").values()
     platform = yaml.safe_dump(version["spec"])
     assert "videostar-s3" in platform and "videostar-mlflow" in platform
