@@ -150,6 +150,52 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) 
     yield from serve(cmd, f"http://127.0.0.1:{port}/health", root / "server.log", 120, env)
 
 
+# ---- the wheel users install (tests/test_shipped.py, tests/test_images.py) ------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def checkout_files() -> list[str]:
+    """What a clean clone of this checkout holds: tracked files and untracked ones git does not
+    ignore (so a new module counts before its commit), relative to the repository."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=REPO, capture_output=True, check=True).stdout.decode()
+    return [f for f in out.split("\0") if f and (REPO / f).is_file()]
+
+
+@pytest.fixture(scope="session")
+def checkout_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built from a copy of its files (setuptools writes build/ and
+    *.egg-info into the tree it builds; tests never write into the repository)."""
+    root = tmp_path_factory.mktemp("checkout-wheel")
+    for name in checkout_files():
+        (root / "source" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "source" / name).write_bytes((REPO / name).read_bytes())
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--wheel-dir", str(root / "dist"), str(root / "source")],
+                   check=True, cwd=root)
+    (wheel,) = (root / "dist").glob("videostar-*.whl")
+    return wheel
+
+
+def install_wheel(wheel: Path, venv: Path) -> Path:
+    """Install ``wheel`` with no dependencies into a new venv at ``venv``; returns its site-packages.
+
+    The venv has no pip or setuptools of its own: a ``.pth`` line puts this venv's site-packages
+    after its own, so the dependencies are reused and nothing is downloaded. A path line in a
+    ``.pth`` does not run that folder's own ``.pth`` files, so this venv's editable ``videostar``
+    stays invisible there."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    deps = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    (site / "_videostar_test_dependencies.pth").write_text("".join(f"{p}\n" for p in deps))
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                           "--quiet", "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True)
+    assert done.returncode == 0, f"pip install {wheel.name} failed:\n{done.stdout}{done.stderr}"
+    return site
+
+
 # Tests never write into the repository: the suite fails when `git status` differs at its end.
 _TREE = pytest.StashKey[str | None]()
 

@@ -20,19 +20,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import docker.utils.build as dockerbuild  # docker-py's port of Docker's own .dockerignore matcher
 import pytest
+from conftest import REPO as ROOT
+from conftest import install_wheel
 
-# The matcher is docker-py's port of Docker's own (moby) .dockerignore matcher. docker (the Python
-# package) comes with mlflow, a dependency of videostar, so it is installed wherever the tests run.
-dockerbuild = pytest.importorskip("docker.utils.build",
-                                  reason="docker (a dependency of mlflow) is not installed")
-
-ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
 NAMES = ("gpu", "cpu")
 SMOKE = (("python", "-m", "videostar.install_check"), ("videostar", "--help"))
@@ -321,15 +317,10 @@ class Replay:
         if len(wheels) != 1:
             raise BuildFailed(f"{self.image}: expected one wheel in the wheel dir, found {wheels}")
         self.wheel, self.venv = wheels[0], self.tmp / "venv"
-        run([sys.executable, "-m", "venv", "--without-pip", str(self.venv)], "python -m venv", cwd=self.tmp)
-        # the venv's own site-packages first (the wheel), then this venv's for the dependencies; a
-        # path line in a .pth does not run this venv's own .pth files (so not its editable finder)
-        purelib = sysconfig.get_path("purelib", vars={"base": str(self.venv), "platbase": str(self.venv)})
-        deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-        Path(purelib, "_videostar_test_deps.pth").write_text("".join(f"{p}\n" for p in sorted(deps)))
-        run([sys.executable, "-m", "pip", "--python", str(self.venv / "bin" / "python"), "install",
-             "--quiet", "--no-deps", "--no-index", str(wheels[0])],
-            f"{self.image}: `pip install {wheels[0].name}`", cwd=self.tmp)
+        try:
+            install_wheel(wheels[0], self.venv)
+        except AssertionError as exc:
+            raise BuildFailed(f"{self.image}: `pip install {wheels[0].name}`: {exc}") from exc
 
     def smoke(self, command: tuple[str, ...]) -> None:
         if self.venv is None:
@@ -361,20 +352,9 @@ def missing_from(wheel: Path, release: set[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def release_wheel(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """The file names of the wheel built from every file git tracks (a copy, not the checkout)."""
-    tree = tmp_path_factory.mktemp("release") / "tree"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split("\0")
-    for path in tracked:
-        if path and (ROOT / path).is_file():
-            (tree / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / path, tree / path)
-    wheels = tree.parent / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--wheel-dir", str(wheels), str(tree)], "the release wheel", cwd=tree.parent)
-    (wheel,) = wheels.glob("*.whl")
-    with zipfile.ZipFile(wheel) as built:
+def release_wheel(checkout_wheel: Path) -> set[str]:
+    """The file names of the wheel built from the whole checkout (conftest: a copy of it)."""
+    with zipfile.ZipFile(checkout_wheel) as built:
         names = set(built.namelist())
     assert "videostar/components/runtime.py" in names and "videostar/configs/tiny.yaml" in names
     return names

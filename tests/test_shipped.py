@@ -14,18 +14,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, checkout_files, install_wheel
 
 pytestmark = pytest.mark.shipped
 
-REPO = Path(__file__).resolve().parents[1]
 MAPPED = {"src/videostar": "videostar", "components": "videostar/components",
           "pipelines": "videostar/pipelines", "configs": "videostar/configs"}
 """Checkout folder -> where setup.py installs it."""
@@ -72,41 +70,20 @@ class Shipped:
         return self.run(self.bin / "videostar", *args, **env)
 
 
-def _checkout_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, check=True).stdout.decode()
-    return [f for f in out.split("\0") if f and (REPO / f).is_file()]
-
-
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shipped:
-    """The wheel, built from a copy of the checkout (setuptools writes build/ and *.egg-info into
-    the tree it builds), installed with no dependencies into a fresh venv."""
+def shipped(checkout_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Shipped:
+    """The checkout's wheel installed with no dependencies into a fresh venv (conftest)."""
     root = tmp_path_factory.mktemp("shipped")
-    source = root / "source"
-    for name in _checkout_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_bytes((REPO / name).read_bytes())
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(root / "dist"), str(source)], check=True, cwd=root)
-    (wheel,) = (root / "dist").glob("videostar-*.whl")
-    venv = root / "venv"
-    # no pip or setuptools of its own: those of the dev venv come with the other dependencies
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    shipped = Shipped(wheel, venv, root / "work")
-    shipped.work.mkdir()
-    # the dependencies the dev venv already has (its own .pth files, the editable install's among
-    # them, are not read: a .pth line adds a folder, not a site directory)
-    (shipped.site / "_videostar_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    (shipped.site / "_videostar_test_probe.pth").write_text(PROBE_PTH)
-    shipped.run(shipped.bin / "python", "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel)
-    return shipped
+    site = install_wheel(checkout_wheel, root / "venv")
+    (site / "_videostar_test_probe.pth").write_text(PROBE_PTH)
+    (root / "work").mkdir()
+    return Shipped(checkout_wheel, root / "venv", root / "work")
 
 
 def _expected_files() -> set[str]:
     """What the wheel must hold: every module of the mapped folders, less tests, and the data."""
     out = set()
-    for name in _checkout_files():
+    for name in checkout_files():
         folder = next((f for f in MAPPED if name.startswith(f + "/")), None)
         rel = name[len(folder) + 1:] if folder else ""
         if folder is None or "tests" in Path(rel).parts or Path(rel).name == "conftest.py":
