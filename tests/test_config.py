@@ -73,3 +73,23 @@ def test_console_script_exit_code(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "videostar.cli", "--config", str(path),
                            "decide", "--history", "x"], capture_output=True, text=True)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
+
+
+def test_example_configs_are_shipped_and_never_overwrite(tmp_path: Path, capsys):
+    from videostar.configs import example, examples
+
+    repo = Path(__file__).resolve().parents[1] / "configs"
+    assert examples() == sorted(p.stem for p in repo.glob("*.yaml"))
+    for name in examples():  # each one loads as a run configuration
+        (tmp_path / f"{name}.yaml").write_text(example(name))
+        load_config(tmp_path / f"{name}.yaml")
+    assert main(["config", "example", "tiny"]) == 0
+    assert capsys.readouterr().out == (repo / "tiny.yaml").read_text()
+    kept = tmp_path / "mine.yaml"
+    kept.write_text("my settings\n")
+    assert main(["config", "example", "tiny", "-o", str(kept)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {kept}: already exists (not overwritten)"
+    assert kept.read_text() == "my settings\n"
+    with pytest.raises(SystemExit) as stop:
+        main(["config", "example", "huge"])
+    assert stop.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
