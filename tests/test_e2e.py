@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from conftest import TINY_CONFIG
 
 from videostar.cli import main
@@ -29,6 +30,7 @@ def _cycle(k: int, model: Path, base: Path, data: Path, work: Path, history: lis
     return c
 
 
+@pytest.mark.trains
 def test_two_cycles_raise_the_verified_yield(tiny_base: Path, synthetic_data: Path, tmp_path: Path):
     history: list[str] = []
     c0 = _cycle(0, tiny_base, tiny_base, synthetic_data, tmp_path, history)
@@ -38,9 +40,13 @@ def test_two_cycles_raise_the_verified_yield(tiny_base: Path, synthetic_data: Pa
     for k, s in enumerate((s0, s1)):
         print(f"cycle {k}:", json.dumps({key: round(s[key], 4) for key in keys}))
 
-    assert 0.2 < s0["answer_yield"] < 0.8, "the tiny base should be a weak but real start"
-    assert s1["answer_yield"] > s0["answer_yield"]
-    assert s1["total_yield"] >= s0["total_yield"] - 0.1  # rationalization already recovers most
+    # Measured under the three CPU kernel levels (bases built under each, and from two more base
+    # seeds): cycle-0 answer yield 0.24-0.31, cycle 1 0.87-0.88; cycle-0 rationalization
+    # 0.94-1.0 of about 100 rejected answers; cycle 1's of its 17-19 rejected: 0.37-1.0.
+    assert 0.15 < s0["answer_yield"] < 0.8, "the tiny base should be a weak but real start"
+    assert s1["answer_yield"] > s0["answer_yield"] + 0.3
+    assert s0["rationalization_yield"] >= 0.8  # rationalization recovers most rejected answers
+    assert s1["total_yield"] > s1["answer_yield"]  # and still recovers some after a cycle's SFT
     # every kept answer really contains its labels; rationales never carry the hint
     for row in read_rows(c0 / "verify/verified.jsonl") + read_rows(c0 / "rationalize/verified.jsonl"):
         assert row["verdict"]["passed"] and "Answer:" not in row["answer"]

@@ -107,6 +107,7 @@ def lora_sft(ckpt: Path, records: Path, run_config: Path) -> tuple[Path, dict]:
     return out, _sft(ckpt, correct, run_config, out, lora=True)
 
 
+@pytest.mark.trains
 def test_star_steps_and_both_fine_tunes(ckpt: Path, records: Path, run_config: Path, tmp_path: Path,
                                         lora_sft: tuple[Path, dict]):
     """generate -> verify -> rationalize from the CLI; LoRA and full SFT lower the loss."""
@@ -129,6 +130,7 @@ def test_star_steps_and_both_fine_tunes(ckpt: Path, records: Path, run_config: P
     assert (lora_sft[1]["kind"], full["kind"]) == ("lora", "full")
 
 
+@pytest.mark.trains
 def test_adapter_and_merged_model_round_trip(ckpt: Path, records: Path, tmp_path: Path,
                                              lora_sft: tuple[Path, dict]):
     recs = read_records(records)[:2]
@@ -175,13 +177,15 @@ def test_kinetics_evaluation(ckpt: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.trains
 @pytest.mark.parametrize("arch", ["llava_next_video", "internvl"])
 def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_path: Path):
     """A non-Qwen family, pretrained briefly like the demo base, through kfp.local: one cycle."""
     from videostar.pipelines.local import collect
 
     base = tmp_path / "base"
-    assert main(["model", "tiny", "--arch", arch, "--steps", "150", "--out", str(base)]) == 0
+    # 250 steps: the base answers 4-8 of the 24 right (base seeds 0-2); 150 steps: 2-7
+    assert main(["model", "tiny", "--arch", arch, "--steps", "250", "--out", str(base)]) == 0
     data = tmp_path / "records.jsonl"
     write_jsonl(data, read_records(synthetic_data)[:24])
     heldout = write_kinetics_split(tmp_path / "heldout", 4, seed=1)

@@ -156,6 +156,7 @@ def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward
     torch.testing.assert_close(reward.score(*args), before)
 
 
+@pytest.mark.trains
 def test_ppo_against_the_reward_model_raises_held_out_reward(
     tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
 ) -> None:
@@ -176,6 +177,7 @@ def test_ppo_against_the_reward_model_raises_held_out_reward(
         assert math.isfinite(rec["kl"]) and math.isfinite(rec["value_loss"])
         assert {"reward", "kl", "entropy", "clipfrac", "value_loss"} <= set(rec)
     before, after = result["heldout_reward_before"], result["heldout_reward_after"]
+    print(f"held-out reward before {before:.3f}, after {after:.3f}")
     assert after > before, (before, after, logged)
     assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir()) == [
         "step-10", "step-20", "step-24"]

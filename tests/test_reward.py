@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import colour_preferences
 
-from videostar.config import LoraConfig, VideoConfig
+from videostar.config import LoraConfig, RewardConfig, VideoConfig
 from videostar.model import add_lora, load_model, read_card
 from videostar.rlaif.reward import (
     HEAD_FILE,
@@ -23,6 +23,7 @@ from videostar.rlaif.reward import (
     pair_from_json,
     pairwise_accuracy,
     save_reward_model,
+    train_reward_model,
 )
 from videostar.video import read_frames
 
@@ -107,16 +108,61 @@ def test_reward_of_padded_row_equals_row_alone(tiny_base: Path, synthetic_data: 
     assert not torch.allclose(rm.head(hidden[0, -1].float()).squeeze(), together[0])
 
 
-def test_trained_reward_model_prefers_true_colour_and_reloads(
-    tiny_base: Path, synthetic_data: Path, colour_reward_model
+# The recipe of the colour_reward_model fixture (tests/conftest.py), trained again on more seeds.
+RECIPE = {"lr": 1e-3, "epochs": 16, "batch_size": 4, "lora": LoraConfig(r=32, alpha=64, dropout=0.0)}
+
+
+def every_wrong_colour(records: Path, videos: set[str]) -> list[Pair]:
+    """The reference of each recognition video in ``videos`` against each wrong colour: 3 pairs
+    a video, where colour_preferences draws one (the base's look-alike colour among them)."""
+    from videostar.data.records import read_rows
+    from videostar.data.synthetic import COLOURS
+
+    return [Pair(row["id"], row["video"], row["question"], row["meta"]["reference"],
+                 row["meta"]["reference"].replace(row["meta"]["colour"], wrong))
+            for row in read_rows(records)
+            if row["task"] == "action_recognition" and row["video"] in videos
+            for wrong in COLOURS if wrong != row["meta"]["colour"]]
+
+
+@pytest.mark.trains
+def test_trained_reward_model_prefers_true_colour(
+    tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
 ):
+    """Held-out accuracy on every wrong colour of the 16 held-out videos (48 pairs), averaged
+    over seeds 0 (the fixture), 1 and 2 of the same recipe.
+
+    The tiny base's 1000 pretraining steps land on other weights under another CPU kernel level,
+    and one seed on the 16 drawn pairs swung with it: 0.625 (CI's AVX2 EPYC), 0.75 (AVX-512),
+    0.8125 (avx2), 0.9375 (default). This mean measured 0.82-0.90 (bases built under the three
+    levels and from two more base seeds); an untrained head scores 0.52-0.56 on the same pairs.
+    """
     prefs = colour_preferences(synthetic_data)
     assert len(prefs) == 48
-    heldout = prefs[32:]
-    assert {p.video for p in prefs[:32]}.isdisjoint(p.video for p in heldout)
+    train, heldout = prefs[:32], prefs[32:]
+    assert {p.video for p in train}.isdisjoint(p.video for p in heldout)
+    every = every_wrong_colour(synthetic_data, {p.video for p in heldout})
+    assert len(every) == 3 * len(heldout) and {(p.video, p.rejected) for p in heldout} <= {
+        (p.video, p.rejected) for p in every}
     out, metrics = colour_reward_model
-    assert metrics["heldout_accuracy"] >= 0.8, metrics  # chance: 0.5
     assert metrics["train_loss"] < metrics["first_loss"]
+    # RECIPE is the fixture's: the same number of optimizer steps
+    assert metrics["steps"] == math.ceil(len(train) / RECIPE["batch_size"]) * RECIPE["epochs"]
+    accuracy = {0: pairwise_accuracy(load_reward_model(out), every, VIDEO)["accuracy"]}
+    for seed in (1, 2):
+        cfg = RewardConfig(seed=seed, checkpoint_steps=0, **RECIPE)
+        m = train_reward_model(str(tiny_base), train, every, tmp_path / f"seed-{seed}", cfg, VIDEO,
+                               progress=False)
+        assert m["train_loss"] < m["first_loss"], m
+        accuracy[seed] = m["heldout_accuracy"]
+    mean = sum(accuracy.values()) / len(accuracy)
+    print(f"held-out accuracy by seed {accuracy}, mean {mean:.3f}")
+    assert mean >= 0.7, (accuracy, metrics["heldout_accuracy"])  # chance: 0.5
+
+
+def test_trained_reward_model_reloads(tiny_base: Path, synthetic_data: Path, colour_reward_model):
+    heldout = colour_preferences(synthetic_data)[32:]
+    out, metrics = colour_reward_model
     card = read_card(out)
     assert card["kind"] == "reward" and card["base"] == str(tiny_base)
     assert (out / HEAD_FILE).exists() and (out / "adapter_config.json").exists()

@@ -40,12 +40,15 @@ def rlaif_config(tmp_path: Path) -> Path:
     cfg.pop("tracking")
     cfg["rlaif"]["ppo"] |= {"steps": 2, "batch_size": 8, "max_new_tokens": 16, "save_every": 1}
     cfg["rlaif"]["reward"]["epochs"] = 2
-    cfg["rlaif"] |= {"tasks": [], "pairs_per_prompt": 1}  # every record a prompt, one pair each
+    # Every record a prompt, three pairs each: one pair kept 2-4 of the 24 prompts under the three
+    # CPU kernel levels (once none of them in the training split); three keep 22-32 as fast.
+    cfg["rlaif"] |= {"tasks": [], "pairs_per_prompt": 3}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
+@pytest.mark.trains
 def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_path: Path,
                                   rlaif_config: Path, capsys):
     records = read_records(synthetic_data)[:24]

@@ -10,7 +10,7 @@ from videostar.pipelines.local import collect
 from videostar import layout
 from videostar.cli import main
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.trains]  # cycle 0 trains on what the pretrained base got right
 
 STEP_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "step-tiny.yaml"
 

@@ -101,6 +101,7 @@ def test_curriculum_puts_short_answers_first(synthetic_data: Path):
     assert [len(e.answer) for e in _order(examples, cfg)] == [5, 17, 30]
 
 
+@pytest.mark.trains
 def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, tmp_path: Path):
     cfg = load_config(TINY_CONFIG)
     rows = [r.to_json() | {"answer": r.meta["reference"]} for r in read_records(synthetic_data)[:8]]

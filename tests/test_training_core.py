@@ -167,6 +167,7 @@ def test_the_first_optimizer_step_learns(synthetic_data: Path):
     assert not torch.equal(lm.model.lm_head.weight, before)
 
 
+@pytest.mark.trains
 def test_full_fine_tune_of_bf16_weights_moves_them_as_in_fp32(synthetic_data: Path):
     examples = _examples(synthetic_data, 4)
     moved = {}
