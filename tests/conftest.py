@@ -69,18 +69,26 @@ def colour_preferences(records: Path) -> list:
     return out
 
 
+def colour_reward_config(seed: int, **overrides):
+    """The colour reward model's settings: the fixture's (seed 0) and the other seeds' of
+    tests/test_reward.py."""
+    from videostar.config import LoraConfig, RewardConfig
+
+    return RewardConfig(lr=1e-3, epochs=16, batch_size=4, seed=seed,
+                        lora=LoraConfig(r=32, alpha=64, dropout=0.0), **overrides)
+
+
 @pytest.fixture(scope="session")
 def colour_reward_model(tiny_base: Path, synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """A reward model trained on 32 colour preferences (first 32 videos) -> (folder, metrics)."""
-    from videostar.config import LoraConfig, RewardConfig, VideoConfig
+    from videostar.config import VideoConfig
     from videostar.rlaif.reward import train_reward_model
 
     prefs = colour_preferences(synthetic_data)
     out = tmp_path_factory.mktemp("reward") / "model"
     # r 32, 16 epochs: the demo base names the look-alike colour more often than not, and the
     # reward model has to learn past that bias (r 8, 8 epochs: 0.625 held-out)
-    cfg = RewardConfig(lr=1e-3, epochs=16, batch_size=4, seed=0,
-                       lora=LoraConfig(r=32, alpha=64, dropout=0.0))
+    cfg = colour_reward_config(0)
     metrics = train_reward_model(str(tiny_base), prefs[:32], prefs[32:], out, cfg,
                                  VideoConfig(num_frames=8), progress=False)
     return out, metrics

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import colour_preferences
+from conftest import colour_preferences, colour_reward_config
 
-from videostar.config import LoraConfig, RewardConfig, VideoConfig
+from videostar.config import LoraConfig, VideoConfig
 from videostar.model import add_lora, load_model, read_card
 from videostar.rlaif.reward import (
     HEAD_FILE,
@@ -109,9 +109,6 @@ def test_reward_of_padded_row_equals_row_alone(tiny_base: Path, synthetic_data: 
 
 
 # The recipe of the colour_reward_model fixture (tests/conftest.py), trained again on more seeds.
-RECIPE = {"lr": 1e-3, "epochs": 16, "batch_size": 4, "lora": LoraConfig(r=32, alpha=64, dropout=0.0)}
-
-
 def every_wrong_colour(records: Path, videos: set[str]) -> list[Pair]:
     """The reference of each recognition video in ``videos`` against each wrong colour: 3 pairs
     a video, where colour_preferences draws one (the base's look-alike colour among them)."""
@@ -146,11 +143,11 @@ def test_trained_reward_model_prefers_true_colour(
         (p.video, p.rejected) for p in every}
     out, metrics = colour_reward_model
     assert metrics["train_loss"] < metrics["first_loss"]
-    # RECIPE is the fixture's: the same number of optimizer steps
-    assert metrics["steps"] == math.ceil(len(train) / RECIPE["batch_size"]) * RECIPE["epochs"]
+    recipe = colour_reward_config(0)  # the fixture's: the same number of optimizer steps
+    assert metrics["steps"] == math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     accuracy = {0: pairwise_accuracy(load_reward_model(out), every, VIDEO)["accuracy"]}
     for seed in (1, 2):
-        cfg = RewardConfig(seed=seed, checkpoint_steps=0, **RECIPE)
+        cfg = colour_reward_config(seed, checkpoint_steps=0)
         m = train_reward_model(str(tiny_base), train, every, tmp_path / f"seed-{seed}", cfg, VIDEO,
                                progress=False)
         assert m["train_loss"] < m["first_loss"], m
