@@ -73,7 +73,8 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
         with _output_to(log) as console, _progress(root, _max_tasks(cfg), console), warm_python():
             pipeline(**{k: str(Path(v).resolve()) for k, v in inputs.items()})
     except Exception as exc:
-        raise VideostarError(f"local run failed ({exc}); task logs: {log}") from exc
+        raise VideostarError(f"local run failed ({exc}); task logs: {log}; the pipeline that ran: "
+                             f"{package}") from exc
     seconds = time.perf_counter() - started
     (run_dir,) = [p for p in root.iterdir() if p not in before and p.is_dir()]
     log.rename(run_dir / "run.log")

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from videostar import distributed, layout
 from videostar.config import RunConfig, load_config
-from videostar.configs import examples
+from videostar.configs import example, examples
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError, first_line
 from videostar.star import steps
@@ -320,8 +320,6 @@ def cmd_show(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 def cmd_config_example(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Write a shipped example configuration, so a wheel user has what a checkout has in configs/."""
-    from videostar.configs import example
-
     text = example(args.name)
     if args.out is None:
         sys.stdout.write(text)
@@ -396,10 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     conf = sub.add_parser("config", help="example configurations").add_subparsers(dest="what", required=True)
-    example = conf.add_parser("example", help="write a shipped example config (stdout, or -o FILE)")
-    example.add_argument("name", choices=examples())
-    example.add_argument("-o", "--out", help="file to write (refused when it exists)")
-    example.set_defaults(func=cmd_config_example)
+    ex = conf.add_parser("example", help="write a shipped example config (stdout, or -o FILE)")
+    ex.add_argument("name", choices=examples())
+    ex.add_argument("-o", "--out", help="file to write (refused when it exists)")
+    ex.set_defaults(func=cmd_config_example)
 
     model = sub.add_parser("model", help="model utilities").add_subparsers(dest="what", required=True)
     tiny = model.add_parser("tiny", help="write a tiny test checkpoint (default: the pretrained "
