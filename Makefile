@@ -28,7 +28,7 @@ system-deps:
 	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
 	@command -v chromedriver >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-LINT := src components pipelines configs tests bench setup.py
+LINT := src components pipelines configs tests bench scripts setup.py
 
 # The whole suite (the as-shipped tier included: tests/test_shipped.py builds the wheel and runs it
 # from outside the checkout), then the tests that train and assert an effect again under a second
