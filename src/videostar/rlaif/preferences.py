@@ -22,7 +22,7 @@ from videostar.data.records import Record
 from videostar.errors import VideoError
 from videostar.model import LoadedModel
 from videostar.prompts import CAPTION_PROMPT, judge_prompt
-from videostar.star.generate import batch_seed, generate_batch
+from videostar.star.generate import generate_batch, row_seed
 from videostar.star.verify import verify_record
 from videostar.video import read_clips, read_frames
 
@@ -134,7 +134,7 @@ def build_preferences(
         asked = prompt(rec) if prompt else rec.question
         n = 2 * pairs_per_prompt
         responses = generate_batch(lm, [asked] * n, [frames] * n, sample,
-                                   seed=batch_seed(cfg.seed, [rec.id]))
+                                   seed=[row_seed(cfg.seed, f"{rec.id}#{k}") for k in range(n)])
         for j, (a, b) in enumerate(zip(responses[::2], responses[1::2], strict=True)):
             if a == b:
                 counts["identical"] += 1

@@ -1,20 +1,24 @@
 """Answer generation: batched, left-padded, resumable.
 
 Rows are written as they are produced to a partial file, so an interrupted run resumes where
-it stopped; a video that cannot be read is reported with its reason and skipped.
+it stopped; a video that cannot be read is reported with its reason and skipped. Sampling draws
+from one random stream per row, seeded by the row's id: a row's answer does not depend on the
+rows batched with it, so a run resumed after a torn batch writes what an uninterrupted one
+would have.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import JsonlAppender, Record
@@ -44,25 +48,48 @@ def _batches(
         yield batch
 
 
-def batch_seed(seed: int, ids: list[str]) -> int:
-    """A seed per batch from its ids, so a resumed run samples what a full run would have."""
-    digest = hashlib.sha1(("|".join(ids) + f"#{seed}").encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+def row_seed(seed: int, key: str) -> int:
+    """A row's sampling seed from the run's seed and the row's key (its id)."""
+    digest = hashlib.sha1(f"{key}#{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class RowSampler(LogitsProcessor):
+    """Temperature sampling with one generator per row (the Gumbel-max trick: the argmax of
+    ``logits / T + Gumbel noise`` is a sample of ``softmax(logits / T)``), applied as a logits
+    processor under greedy search. ``generate``'s own sampling draws from one global stream,
+    so a row's answer would depend on its batch-mates and a resumed run would differ."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        vocab = scores.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64)
+                               for g in self.generators]).clamp_(1e-300, 1.0)
+        gumbel = -torch.log(-torch.log(uniform))
+        logp = torch.log_softmax(scores.double() / self.temperature, dim=-1)
+        return (logp + gumbel.to(scores.device)).to(scores.dtype)
 
 
 @torch.inference_mode()
 def generate_batch(
-    lm: LoadedModel, prompts: list[str], videos: list[np.ndarray], cfg: GenerateConfig, seed: int
+    lm: LoadedModel, prompts: list[str], videos: list[np.ndarray], cfg: GenerateConfig,
+    seed: int | Sequence[int],
 ) -> list[str]:
     """One left-padded batch through ``model.generate``; returns the decoded new text.
 
     Sampling follows ``cfg`` alone (:meth:`LoadedModel.generation_config`), never the
-    checkpoint's own generation settings.
+    checkpoint's own generation settings. ``seed``: each row's sampling seed, or one seed
+    from which row ``i`` gets ``row_seed(seed, str(i))``.
     """
+    seeds = [row_seed(seed, str(i)) for i in range(len(prompts))] if isinstance(seed, int) else seed
     inputs = lm.encode_prompts(prompts, videos)
-    torch.manual_seed(seed)
+    sampler = [RowSampler(seeds, cfg.temperature)] if cfg.temperature > 0 else []
     out = lm.model.generate(
-        **inputs, generation_config=lm.generation_config(cfg.temperature, cfg.max_new_tokens)
+        **inputs, generation_config=lm.generation_config(0.0, cfg.max_new_tokens),
+        logits_processor=LogitsProcessorList(sampler),
     )
     new_tokens = out[:, inputs["input_ids"].shape[1]:]
     texts = lm.processor.batch_decode(new_tokens, skip_special_tokens=True)
@@ -94,9 +121,8 @@ def generate_answers(
         with tqdm(total=len(todo), desc=f"generate[{kind}]", disable=not progress, unit="q") as bar:
             for batch in _batches(todo, video, cfg.batch_size, errors):
                 recs = [r for r, _ in batch]
-                seed = batch_seed(cfg.seed, [r.id for r in recs])
-                texts = generate_batch(lm, [prompt_fn(r) for r in recs],
-                                       [f for _, f in batch], cfg, seed)
+                texts = generate_batch(lm, [prompt_fn(r) for r in recs], [f for _, f in batch], cfg,
+                                       [row_seed(cfg.seed, r.id) for r in recs])
                 rows = []
                 for rec, text in zip(recs, texts, strict=True):
                     row = rec.to_json() | {"answer": text, "prompt_kind": kind}

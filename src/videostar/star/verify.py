@@ -204,10 +204,13 @@ def best_match(
 
     rapidfuzz's ``fuzz.ratio`` (the Indel similarity fuzzywuzzy uses with python-Levenshtein)
     over the whole vocabulary in C++; an exact hit short-cuts. On failure, with ``explain``,
-    the nearest word is reported.
+    the nearest word is reported. A set is searched in sorted order: of words that tie, the
+    one reported must not depend on the process's hash seed (it reaches rejected.jsonl).
     """
-    if threshold < 1 and isinstance(vocab, frozenset | set) and word in vocab:
-        return True, word, 1.0
+    if isinstance(vocab, frozenset | set):
+        if threshold < 1 and word in vocab:
+            return True, word, 1.0
+        vocab = sorted(vocab)
     if _is_numeric(word):
         return False, "", 0.0
     hit = process.extractOne(word, vocab, scorer=fuzz.ratio, score_cutoff=100 * threshold)

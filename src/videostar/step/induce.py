@@ -23,7 +23,7 @@ from videostar.data.records import write_jsonl
 from videostar.errors import VideoError
 from videostar.model import LoadedModel
 from videostar.prompts import INDUCE_PROMPT
-from videostar.star.generate import batch_seed, generate_batch
+from videostar.star.generate import generate_batch, row_seed
 from videostar.step.graph import Entity, Relation, SceneGraph
 from videostar.video import probe, read_frames
 
@@ -59,9 +59,9 @@ def link(video: str, duration: float, clips: list[tuple[float, float, list[Tripl
     graph = SceneGraph(video, duration)
     open_runs: dict[Triple, list[float]] = {}
     for start, end, triples in clips:
-        for name in {n for s, _, o in triples for n in (s, o)}:
+        for name in dict.fromkeys(n for s, _, o in triples for n in (s, o)):  # ordered: no hash seed
             graph.entities.setdefault(name, Entity(name, name))
-        for triple in set(triples):
+        for triple in dict.fromkeys(triples):
             run = open_runs.get(triple)
             if run is not None and run[1] == start:  # seen in the previous clip too: extend
                 run[1] = end
@@ -92,8 +92,8 @@ def induce_graphs(lm: LoadedModel, videos: str | Path, out_dir: str | Path, gen_
         texts: list[str] = []
         for i in range(0, len(bounds), gen_cfg.batch_size):
             chunk = frames[i : i + gen_cfg.batch_size]
-            seed = batch_seed(gen_cfg.seed, [f"{name}/{i + j}" for j in range(len(chunk))])
-            texts += generate_batch(lm, [INDUCE_PROMPT] * len(chunk), chunk, gen_cfg, seed)
+            seeds = [row_seed(gen_cfg.seed, f"{name}/{i + j}") for j in range(len(chunk))]
+            texts += generate_batch(lm, [INDUCE_PROMPT] * len(chunk), chunk, gen_cfg, seeds)
         clips = []
         for k, ((s, e), text) in enumerate(zip(bounds, texts, strict=True)):
             triples, rest = parse_triples(text)
