@@ -17,12 +17,12 @@ batch would all come back as a collator, a ``compute_loss`` and callbacks: no fe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import random
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from videostar import distributed as dist
-from videostar.checkpoints import Checkpoints, folder_for, trainable
+from videostar.checkpoints import Checkpoints, folder_for, load_shard, trainable
 from videostar.config import SFTConfig, VideoConfig
 from videostar.config.recipe import DEEPSPEED_DIR
 from videostar.data.records import Record, read_records
@@ -42,7 +42,8 @@ from videostar.errors import VideoError, VideostarError
 from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
 from videostar.prompts import answer_prompt
-from videostar.resume import file_hash
+from videostar.resume import file_hash, model_content, published_result, stamp_digest
+from videostar.rlaif import checkpoint as state
 from videostar.video import read_frames
 
 
@@ -72,13 +73,15 @@ def examples_from_rows(rows: list[dict[str, Any]], instruction: str) -> list[Exa
     return out
 
 
-def _order(examples: list[Example], cfg: SFTConfig) -> list[Example]:
-    """Shuffled, or short answers first when the curriculum is on."""
+def epoch_batches(examples: list[Example], cfg: SFTConfig, epoch: int) -> list[list[Example]]:
+    """The global micro-batches of ``epoch``: reshuffled each epoch (seeded by seed and epoch, so
+    a resumed run sees the same order), or short answers first when the curriculum is on."""
     if cfg.curriculum:
-        return sorted(examples, key=lambda e: (len(e.answer), e.id))
-    shuffled = list(examples)
-    random.Random(cfg.seed).shuffle(shuffled)
-    return shuffled
+        ordered = sorted(examples, key=lambda e: (len(e.answer), e.id))
+    else:
+        ordered = list(examples)
+        random.Random(cfg.seed if epoch == 0 else f"{cfg.seed}:{epoch}").shuffle(ordered)
+    return [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
 
 
 def decode_batch(batch: list[Any], video: VideoConfig, skipped: list[dict[str, str]]):
@@ -95,7 +98,16 @@ def decode_batch(batch: list[Any], video: VideoConfig, skipped: list[dict[str, s
     return kept, frames
 
 
-def _deepspeed_engine(lm: LoadedModel, cfg: SFTConfig, total_steps: int):
+def _deepspeed_engine(lm: LoadedModel, cfg: SFTConfig, optim: torch.optim.Optimizer, sched: Any):
+    """A DeepSpeed engine around ``lm.model`` that trains exactly as the plain loop does.
+
+    It gets the plain loop's own AdamW and LambdaLR (the schedule whose first step learns;
+    DeepSpeed's ``WarmupCosineLR`` gives the first steps lr 0), and unmanaged gradient
+    accumulation: :func:`train` decides the windows (a partial last one included) and calls
+    ``step()`` once at the end of each, so DeepSpeed never counts micro-steps of its own.
+    ``train_micro_batch_size_per_gpu`` is only DeepSpeed's bookkeeping: ``batch_size`` is the
+    global micro-batch, split over the ranks by :func:`train`.
+    """
     import deepspeed
 
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),  # alone: rank 0 of 1
@@ -107,16 +119,14 @@ def _deepspeed_engine(lm: LoadedModel, cfg: SFTConfig, total_steps: int):
     ds_cfg = json.loads(path.read_text())
     ds_cfg.update({
         "bf16": {"enabled": torch.cuda.is_available()},
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "train_micro_batch_size_per_gpu": max(1, math.ceil(cfg.batch_size / dist.world_size())),
         "gradient_accumulation_steps": cfg.grad_accum,
+        "managed_gradient_accumulation": False,
         "gradient_clipping": cfg.max_grad_norm,
-        "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay}},
-        "scheduler": {"type": "WarmupCosineLR", "params": {
-            "total_num_steps": total_steps,
-            "warmup_num_steps": max(1, int(cfg.warmup_ratio * total_steps))}},
+        "zero_allow_untested_optimizer": True,  # torch's AdamW, as the plain loop
     })
-    params = [p for p in lm.model.parameters() if p.requires_grad]
-    engine, _, _, _ = deepspeed.initialize(model=lm.model, model_parameters=params, config=ds_cfg)
+    engine, _, _, _ = deepspeed.initialize(model=lm.model, optimizer=optim, lr_scheduler=sched,
+                                           config=ds_cfg)
     return engine
 
 
@@ -192,24 +202,24 @@ def train(
     """
     from torch.optim.lr_scheduler import LambdaLR
 
-    torch.manual_seed(cfg.seed)
     rank, world = dist.rank(), dist.world_size()
-    ordered = _order(examples, cfg)
-    batches = [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
-    micro_steps = max(1, math.ceil(len(batches) * cfg.epochs))
+    torch.manual_seed(cfg.seed + rank)  # per rank: dropout masks differ across ranks
+    per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    epochs = functools.lru_cache(maxsize=2)(lambda e: epoch_batches(examples, cfg, e))
+    micro_steps = max(1, math.ceil(per_epoch * cfg.epochs))
     windows = [range(i, min(i + cfg.grad_accum, micro_steps))
                for i in range(0, micro_steps, cfg.grad_accum)]
     total_steps = len(windows)
     if gradient_checkpointing(cfg):
         enable_checkpointing(lm)
-    autocast = None if cfg.deepspeed else fp32_master(lm)
-    engine = _deepspeed_engine(lm, cfg, total_steps) if cfg.deepspeed else None
+    autocast = None if cfg.deepspeed else fp32_master(lm)  # DeepSpeed keeps its own fp32 master
+    params = [p for p in lm.model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup_ratio * total_steps)
+    sched = LambdaLR(optim, lambda s: warmup_cosine(s, warmup, total_steps))
+    engine = _deepspeed_engine(lm, cfg, optim, sched) if cfg.deepspeed else None
     if engine is None:
-        params = [p for p in lm.model.parameters() if p.requires_grad]
         dist.broadcast_parameters(params)
-        optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = int(cfg.warmup_ratio * total_steps)
-        sched = LambdaLR(optim, lambda s: warmup_cosine(s, warmup, total_steps))
     lm.model.train()
     losses: list[float] = []
     skipped: list[dict[str, str]] = []
@@ -220,20 +230,34 @@ def train(
         checkpoints.claim()
         resume = checkpoints.latest()
         if resume is not None:
-            meta = checkpoints.load(resume, trainable(lm.model), optim, sched)
+            meta = _load_checkpoint(checkpoints, resume, lm, optim, sched, engine)
             first, losses, seconds = meta["step"], meta["losses"], meta["seconds"]
             if dist.is_main():  # rank 0 holds every rank's lists (gathered at each save)
                 skipped, clipped, tokens = meta["video_errors"], meta["clipped"], meta["tokens"]
-    def prepare(k: int) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
-        """Step ``k``'s decoded and encoded micro-batches, and what it skipped and clipped."""
+    filler: list[dict[str, Any]] = []
+
+    def prepare(k: int) -> tuple[list[tuple[dict[str, Any], float]], list[dict[str, str]], list[str]]:
+        """Step ``k``'s encoded micro-batches with their loss weights (1; 0 for a filler), and
+        what it skipped and clipped. Under DeepSpeed a rank with nothing readable in the window
+        still gets one filler micro-batch: the engine's collectives run inside every forward
+        and backward, so every rank must run them, and a weight of 0 adds nothing."""
         encoded, skipped_k, clipped_k = [], [], []
         for step in windows[k]:
-            share = batches[step % len(batches)][rank::world]
-            kept, frames = decode_batch(share, video, skipped_k)
+            batch = epochs(step // per_epoch)[step % per_epoch]
+            kept, frames = decode_batch(batch[rank::world], video, skipped_k)
             if kept:
-                encoded.append(lm.encode_training(
+                encoded.append((lm.encode_training(
                     [e.question for e in kept], [e.answer for e in kept], frames,
-                    cfg.max_length, [e.id for e in kept], clipped_k, cfg.rationale_weight))
+                    cfg.max_length, [e.id for e in kept], clipped_k, cfg.rationale_weight), 1.0))
+        if engine is not None and not encoded:
+            if not filler:
+                for ex in examples:  # the first readable one, decoded once
+                    kept, frames = decode_batch([ex], video, [])
+                    if kept:
+                        filler.append(lm.encode_training([ex.question], [ex.answer], frames, cfg.max_length,
+                                                         rationale_weight=cfg.rationale_weight))
+                        break
+            encoded = [(filler[0], 0.0)] if filler else []
         return encoded, skipped_k, clipped_k
 
     # Decoding and encoding the next step (half of a small model's step time) overlap with this
@@ -251,34 +275,28 @@ def train(
             clipped += clipped_k
             upcoming = prefetch.submit(prepare, k + 1) if k + 1 < total_steps else None
             n_tokens = dist.all_sum([sum(answer_tokens(x["labels"], x.get("loss_weights"))
-                                         for x in encoded)])[0]
-            weights = [1.0] * len(encoded)
-            if engine is not None:  # DeepSpeed reduces inside backward: every rank steps alike
-                fewest, most = dist.all_min_max(len(encoded))
-                if fewest == 0 and most > 0:
-                    print(f"sft: step {k + 1} skipped: a rank has no readable video in it",
-                          file=sys.stderr)
-                    n_tokens = 0
-                encoded += encoded[-1:] * (most - len(encoded))  # repeats that weigh nothing
-                weights += [0.0] * (len(encoded) - len(weights))
-            if n_tokens == 0:
+                                         for x, weight in encoded if weight)])[0]
+            if n_tokens == 0:  # nothing readable in the window on any rank
                 continue
+            if engine is not None:  # every rank runs as many passes as the busiest one
+                most = dist.all_min_max(len(encoded))[1]
+                encoded += [(encoded[-1][0], 0.0)] * (most - len(encoded))
             window_loss = 0.0
-            for inputs, weight in zip(encoded, weights, strict=True):
+            for inputs, weight in encoded:
                 labels, token_weights = inputs["labels"], inputs.get("loss_weights")
                 batch = {key: value for key, value in inputs.items() if key not in ("labels", "loss_weights")}
                 tokens += int(batch["attention_mask"].sum()) if weight else 0
                 with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
                     logits = (engine or lm.model)(**batch, use_cache=False).logits
                 loss = answer_loss_sum(logits, labels, token_weights) * weight / n_tokens
-                if engine is not None:
-                    # the engine divides by grad_accum and averages over the ranks
-                    engine.backward(loss * cfg.grad_accum * world)
-                    engine.step()
+                if engine is not None:  # the engine averages the gradients over the ranks
+                    engine.backward(loss * world, scale_wrt_gas=False)
                 else:
                     loss.backward()
                 window_loss += float(loss.detach())
-            if engine is None:
+            if engine is not None:
+                engine.step()  # the window's end: reduce, clip, AdamW and the schedule, once
+            else:
                 dist.sum_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optim.step()
@@ -286,7 +304,7 @@ def train(
                 optim.zero_grad(set_to_none=True)
             losses.append(dist.all_sum([window_loss])[0])
             if checkpoints is not None and checkpoints.due(k + 1, total_steps):
-                checkpoints.save(k + 1, trainable(lm.model), optim, sched, {
+                _save_checkpoint(checkpoints, k + 1, lm, optim, sched, engine, {
                     "losses": losses, "seconds": seconds + time.perf_counter() - started,
                     **_gathered(skipped, clipped, tokens)})
     finally:
@@ -312,6 +330,50 @@ def train(
     }
 
 
+def _zero_parts(engine: Any) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+    """A DeepSpeed engine's fp32 master partitions on this rank (ZeRO-1/2 and ZeRO-3 name them
+    differently), and the torch optimizer stepping them."""
+    opt = engine.optimizer
+    masters = (getattr(opt, "single_partition_of_fp32_groups", None)
+               or getattr(opt, "fp32_partitioned_groups_flat", None) or [])
+    return list(masters), getattr(opt, "optimizer", opt)
+
+
+def _save_checkpoint(checkpoints: Checkpoints, step: int, lm: LoadedModel, optim: torch.optim.Optimizer,
+                     sched: Any, engine: Any, meta: dict[str, Any]) -> None:
+    """A checkpoint of either path: under DeepSpeed the weights gathered whole and each rank's
+    fp32 master and optimizer partition in its own part (safetensors, not DeepSpeed's pickles)."""
+    if engine is None:
+        checkpoints.save(step, trainable(lm.model), optim, sched, meta)
+        return
+    masters, inner = _zero_parts(engine)
+    optim_tensors, optim_meta = state.pack_optimizer(inner.state_dict())
+    shard = ({**{f"master.{i}": m for i, m in enumerate(masters)},
+              **{f"optimizer.{k}": v for k, v in optim_tensors.items()}}, {"optimizer": optim_meta})
+    with dist.full_weights(lm.model):
+        checkpoints.save(step, trainable(lm.model), None, sched, meta, shard)
+
+
+def _load_checkpoint(checkpoints: Checkpoints, path: Path, lm: LoadedModel, optim: torch.optim.Optimizer,
+                     sched: Any, engine: Any) -> dict[str, Any]:
+    """Restore what :func:`_save_checkpoint` wrote; returns its metadata."""
+    if engine is None:
+        return checkpoints.load(path, trainable(lm.model), optim, sched)
+    with dist.full_weights(lm.model, modify=True):
+        meta = checkpoints.load(path, trainable(lm.model), None, sched)
+    if meta["world_size"] != dist.world_size():
+        raise VideostarError(f"{path}: a DeepSpeed checkpoint of {meta['world_size']} rank(s) resumes "
+                             f"on as many, not {dist.world_size()} (its optimizer is sharded)")
+    tensors, shard_meta = load_shard(path)
+    masters, inner = _zero_parts(engine)
+    with torch.no_grad():
+        for i, master in enumerate(masters):
+            master.copy_(tensors[f"master.{i}"])
+    inner.load_state_dict(state.unpack_optimizer(state.prefixed(tensors, "optimizer"),
+                                                 shard_meta["optimizer"]))
+    return meta
+
+
 def _gathered(skipped: list[dict[str, str]], clipped: list[str], tokens: int) -> dict[str, Any]:
     """Every rank's skip lists and token count, as one (rank 0 reports them)."""
     parts = dist.gather_objects((skipped, clipped, tokens))
@@ -331,7 +393,7 @@ def sft_stamp(base: str, data_paths: list[str | Path], cfg: SFTConfig, video: Vi
     """What decides the trained weights (a checkpoint resumes only the same run): the base, the
     data's bytes and the settings; the checkpoint interval only says how often."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "checkpoint_steps"}
-    return {"step": "sft", "base": base, "inputs": [file_hash(p) for p in data_paths],
+    return {"step": "sft", "base": model_content(base), "inputs": [file_hash(p) for p in data_paths],
             "sft": settings, "video": dataclasses.asdict(video), "instruction": instruction}
 
 
@@ -345,10 +407,14 @@ def sft(
     refused, so a cycle can never silently build on the previous cycle's weights. A finished
     ``out`` is refused; an unfinished one continues from its newest checkpoint (in
     ``<out>-checkpoints``, removed once the model is saved). Under ``torchrun`` every rank
-    calls this; rank 0 alone saves.
+    calls this; rank 0 alone saves. A model this same run saved before it was killed
+    (:func:`videostar.resume.published_result`) is its result; another run's is refused.
     """
-    if Path(out).exists():
-        raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
+    stamp = sft_stamp(base, data_paths, cfg, video, instruction)
+    done = published_result(out, stamp)
+    if done is not None:
+        shutil.rmtree(folder_for(out), ignore_errors=True)  # a kill may have spared them
+        return done
     dist.init()
     errors: list[str] = []
     rows = [r.to_json() for r in read_records(data_paths, errors, text_fields=("answer",))]
@@ -366,12 +432,15 @@ def sft(
         lm = add_lora(lm, cfg.lora)
     else:
         freeze_for_full_finetune(lm.model)
-    checkpoints = (Checkpoints(folder_for(out), sft_stamp(base, data_paths, cfg, video, instruction),
-                               cfg.checkpoint_steps) if cfg.checkpoint_steps else None)
+    checkpoints = (Checkpoints(folder_for(out), stamp, cfg.checkpoint_steps)
+                   if cfg.checkpoint_steps else None)
     metrics = train(lm, examples, cfg, video, progress, checkpoints)
     kind = "lora" if cfg.lora.enabled else "full"
-    if dist.is_main():
-        save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples)})
-        if checkpoints is not None:  # the model is whole: its checkpoints are spent
-            shutil.rmtree(checkpoints.folder, ignore_errors=True)
-    return {"step": "sft", "model": str(out), "kind": kind, **metrics, "input_errors": errors}
+    result = {"step": "sft", "model": str(out), "kind": kind, **metrics, "input_errors": errors}
+    with dist.full_weights(lm.model):  # ZeRO-3: every rank joins the gather, rank 0 saves
+        if dist.is_main():
+            save_model(lm, out, kind, {"train_loss": metrics["train_loss"], "examples": len(examples),
+                                       "fingerprint": stamp_digest(stamp), "result": result})
+    if dist.is_main() and checkpoints is not None:  # the model is whole: its checkpoints are spent
+        shutil.rmtree(checkpoints.folder, ignore_errors=True)
+    return result

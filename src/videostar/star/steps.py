@@ -18,7 +18,7 @@ from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
 from videostar.outputs import clean_save_debris
-from videostar.resume import claim, file_hash
+from videostar.resume import claim, file_hash, model_content
 from videostar.star.decide import decide as decide_next
 from videostar.star.decide import summarize_cycle
 from videostar.star.verify import verify_rows
@@ -41,10 +41,10 @@ def start(cfg: RunConfig, pipeline_run: str, out_dir: str | Path | None = None) 
 
 def generation_stamp(step: str, model: str, adapter_base: str | None, inputs: list[str | Path],
                      cfg: RunConfig, index: int, count: int, **more: Any) -> dict[str, Any]:
-    """What decides a generating step's rows: model, input bytes, shard and settings (the
-    batch size only changes how fast)."""
+    """What decides a generating step's rows: the model's content, input bytes, shard and
+    settings (the batch size only changes how fast: rows are sampled each with its own seed)."""
     gen = {k: v for k, v in dataclasses.asdict(cfg.generate).items() if k != "batch_size"}
-    return {"step": step, "model": model, "adapter_base": adapter_base,
+    return {"step": step, "model": model_content(model, adapter_base),
             "inputs": [file_hash(p) for p in inputs], "shard": [index, count], "generate": gen,
             "video": dataclasses.asdict(cfg.video), **more}
 
