@@ -24,6 +24,8 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm")
 def require_file(path: str | Path) -> Path:
     """Return ``path`` as a Path, or raise naming it, so a typo fails before any work."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would hang the reader
+        raise RecordError(f"{path}: not a regular file; annotations are read from regular files only")
     if not path.is_file():
         raise RecordError(f"{path}: annotation file not found")
     return path
@@ -70,9 +72,11 @@ def not_found(name: str, root: str | Path) -> str:
 
 
 def is_number(value: Any) -> bool:
-    """A finite real number (Python or numpy); bools are refused although they are ints."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(float(value))
-    )
+    """A finite real number (Python or numpy); bools are refused although they are ints, and
+    so are ints too large for a float (10**400)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
