@@ -365,7 +365,11 @@ def _check_mlflow_rlaif(client, parent, aligned, rlaif: dict) -> None:
     (ds,) = aligned.inputs.dataset_inputs
     assert ds.dataset.name == "rlaif-preferences"
     assert json.loads(ds.dataset.source)["uri"].endswith("/rlaif/preferences.jsonl")
-    assert [a.path for a in client.list_artifacts(aligned.info.run_id)] == ["adapter", "reward_model"]
+    # the reward model and the policy are the RLAIF run's LoggedModels, not run artifacts
+    models = client.search_logged_models([aligned.info.experiment_id],
+                                         filter_string=f"source_run_id = '{aligned.info.run_id}'")
+    assert sorted(m.name for m in models) == ["reward-model", "rl-policy"]
+    assert not client.list_artifacts(aligned.info.run_id)
 
 
 def test_unreachable_mlflow_fails_before_any_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path,

@@ -14,12 +14,15 @@ from typing import Any, NoReturn
 
 from videostar import distributed, layout
 from videostar.config import RunConfig, load_config
+from videostar.config.step import RELEASE_SPLITS
 from videostar.configs import example, examples
 from videostar.data.records import AdapterResult, read_rows, write_json, write_jsonl
 from videostar.errors import ConfigError, VideostarError, first_line
+from videostar.export import FORMATS as EXPORT_FORMATS
 from videostar.star import steps
 from videostar.step.dataset import SOURCES as STEP_SOURCES
 from videostar.terminal import console
+from videostar.tiny_arch import BUILDERS as TINY_BUILDERS
 
 
 def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
@@ -51,16 +54,11 @@ def _write_dataset(result: AdapterResult, out: Path) -> int:
 
 def cmd_model_tiny(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.tiny import build_tiny
-    from videostar.tiny_arch import BUILDERS
 
     options = {k: getattr(args, k) for k in ("videos", "steps", "noise", "confusion", "seed",
                                                "step_videos")}
     options = {k: v for k, v in options.items() if v is not None}
-    if args.arch is not None:
-        if args.arch not in BUILDERS:
-            print(f"model tiny --arch {args.arch}: unknown family; one of {', '.join(BUILDERS)}",
-                  file=sys.stderr)
-            return 2
+    if args.arch is not None:  # argparse has refused a family with no tiny builder (choices=)
         options = {"steps": 0, **options, "arch": args.arch}
     info = build_tiny(args.out, **options)
     print(json.dumps(info))
@@ -89,6 +87,8 @@ def cmd_data(args: argparse.Namespace, cfg: RunConfig) -> int:
         if args.min_steps is not None:  # e.g. a held-out split scored by steps 1, 2, 3+
             cfg.step.min_steps = args.min_steps
             cfg.step.validate("--min-steps / step")
+        if getattr(args, "split", None) is not None:  # the release split (step.split)
+            cfg.step.split = args.split
 
         result = build_step_dataset(args.source, out, cfg, getattr(args, "annotations", None),
                                     getattr(args, "videos", None), getattr(args, "count", 0),
@@ -274,17 +274,21 @@ def cmd_compare(args: argparse.Namespace, cfg: RunConfig) -> int:
         cfg.tracking.mlflow_uri = args.mlflow_uri
     if not tracking_uri(cfg.tracking):
         raise ConfigError("tracking.mlflow_uri: not set (nor MLFLOW_TRACKING_URI)")
-    parent, rows = compare(cfg, args.run)
+    metric = args.metric or cfg.decide.metric
+    parent, rows = compare(cfg, args.run, metric)
     headers = {"answer_yield": "answer", "rationalization_yield": "rationalized",
                "total_yield": "total", "train_loss": "loss", "train_examples": "examples"}
     headers |= {k: k.removeprefix("eval.") for r in rows for k in sorted(r) if k.startswith("eval.")}
     columns = list(headers)
-    table = Table(title=f"{cfg.tracking.experiment}: run {parent} (yields, loss, evaluation)")
-    table.add_column("cycle", justify="right")
+    table = Table(title=f"{cfg.tracking.experiment}: run {parent}, cycle models ranked by {metric}")
+    for col in ("rank", "cycle", "model", "version"):
+        table.add_column(col, justify="right")
     for col in columns:
         table.add_column(headers[col], justify="right")
     for row in rows:
-        table.add_row(str(row["cycle"]), *(f"{row[c]:.4g}" if c in row else "-" for c in columns))
+        version = f"{row['version'] or '-'} {' '.join('@' + a for a in row['aliases'])}".strip()
+        table.add_row(str(row["rank"]), str(row["cycle"]), row["model_id"], version,
+                      *(f"{row[c]:.4g}" if c in row else "-" for c in columns))
     console().print(table)
     return 0
 
@@ -293,6 +297,8 @@ def cmd_export(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar import export
     from videostar.tracking import tracking_uri
 
+    if args.name is not None:
+        export.check_name(args.name)  # before any reading: a path is refused with exit 2
     cycle = export.parse_cycle(args.cycle)
     if Path(args.run).is_dir():
         data = export.read_local_cycle(args.run, cycle, cfg.video.num_frames)
@@ -303,9 +309,9 @@ def cmd_export(args: argparse.Namespace, cfg: RunConfig) -> int:
                               "(tracking.mlflow_uri, $MLFLOW_TRACKING_URI or --mlflow-uri)")
         data = export.read_mlflow_cycle(uri, args.run, cycle)
     result = export.export(data, args.format, args.out, args.video_root, args.name)
-    _report_problems("malformed", result.errors)
+    left_out = f"; {len(result.errors)} left out, named above" if result.errors else ""
     print(f"{result.rows} verified rows of {data.source} -> {result.path} ({args.format}; "
-          f"videos relative to {result.video_root or '.'})")
+          f"videos relative to {result.video_root or '.'}{left_out})")
     return 0
 
 
@@ -403,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = model.add_parser("tiny", help="write a tiny test checkpoint (default: the pretrained "
                             "Qwen2.5-VL demo base)")
     tiny.add_argument("--out", required=True)
-    tiny.add_argument("--arch", help="this family's tiny checkpoint instead (qwen2_vl, "
-                      "llava_next_video, ...: videostar.tiny_arch.BUILDERS); random weights "
-                      "unless --steps pretrains it like the demo base")
+    tiny.add_argument("--arch", choices=list(TINY_BUILDERS),
+                      help="this family's tiny checkpoint instead; random weights unless --steps "
+                           "pretrains it like the demo base")
     tiny.add_argument("--videos", type=_int_at_least(1), help="synthetic videos to pretrain on")
     tiny.add_argument("--steps", type=_int_at_least(0), help="pretraining steps (fewer: a weaker start)")
     tiny.add_argument("--confusion", type=_fraction,
@@ -435,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                     (vidor, "folder of per-video JSON files (any depth)")):
         p.add_argument("--annotations", required=True, help=what)
         p.add_argument("--videos", required=True)
+        p.add_argument("--split", choices=RELEASE_SPLITS,
+                       help="read only this release split's videos (default: step.split; unset: all)")
     stepsyn = sources.add_parser("step-synthetic",
                                  help="STEP: synthetic scene-graph videos with their ground truth")
     stepsyn.add_argument("--count", type=_int_at_least(1), default=24)
@@ -562,16 +570,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=_int_at_least(1), help="evaluate the first N items only")
         p.set_defaults(func=cmd_eval)
 
-    cmp_ = sub.add_parser("compare", help="per-cycle metrics of a run, from MLflow")
+    cmp_ = sub.add_parser("compare", help="a run's cycle models (MLflow LoggedModels), ranked by a metric")
     cmp_.add_argument("--experiment", help="default: tracking.experiment of --config")
     cmp_.add_argument("--run", help="parent run id (default: the latest pipeline run)")
     cmp_.add_argument("--mlflow-uri", help="default: tracking.mlflow_uri or $MLFLOW_TRACKING_URI")
+    cmp_.add_argument("--metric", help="rank by this metric, best first (default: decide.metric)")
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("export", help="a cycle's training data in LLaMA-Factory, LLaVA or HF format")
     exp.add_argument("--run", required=True, help="a local run folder, or an MLflow run id (parent or cycle)")
     exp.add_argument("--cycle", default="last", help="cycle number or 'last' (default)")
-    exp.add_argument("--format", required=True, choices=["hf", "llava", "sharegpt"])
+    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     exp.add_argument("--out", required=True, help="output folder")
     exp.add_argument("--video-root", help="prefix for the video paths (default: relative to their "
                      "common folder), e.g. s3://bucket/videos or the folder a trainer mounts")

@@ -6,9 +6,11 @@ and gives each task ``MLFLOW_RUN_ID`` = that task's run and ``MLFLOW_EXPERIMENT_
 pipeline's run is found by following ``mlflow.parentRunId`` up from the task's run; the plugin's
 runs are never closed here. Per cycle: yields and training metrics (``step=cycle``, on
 the cycle run and on the parent, so the parent's charts show the trend), the training data as an
-MLflow dataset whose source is its object-store URI, the adapter as a registered model version
-aliased ``candidate``, ``champion`` moved to the best cycle, plots of the history, and a table of
-accepted and rejected answers with the verifier's reasons.
+MLflow dataset whose source is its object-store URI, the adapter as an MLflow 3 LoggedModel
+(``cycle-<k>``: the run's output, its metrics linked to it and to the dataset) registered as a
+version aliased ``candidate``, ``champion`` moved to the top of :func:`ranked_models`, plots of the
+history, and a table of accepted and rejected answers with the verifier's reasons. RLAIF's reward
+model and PPO policy are LoggedModels of the RLAIF run the same way.
 Steps log through a :class:`Tracker` (a :class:`NullTracker` when tracking is off); they hold no
 logging code of their own.
 """
@@ -16,6 +18,7 @@ logging code of their own.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -33,6 +36,10 @@ from videostar.store import Store, open_store, scoped_key
 PARENT_TAG = "videostar.pipeline_run"
 NESTED_TAG = "mlflow.parentRunId"
 CYCLE_TAG = "videostar.cycle"
+PARENT_RUN_TAG = "videostar.parent_run"
+"""On every LoggedModel: the parent run it belongs to, which :func:`ranked_models` filters on."""
+SFT_MODEL, REWARD_MODEL, POLICY_MODEL = "sft-adapter", "reward-model", "rl-policy"
+"""LoggedModel types (``model_type``): a cycle's SFT adapter, RLAIF's reward model and policy."""
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 """MLflow 3's UI opens an experiment without a kind in its GenAI view (traces), which hides the
 cycle runs; this kind opens it on "Model training", i.e. the runs, metrics and tables."""
@@ -180,16 +187,27 @@ def log_cycle(
     client = _client(cfg.tracking)
     run_id = cycle_run(cfg, parent, cycle, meta)
     pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, parent)
+    key = scoped_key(pipeline_run, cycle, "sft", "train.jsonl")
+    data_uri, dataset = _log_dataset(cfg, client, run_id, key, f"cycle-{cycle}-train", "training",
+                                     training_files)
+    model_id = _logged_model(client, run_id, parent, f"cycle-{cycle}", SFT_MODEL, model_dir, cycle,
+                             meta | {CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run})
     metrics = cycle_metrics(summary, sft)
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value, step=cycle)
-        client.log_metric(parent, key, value, step=cycle)
-    data_uri = _log_dataset(cfg, client, run_id, scoped_key(pipeline_run, cycle, "sft", "train.jsonl"),
-                            f"cycle-{cycle}-train", "training", training_files)
-    version = _register_model(cfg, client, run_id, model_dir, history)
+    # evaluation scores are the model's own; yields and loss are measured on its training data
+    _log_metrics(client, run_id, {k: v for k, v in metrics.items() if k.startswith("eval.")}, cycle, model_id)
+    _log_metrics(client, run_id, {k: v for k, v in metrics.items() if not k.startswith("eval.")}, cycle,
+                 model_id, dataset)
+    _log_metrics(client, parent, metrics, cycle)
+    name = cfg.tracking.registered_model
+    version = _register(client, name, model_id, "candidate", {"cycle": str(cycle)})
+    best = ranked_models(client, client.get_run(run_id).info.experiment_id, parent,
+                         metric_key(cfg.decide.metric))
+    if best and (champion := _version_of(best[0], name)):
+        client.set_registered_model_alias(name, "champion", champion)
     _log_plots(client, parent, history)
     client.set_terminated(run_id)
-    return {"run_id": run_id, "dataset": data_uri, "model_version": version, "metrics": metrics}
+    return {"run_id": run_id, "dataset": data_uri, "model_id": model_id, "model_version": version,
+            "metrics": metrics}
 
 
 _REFUSED_IN_NAMES = re.compile(r"[^/\w.\- :]")
@@ -225,9 +243,10 @@ def _store(cfg: RunConfig) -> Store | None:
 
 
 def _log_dataset(cfg: RunConfig, client: Any, run_id: str, key: str, name: str, context: str,
-                 files: list[str]) -> str:
+                 files: list[str]) -> tuple[str, tuple[str, str]]:
     """Publish the files, joined, under ``key`` and log them as an MLflow dataset sourced from
-    that URI (the cycle's training data, the RLAIF preferences)."""
+    that URI (the cycle's training data, the RLAIF preferences); returns the URI and the
+    dataset's (name, digest), which metrics name to link to it."""
     import hashlib
 
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -243,35 +262,76 @@ def _log_dataset(cfg: RunConfig, client: Any, run_id: str, key: str, name: str, 
     dataset = MetaDataset(resolve_dataset_source(uri), name=name, digest=digest)
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
                                                      [InputTag("mlflow.data.context", context)])])
-    return uri
+    return uri, (name, digest)
 
 
-def _new_version(name: str, client: Any, run_id: str, model_dir: str, alias: str,
-                 tags: dict[str, str]) -> str:
-    """Log the adapter as the run's ``adapter`` artifact, register it as a version of ``name``,
-    and point ``alias`` at it."""
-    from mlflow.exceptions import MlflowException
+def _log_metrics(client: Any, run_id: str, metrics: dict[str, float], step: int = 0,
+                 model_id: str | None = None, dataset: tuple[str, str] | None = None) -> None:
+    """One batch of metrics on a run, linked to a LoggedModel and a dataset when given (the
+    model's page and the Models tab then show them, per dataset)."""
+    from mlflow.entities import Metric
 
-    client.log_artifacts(run_id, model_dir, "adapter")
-    source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(name)
-    version = client.create_model_version(name, source, run_id=run_id, tags=tags).version
+    name, digest = dataset or (None, None)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, step, model_id=model_id, dataset_name=name, dataset_digest=digest)
+             for k, v in metrics.items()]
+    for start in range(0, len(batch), 1000):  # MLflow's log_batch limit
+        client.log_batch(run_id, metrics=batch[start:start + 1000])
+
+
+def _logged_model(client: Any, run_id: str, parent: str, name: str, model_type: str, model_dir: str,
+                  step: int, tags: dict[str, str]) -> str:
+    """The MLflow 3 LoggedModel ``name`` of ``run_id``, holding the files of ``model_dir``; a
+    retried step finds the one it finished, and an upload cut short is marked FAILED."""
+    from mlflow.entities import LoggedModelOutput
+
+    experiment = client.get_run(run_id).info.experiment_id
+    for model in client.search_logged_models(
+            [experiment], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"):
+        if _ready(model):
+            return model.model_id
+        client.finalize_logged_model(model.model_id, "FAILED")
+    model = client.create_logged_model(experiment, name=name, source_run_id=run_id, model_type=model_type,
+                                       tags=tags | {PARENT_RUN_TAG: parent})
+    client.log_model_artifacts(model.model_id, model_dir)
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
+    return model.model_id
+
+
+def _version_of(model: Any, name: str) -> str | None:
+    """The version of registered model ``name`` made from a LoggedModel (None if none is)."""
+    versions = json.loads(model.tags.get("mlflow.modelVersions", "[]"))
+    return next((str(v["version"]) for v in versions if v["name"] == name), None)
+
+
+def _register(client: Any, name: str, model_id: str, alias: str, tags: dict[str, str]) -> str:
+    """Register the LoggedModel as a version of ``name`` (once: a retried step reuses it) and
+    point ``alias`` at it."""
+    import mlflow
+
+    version = _version_of(client.get_logged_model(model_id), name)
+    if version is None:
+        version = str(mlflow.register_model(f"models:/{model_id}", name, tags=tags).version)
     client.set_registered_model_alias(name, alias, version)
-    return str(version)
-
-
-def _register_model(cfg: RunConfig, client: Any, run_id: str, model_dir: str,
-                    history: list[dict[str, Any]]) -> str:
-    """A version aliased ``candidate``; ``champion`` moves to the best cycle."""
-    name = cfg.tracking.registered_model
-    cycle = history[-1]["cycle"]
-    version = _new_version(name, client, run_id, model_dir, "candidate", {"cycle": str(cycle)})
-    metric = cfg.decide.metric
-    best = max(history, key=lambda h: h.get(metric, float("-inf")))
-    if best["cycle"] == cycle:
-        client.set_registered_model_alias(name, "champion", version)
     return version
+
+
+def ranked_models(client: Any, experiment_id: str, parent: str, metric: str,
+                  model_type: str = SFT_MODEL) -> list[Any]:
+    """The pipeline run's LoggedModels of ``model_type``, best ``metric`` first (ties: the
+    earlier model), by ``search_logged_models``; models without the metric come last."""
+    models = client.search_logged_models(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}' AND model_type = '{model_type}'",
+        order_by=[{"field_name": f"metrics.{metric}", "ascending": False},
+                  {"field_name": "creation_time", "ascending": True}])
+    return [m for m in models if _ready(m)]
+
+
+def _ready(model: Any) -> bool:
+    # not in the filter: MLflow's SQL store compares a status filter with its integer code
+    return str(model.status) == "READY"
 
 
 def _numbers(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -279,11 +339,31 @@ def _numbers(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
 
 
-def _log_on_both(client: Any, run_id: str, parent: str, metrics: dict[str, float]) -> None:
-    """RLAIF numbers on its run and, prefixed ``rlaif.``, on the parent next to the cycles'."""
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value)
-        client.log_metric(parent, f"rlaif.{key}", value)
+def _log_on_both(client: Any, run_id: str, parent: str, metrics: dict[str, float],
+                 model_id: str | None = None, dataset: tuple[str, str] | None = None) -> None:
+    """RLAIF numbers on its run (linked to the model that earned them) and, prefixed
+    ``rlaif.``, on the parent next to the cycles'."""
+    _log_metrics(client, run_id, metrics, 0, model_id, dataset)
+    _log_metrics(client, parent, {f"rlaif.{k}": v for k, v in metrics.items()})
+
+
+def _find_model(client: Any, run_id: str, name: str) -> str | None:
+    """The finished LoggedModel ``name`` of ``run_id``, if there is one."""
+    experiment = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models([experiment],
+                                        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    return next((m.model_id for m in found if _ready(m)), None)
+
+
+def _run_dataset(client: Any, run_id: str, name: str) -> tuple[str, str] | None:
+    """(name, digest) of the dataset ``name`` logged as an input of ``run_id``."""
+    for item in client.get_run(run_id).inputs.dataset_inputs:
+        if item.dataset.name == name:
+            return item.dataset.name, item.dataset.digest
+    return None
+
+
+PREFERENCES = "rlaif-preferences"
 
 
 def log_preferences(cfg: RunConfig, parent: str, metrics: dict[str, Any], files: list[Path]) -> str:
@@ -293,17 +373,21 @@ def log_preferences(cfg: RunConfig, parent: str, metrics: dict[str, Any], files:
     pipeline_run = client.get_run(parent).data.tags.get(PARENT_TAG, parent)
     _log_on_both(client, run_id, parent, _numbers(metrics, "preferences."))
     return _log_dataset(cfg, client, run_id, scoped_key(pipeline_run, None, RLAIF, "preferences.jsonl"),
-                        "rlaif-preferences", "preferences", [str(f) for f in files])
+                        PREFERENCES, "preferences", [str(f) for f in files])[0]
 
 
-def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> None:
-    """Held-out pairwise accuracy and the loss curve; the reward model folder as an artifact."""
+def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> str:
+    """The reward model as the RLAIF run's LoggedModel ``reward-model``, its held-out pairwise
+    accuracy and loss curve linked to it and to the preference dataset; returns its id."""
     client = _client(cfg.tracking)
     run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
-    _log_on_both(client, run_id, parent, _numbers(result, "reward."))
+    model_id = _logged_model(client, run_id, parent, REWARD_MODEL, REWARD_MODEL, model_dir, 0,
+                             {"stage": RLAIF})
+    dataset = _run_dataset(client, run_id, PREFERENCES)
+    _log_on_both(client, run_id, parent, _numbers(result, "reward."), model_id, dataset)
     for i, loss in enumerate(result.get("loss_history", [])):
-        client.log_metric(run_id, "reward.loss", loss, step=i)
-    client.log_artifacts(run_id, model_dir, "reward_model")
+        _log_metrics(client, run_id, {"reward.loss": loss}, i, model_id, dataset)
+    return model_id
 
 
 PPO_CURVES = ("reward", "kl", "entropy", "clipfrac", "value_loss", "policy_loss", "value_clipfrac",
@@ -324,14 +408,15 @@ def ppo_logger(cfg: RunConfig, run_id: str) -> Any:
 
 
 def log_ppo(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> str:
-    """Reward before/after, the PPO policy as a version of ``tracking.registered_policy`` aliased
-    ``aligned``,
-    the reward and KL curves as a plot; then the RLAIF run and the parent are closed."""
+    """Reward before/after linked to the PPO policy, a LoggedModel (``rl-policy``) registered
+    as a version of ``tracking.registered_policy`` aliased ``aligned``, the reward and KL curves
+    as a plot; then the RLAIF run and the parent are closed."""
     client = _client(cfg.tracking)
     run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
-    _log_on_both(client, run_id, parent, _numbers(result, "ppo."))
-    version = _new_version(cfg.tracking.registered_policy, client, run_id, model_dir, "aligned",
-                           {"stage": RLAIF})
+    model_id = _logged_model(client, run_id, parent, POLICY_MODEL, POLICY_MODEL, model_dir, 0,
+                             {"stage": RLAIF})
+    _log_on_both(client, run_id, parent, _numbers(result, "ppo."), model_id)
+    version = _register(client, cfg.tracking.registered_policy, model_id, "aligned", {"stage": RLAIF})
     _plot_steps(client, parent, "ppo_curves.png", [
         ("reward per PPO step", "reward", [(h["step"], h["reward"]) for h in result["history"]]),
         ("KL to the SFT model", "KL", [(h["step"], h["kl"]) for h in result["history"]]),
@@ -405,19 +490,15 @@ def log_scores(cfg: RunConfig, parent: str, stage: str, cycle: int | None,
     the PPO policy's on the RLAIF run and on the parent (``rlaif.*``)."""
     client = _client(cfg.tracking)
     scores = {metric_key(k): v for k, v in scores.items()}
-    if stage == RLAIF:
+    if stage == RLAIF:  # the policy's scores, linked to it
         run_id = cycle_run(cfg, parent, RLAIF, {})
-        for key, value in scores.items():
-            client.log_metric(run_id, key, value)
-            client.log_metric(parent, f"rlaif.{key}", value)
+        _log_on_both(client, run_id, parent, scores, _find_model(client, run_id, POLICY_MODEL))
         return
     if stage == BASELINE:
-        for key, value in scores.items():
-            client.log_metric(parent, f"baseline.{key}", value)
+        _log_metrics(client, parent, {f"baseline.{k}": v for k, v in scores.items()})
         return
-    run_id = cycle_run(cfg, parent, cycle, {})
-    for key, value in scores.items():
-        client.log_metric(run_id, key, value, step=cycle)
+    # a cycle's model is logged at its decide step, which links these scores to it
+    _log_metrics(client, cycle_run(cfg, parent, cycle, {}), scores, cycle)
 
 
 def finish(cfg: RunConfig, parent: str) -> None:
@@ -426,8 +507,11 @@ def finish(cfg: RunConfig, parent: str) -> None:
         _client(cfg.tracking).set_terminated(parent)
 
 
-def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """The per-cycle rows of one pipeline run (default: the latest) of the experiment."""
+def compare(cfg: RunConfig, run: str | None = None, metric: str | None = None
+            ) -> tuple[str, list[dict[str, Any]]]:
+    """The cycles' models of one pipeline run (default: the latest) of the experiment, ranked by
+    ``metric`` (default ``decide.metric``) with :func:`ranked_models`: per model its rank, cycle,
+    LoggedModel id, registered version, that version's aliases and the model's metrics."""
     client = _client(cfg.tracking)
     exp_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
     exp = client.get_experiment(exp_id) if exp_id else client.get_experiment_by_name(
@@ -438,11 +522,22 @@ def compare(cfg: RunConfig, run: str | None = None) -> tuple[str, list[dict[str,
     parent = run or _find(cfg, f"tags.`{CYCLE_TAG}` IS NULL and tags.`{PARENT_TAG}` != ''")
     if parent is None:
         raise VideostarError(f"experiment {name!r} has no videostar runs")
-    cycles = client.search_runs([exp.experiment_id],
-                                filter_string=f"tags.{NESTED_TAG} = '{parent}'")
-    rows = [{"cycle": int(r.data.tags[CYCLE_TAG]), "run_id": r.info.run_id, **r.data.metrics}
-            for r in cycles if r.data.tags.get(CYCLE_TAG, "").isdigit()]
-    return parent, sorted(rows, key=lambda r: r["cycle"])
+    models = ranked_models(client, exp.experiment_id, parent, metric_key(metric or cfg.decide.metric))
+    if not models:
+        raise VideostarError(f"run {parent} of experiment {name!r} has no logged cycle models")
+    registered = cfg.tracking.registered_model
+    aliases: dict[str, list[str]] = {}
+    with contextlib.suppress(Exception):  # a registry without the name: no aliases to show
+        for alias, version in client.get_registered_model(registered).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for rank, model in enumerate(models, 1):
+        version = _version_of(model, registered)
+        rows.append({"rank": rank, "cycle": int(model.tags[CYCLE_TAG]), "model_id": model.model_id,
+                     "run_id": model.source_run_id, "version": version,
+                     "aliases": sorted(aliases.get(version or "", [])),
+                     **{m.key: m.value for m in model.metrics}})
+    return parent, rows
 
 
 def log_examples(cfg: RunConfig, parent: str, cycle: int, table: dict[str, list[Any]]) -> None:
