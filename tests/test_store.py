@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import minio
 import pytest
 from conftest import free_port
 
@@ -73,9 +70,12 @@ def test_round_trip_and_cache(bucket: str, folder: Path, tmp_path: Path) -> None
     assert store.download_prefix(uri) == out
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes  # reused, not re-downloaded
 
-    put(bucket, "models/run1/config.json", b'{"kind": "full"}')
-    assert store.download_prefix(uri) == out
-    assert (out / "config.json").read_text() == '{"kind": "full"}'
+    assert store.upload_folder(folder, uri) == keys  # the same upload again: already published
+
+    put(bucket, "models/run1/config.json", b'{"kind": "FULL"}')  # same size, other bytes
+    with pytest.raises(VideostarError, match=r"config.json: SHA-256 \w+ does not match the published"):
+        store.download_prefix(uri)
+    assert files_of(out) == files_of(folder)  # the earlier download is untouched
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -87,14 +87,18 @@ def test_sibling_prefix_not_included(bucket: str, folder: Path, tmp_path: Path) 
     assert files_of(out) == files_of(folder)
 
 
-def test_upload_refuses_overwrite(bucket: str, folder: Path) -> None:
+def test_upload_refuses_overwrite(bucket: str, folder: Path, tmp_path: Path) -> None:
     uri = f"s3://{bucket}/datasets/v1"
     put(bucket, "datasets/v1/sub/weights.bin", b"existing")
-    with pytest.raises(VideostarError, match=r"datasets/v1/sub/weights.bin: already exists"):
+    with pytest.raises(VideostarError, match=r"datasets/v1: holds objects that are not part of this upload"):
         store.upload_folder(folder, uri)
-    # nothing was written: the clash was found before any upload
+    # nothing was written: the clash was found before any upload, and the claim taken back
     objects = [o.object_name for o in store.client().list_objects(bucket, recursive=True)]
     assert objects == ["datasets/v1/sub/weights.bin"]
+    store.upload_folder(folder, f"s3://{bucket}/datasets/v2")
+    (folder / "config.json").write_text('{"kind": "full"}')
+    with pytest.raises(VideostarError, match=r"datasets/v2: already published with other content"):
+        store.upload_folder(folder, f"s3://{bucket}/datasets/v2")
 
 
 @pytest.mark.parametrize(
@@ -145,19 +149,12 @@ def test_escaping_key_refused(bucket: str, moto_endpoint: str, tmp_path: Path) -
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil").exists()
 
 
-def test_corrupt_download_leaves_nothing(
-    bucket: str, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_corrupt_download_leaves_nothing(bucket: str, folder: Path, tmp_path: Path) -> None:
     uri = f"s3://{bucket}/m"
     store.upload_folder(folder, uri)
-    real = minio.Minio.list_objects
-
-    def wrong_etags(self: minio.Minio, *args: object, **kwargs: object) -> Iterator[object]:
-        for o in real(self, *args, **kwargs):
-            yield dataclasses.replace(o, etag="0" * 32)
-
-    monkeypatch.setattr(minio.Minio, "list_objects", wrong_etags)
-    with pytest.raises(VideostarError, match="does not match ETag"):
+    weights = (folder / "sub" / "weights.bin").read_bytes()
+    put(bucket, "m/sub/weights.bin", weights[::-1])  # same size, other bytes
+    with pytest.raises(VideostarError, match="does not match the published"):
         store.download_prefix(uri, tmp_path / "dl" / "m")
     assert list((tmp_path / "dl").iterdir()) == []
 
@@ -221,8 +218,9 @@ def test_scoped_keys_and_local_store(tmp_path: Path):
     src.write_text("{}\n")
     uri = local.publish(src, "runs/r/cycle-0/sft/train.jsonl")
     assert uri == (tmp_path / "store/runs/r/cycle-0/sft/train.jsonl").as_uri()
+    assert local.publish(src, "runs/r/cycle-0/sft/train.jsonl") == uri  # a retried step: same content
     src.write_text("changed\n")
-    with pytest.raises(VideostarError, match="refusing to overwrite"):
+    with pytest.raises(VideostarError, match="already exists with other content, refusing to overwrite"):
         local.publish(src, "runs/r/cycle-0/sft/train.jsonl")
     assert (tmp_path / "store/runs/r/cycle-0/sft/train.jsonl").read_text() == "{}\n"
 
@@ -233,5 +231,9 @@ def test_s3_store_creates_its_bucket_and_never_overwrites(bucket: str, tmp_path:
     src = tmp_path / "a.txt"
     src.write_text("one")
     assert s3.publish(src, "runs/r/cycle-0/sft/a.txt") == f"s3://{bucket}-new/prefix/runs/r/cycle-0/sft/a.txt"
-    with pytest.raises(VideostarError, match="refusing to overwrite"):
+    assert s3.publish(src, "runs/r/cycle-0/sft/a.txt") == f"s3://{bucket}-new/prefix/runs/r/cycle-0/sft/a.txt"
+    src.write_text("two")
+    with pytest.raises(VideostarError, match="already exists with other content, refusing to overwrite"):
         s3.publish(src, "runs/r/cycle-0/sft/a.txt")
+    out = store.download_object(f"s3://{bucket}-new/prefix/runs/r/cycle-0/sft/a.txt")
+    assert out.read_text() == "one" and [p.name for p in out.parent.iterdir()] == ["a.txt"]

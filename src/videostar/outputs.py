@@ -52,3 +52,35 @@ def clean_save_debris(target: str | Path) -> list[Path]:
     """The temp copies (``.<name>.*`` beside it) that killed saves of ``target`` left."""
     target = Path(target)
     return clean_debris(target.parent, (f".{target.name}.*",))
+
+
+def replace_folder(new: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``new`` at ``target`` in one step, so a reader (or a kill) sees the
+    old folder or the new one, never neither or a mix; the old one is then removed.
+
+    ``rename`` cannot replace a non-empty folder, and no library swaps folders, hence Linux's
+    ``renameat2(RENAME_EXCHANGE)`` through libc; where that is missing (another OS, a filesystem
+    without it) two renames are used, and a kill between them leaves the old folder beside the
+    target as ``.<name>.old-*`` (swept by :func:`clean_save_debris`).
+    """
+    import ctypes
+
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        new.rename(target)
+        return
+    swap = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    at_fdcwd, rename_exchange = -100, 2
+    if swap is not None and swap(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(target),
+                                 rename_exchange) == 0:
+        shutil.rmtree(new)  # now the old folder
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old)
+

@@ -8,15 +8,18 @@ uploads never overwrite, so a published model or dataset is immutable.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import certifi
@@ -26,10 +29,16 @@ from minio.datatypes import Object
 from minio.error import MinioException, S3Error
 
 from videostar.errors import VideostarError
-from videostar.outputs import publish_mode
+from videostar.outputs import clean_save_debris, publish_mode, replace_folder
 
 ENDPOINT_VARS = ("VIDEOSTAR_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 MANIFEST = ".videostar-manifest.json"
+"""Written last under a published prefix: its files with size and SHA-256. In a downloaded folder,
+the same name holds what was downloaded (so an unchanged prefix is not fetched again)."""
+CLAIM = ".videostar-claim.json"
+"""Written first, only if absent: which upload (by its manifest's SHA-256) owns the prefix."""
+RESERVED = (MANIFEST, CLAIM)
+SHA256_META = "videostar-sha256"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CHUNK = 1 << 20
 
@@ -113,11 +122,14 @@ def cache_root() -> Path:
 
 
 def download_prefix(uri: str, cache_dir: str | Path | None = None) -> Path:
-    """Download every object under ``uri`` into ``cache_dir`` and return it.
+    """Download the folder published under ``uri`` into ``cache_dir`` and return it.
 
-    ``cache_dir`` is the folder itself (default ``<cache_root>/s3/<bucket>/<prefix>``). A folder
-    whose manifest matches the listing is reused; otherwise the objects are fetched into a temp
-    folder beside it, verified (size; MD5 when the ETag is one), and renamed into place.
+    ``cache_dir`` is the folder itself (default ``<cache_root>/s3/<bucket>/<prefix>``). Only a
+    prefix whose manifest (written last by :func:`upload_folder`) lists exactly its objects is
+    downloaded; a prefix without one is an unfinished upload. A folder already downloaded from the
+    same objects is reused; otherwise the objects are fetched into a temp folder beside it,
+    checked against the manifest (size and SHA-256), and swapped in. Temp folders that killed
+    downloads left are removed first.
     """
     bucket, prefix = parse_s3_uri(uri)
     target = Path(cache_dir) if cache_dir is not None else cache_root() / "s3" / bucket / prefix
@@ -129,80 +141,266 @@ def download_prefix(uri: str, cache_dir: str | Path | None = None) -> Path:
             for o in s3.list_objects(bucket, prefix=f"{prefix}/" if prefix else None, recursive=True)
             if not o.is_dir
         }
-    if not listing:
-        raise VideostarError(f"{uri}: no objects")
-    manifest = {
-        "uri": f"s3://{bucket}/{prefix}",
-        "objects": {rel: [o.etag, o.size] for rel, o in sorted(listing.items())},
-    }
-    if _complete(target, manifest):
-        return target
-
+        if not listing:
+            raise VideostarError(f"{uri}: no objects")
+        if MANIFEST not in listing:
+            raise VideostarError(f"{uri}: no {MANIFEST}: an unfinished upload (rerun it to complete it) "
+                                 "or not uploaded by videostar; not downloaded")
+        files = _manifest_files(uri, _get_json(s3, bucket, _join(prefix, MANIFEST)))
+    objects = {rel: o for rel, o in listing.items() if rel not in RESERVED}
+    for rel in sorted(set(files) ^ set(objects)):
+        where = "is missing" if rel in files else "is not in its manifest"
+        raise VideostarError(f"{uri}: {rel} {where}; not downloaded")
+    record = {"uri": f"s3://{bucket}/{prefix}", "files": files,
+              "etags": {rel: o.etag for rel, o in sorted(objects.items())}}
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.part-", dir=target.parent))
-    try:
-        with _errors(settings, uri):
-            for rel, obj in listing.items():
-                _fetch(s3, uri, obj, tmp / rel)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        publish_mode(tmp)
-        _swap_in(tmp, target, manifest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _locked(target):
+        if _complete(target, record):
+            return target
+        clean_save_debris(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.part-", dir=target.parent))
+        try:
+            with _errors(settings, uri):
+                for rel, obj in objects.items():
+                    _fetch(s3, uri, obj, tmp / rel, files[rel])
+            (tmp / MANIFEST).write_text(json.dumps(record, indent=1))
+            publish_mode(tmp)
+            replace_folder(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def upload_folder(folder: str | Path, uri: str) -> list[str]:
-    """Publish the files of ``folder`` under ``uri``; returns the keys.
+def download_object(uri: str) -> Path:
+    """One published object (``S3Store.publish`` of a file) at ``<cache_root>/s3/<bucket>/<key>``,
+    fetched to a temp file beside it, checked (size; the SHA-256 it was published with, or its
+    single-part MD5 ETag) and renamed into place."""
+    bucket, key = parse_s3_uri(uri)
+    if not key:
+        raise VideostarError(f"{uri}: names a bucket, not an object")
+    dest = cache_root() / "s3" / bucket / key
+    settings = S3Settings.from_env()
+    s3 = client(settings)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest), _errors(settings, uri):
+        obj = s3.stat_object(bucket, key)
+        clean_save_debris(dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
+        os.close(fd)
+        try:
+            _fetch(s3, uri, obj, Path(tmp), {"size": obj.size, "sha256": _meta_sha256(obj)})
+            publish_mode(tmp)
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return dest
 
-    Every key is checked before any is written, so a name clash leaves the store untouched:
-    published models and datasets are immutable, a new version needs a new prefix.
+
+def upload_folder(folder: str | Path, uri: str) -> list[str]:
+    """Publish the files of ``folder`` under ``uri``, all or nothing; returns the keys.
+
+    One writer wins a prefix: it first writes a claim object (``If-None-Match: *``, so only one
+    claim is ever created) naming the SHA-256 of its manifest, then its files, then the manifest,
+    last, which is what makes the prefix published. Another upload of other content is refused
+    with one line; an upload of the same content (a rerun after a kill, a retried step) completes
+    what is missing, and is a no-op once published. Symlinks that stay inside ``folder`` are
+    uploaded as their target's content; any other symlink is refused, never followed.
     """
     folder = Path(folder)
     bucket, prefix = parse_s3_uri(uri)
     if not folder.is_dir():
         raise VideostarError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = _local_files(folder)
     if not files:
         raise VideostarError(f"{folder}: no files to upload")
-    keys = [str(PurePosixPath(prefix, p.relative_to(folder).as_posix())).lstrip("/") for p in files]
+    manifest = {"format": 1, "files": {rel: {"size": path.stat().st_size, "sha256": _sha256(path)}
+                                       for rel, path in files.items()}}
+    body = _dump(manifest)
+    digest = hashlib.sha256(body).hexdigest()
+    keys = [_join(prefix, rel) for rel in files]
     settings = S3Settings.from_env()
     s3 = client(settings)
     with _errors(settings, uri):
-        for key in keys:
-            if _exists(s3, bucket, key):
-                raise VideostarError(f"s3://{bucket}/{key}: already exists, refusing to overwrite")
-        for key, path in zip(keys, files, strict=True):
-            s3.fput_object(bucket, key, str(path))
+        published = _get_json(s3, bucket, _join(prefix, MANIFEST))
+        if published is not None:
+            if published != manifest:
+                raise VideostarError(f"{uri}: already published with other content; refusing to "
+                                     "overwrite (a new version needs a new prefix)")
+            return keys  # published by an earlier run of the same upload
+        claim_key = _join(prefix, CLAIM)
+        claim = {"manifest_sha256": digest, "writer": f"{socket.gethostname()}:{os.getpid()}",
+                 "started": datetime.now(UTC).isoformat(timespec="seconds")}
+        claimed = _put_if_absent(s3, bucket, claim_key, _dump(claim))
+        if not claimed:
+            held = _get_json(s3, bucket, claim_key) or {}
+            if held.get("manifest_sha256") != digest:
+                who = f"writer {held.get('writer', '?')}, started {held.get('started', '?')}"
+                raise VideostarError(f"{uri}: being published by another upload with other content "
+                                     f"({who}); not written")
+        done = _uploaded(s3, uri, bucket, prefix, manifest["files"])
+        if done is None:
+            if claimed:
+                s3.remove_object(bucket, claim_key)
+            raise VideostarError(f"{uri}: holds objects that are not part of this upload; not written "
+                                 "(choose a new prefix)")
+        for rel, path in files.items():
+            if rel not in done:
+                s3.fput_object(bucket, _join(prefix, rel), str(path),
+                               metadata={SHA256_META: manifest["files"][rel]["sha256"]})
+        if not _put_if_absent(s3, bucket, _join(prefix, MANIFEST), body) and \
+                _get_json(s3, bucket, _join(prefix, MANIFEST)) != manifest:
+            raise VideostarError(f"{uri}: another upload published other content at the same time; "
+                                 "this store ignores conditional writes (If-None-Match)")
     return keys
+
+
+def _local_files(folder: Path) -> dict[str, Path]:
+    """The folder's regular files by path below it (the reserved names left out), sorted. A
+    symlink is followed only where it stays inside the folder and names a file."""
+    root = folder.resolve()
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root) or not target.is_file():
+                    raise VideostarError(f"{path}: a symlink to {os.readlink(path)}, outside {folder} or "
+                                         "not a file; refusing to upload it")
+            if name in filenames:
+                rel = path.relative_to(folder).as_posix()
+                if not path.is_file():
+                    raise VideostarError(f"{path}: not a regular file; refusing to upload it")
+                if rel not in RESERVED:
+                    found[rel] = path
+    return dict(sorted(found.items()))
+
+
+def _uploaded(s3: minio.Minio, uri: str, bucket: str, prefix: str, files: dict[str, dict]
+              ) -> set[str] | None:
+    """The files an earlier run of this upload already wrote (same size and SHA-256), or None
+    when the prefix holds anything else."""
+    done = set()
+    for obj in s3.list_objects(bucket, prefix=f"{prefix}/" if prefix else None, recursive=True):
+        rel = _relative(uri, prefix, obj.object_name or "")
+        if rel in RESERVED or obj.is_dir:
+            continue
+        if rel not in files or obj.size != files[rel]["size"] or \
+                _meta_sha256(s3.stat_object(bucket, obj.object_name or "")) != files[rel]["sha256"]:
+            return None
+        done.add(rel)
+    return done
+
+
+def _join(prefix: str, rel: str) -> str:
+    return f"{prefix}/{rel}" if prefix else rel
+
+
+def _dump(obj: dict) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _meta_sha256(obj: Object) -> str | None:
+    """The SHA-256 an object was published with (user metadata; servers differ in key case)."""
+    meta = {k.lower(): v for k, v in (obj.metadata or {}).items()}
+    return meta.get(f"x-amz-meta-{SHA256_META}")
+
+
+def _put_if_absent(s3: minio.Minio, bucket: str, key: str, body: bytes) -> bool:
+    """Create ``key`` only if it does not exist (``If-None-Match: *``); False if it did.
+
+    minio 7.2's public ``put_object`` sends every header it does not know as user metadata, so
+    the conditional PUT goes through its request method ``_put_object`` (minio is pinned).
+    """
+    try:
+        s3._put_object(bucket, key, body, {"If-None-Match": "*", "Content-Type": "application/json"})
+    except S3Error as e:
+        if e.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
+def _get_json(s3: minio.Minio, bucket: str, key: str) -> dict | None:
+    """A small JSON object of the store, or None when absent or not a JSON object."""
+    try:
+        response = s3.get_object(bucket, key)
+    except S3Error as e:
+        if e.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            return None
+        raise
+    try:
+        data = json.loads(response.read())
+    except ValueError:
+        return None
+    finally:
+        response.close()
+        response.release_conn()
+    return data if isinstance(data, dict) else None
+
+
+def _manifest_files(uri: str, manifest: dict | None) -> dict[str, dict]:
+    files = (manifest or {}).get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+            for v in files.values()):
+        raise VideostarError(f"{uri}: {MANIFEST} is not a videostar manifest; not downloaded")
+    for rel in files:
+        _relative(uri, "", rel)
+    return files
+
+
+@contextlib.contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``target`` (a file under the temp folder, named by its path),
+    so concurrent downloads on a machine take turns and one may clean up what a killed one left."""
+    locks = Path(tempfile.gettempdir()) / "videostar-locks"
+    locks.mkdir(exist_ok=True)
+    name = hashlib.sha256(str(target.absolute()).encode()).hexdigest()[:32]
+    with open(locks / f"{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _relative(uri: str, prefix: str, key: str) -> str:
     """The key's path below the prefix; refuses keys that would land outside the target folder."""
     rel = key[len(prefix) + 1 :] if prefix else key
     parts = rel.split("/")
-    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or rel == MANIFEST:
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise VideostarError(f"{uri}: refusing object {key!r}: unsafe path below the prefix")
     return rel
 
 
-def _complete(target: Path, manifest: dict) -> bool:
-    """True if ``target`` holds exactly the listed objects (same ETags and sizes) from an earlier download."""
+def _complete(target: Path, record: dict) -> bool:
+    """True if ``target`` holds exactly the listed objects from an earlier download of them."""
     try:
-        if json.loads((target / MANIFEST).read_text()) != manifest:
+        if json.loads((target / MANIFEST).read_text()) != record:
             return False
     except (OSError, ValueError):
         return False
     return all(
-        (target / rel).is_file() and (target / rel).stat().st_size == size
-        for rel, (_, size) in manifest["objects"].items()
+        (target / rel).is_file() and (target / rel).stat().st_size == f["size"]
+        for rel, f in record["files"].items()
     )
 
 
-def _fetch(s3: minio.Minio, uri: str, obj: Object, dest: Path) -> None:
-    """Stream one object to ``dest`` and check it against the listing's size and (single-part) ETag."""
+def _fetch(s3: minio.Minio, uri: str, obj: Object, dest: Path, expected: dict) -> None:
+    """Stream one object to ``dest`` and check its size and SHA-256 (or, for an object published
+    without one, its single-part MD5 ETag)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
     size = 0
     response = s3.get_object(obj.bucket_name, obj.object_name or "")
     try:
@@ -210,41 +408,19 @@ def _fetch(s3: minio.Minio, uri: str, obj: Object, dest: Path) -> None:
             for chunk in response.stream(_CHUNK):
                 f.write(chunk)
                 md5.update(chunk)
+                sha.update(chunk)
                 size += len(chunk)
     finally:
         response.close()
         response.release_conn()
     etag = (obj.etag or "").lower()
-    if size != obj.size:
-        raise VideostarError(f"{uri}: {obj.object_name}: got {size} bytes, expected {obj.size}")
-    if re.fullmatch(r"[0-9a-f]{32}", etag) and md5.hexdigest() != etag:
+    if size != expected["size"]:
+        raise VideostarError(f"{uri}: {obj.object_name}: got {size} bytes, expected {expected['size']}")
+    if expected.get("sha256") and sha.hexdigest() != expected["sha256"]:
+        raise VideostarError(f"{uri}: {obj.object_name}: SHA-256 {sha.hexdigest()} does not match "
+                             f"the published {expected['sha256']}")
+    if not expected.get("sha256") and re.fullmatch(r"[0-9a-f]{32}", etag) and md5.hexdigest() != etag:
         raise VideostarError(f"{uri}: {obj.object_name}: MD5 {md5.hexdigest()} does not match ETag {etag}")
-
-
-def _swap_in(tmp: Path, target: Path, manifest: dict) -> None:
-    """Rename ``tmp`` to ``target``, replacing a stale folder; a concurrent complete copy wins."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{tmp.name[-8:]}")
-        target.rename(old)
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not _complete(target, manifest):
-            raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _exists(s3: minio.Minio, bucket: str, key: str) -> bool:
-    try:
-        s3.stat_object(bucket, key)
-    except S3Error as e:
-        if e.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-            return False
-        raise
-    return True
 
 
 @contextlib.contextmanager
@@ -270,6 +446,13 @@ def scoped_key(run: str, cycle: int | None, step: str, name: str) -> str:
     if any(seg in ("", ".", "..") for seg in name.split("/")):
         raise VideostarError(f"bad object name {name!r}")
     return "/".join([*parts, name])
+
+
+def _check_key(store: str, key: str) -> str:
+    """A store key is a relative path that stays below the store's root."""
+    if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+        raise VideostarError(f"{store}: bad key {key!r} (absolute, or an empty, '.' or '..' part)")
+    return key
 
 
 class Store:
@@ -301,11 +484,24 @@ class LocalStore(Store):
         except OSError as exc:
             raise VideostarError(f"{self.root}: store folder not writable ({exc.strerror})") from exc
 
+    def _path(self, key: str) -> Path:
+        """Where ``key`` lives: always below the root (no absolute key, no '..', no symlink out)."""
+        dest = self.root.joinpath(*_check_key(str(self.root), key).split("/"))
+        if not dest.parent.resolve().is_relative_to(self.root) and dest.parent.exists():
+            raise VideostarError(f"{self.root}: key {key!r} leads outside the store (a symlink)")
+        return dest
+
     def publish(self, local: str | Path, key: str) -> str:
-        src, dest = Path(local), self.root / key
+        """Copy ``local`` to ``key``; publishing the same content again (a retried step) is a no-op."""
+        src, dest = Path(local), self._path(key)
         if dest.exists():
-            raise VideostarError(f"{self.uri(key)}: already exists, refusing to overwrite")
+            if _same_content(src, dest):
+                return self.uri(key)
+            raise VideostarError(f"{self.uri(key)}: already exists with other content, refusing to overwrite")
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.parent.resolve().is_relative_to(self.root):
+            raise VideostarError(f"{self.root}: key {key!r} leads outside the store (a symlink)")
+        clean_save_debris(dest)
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
         if src.is_dir():
             shutil.copytree(src, tmp)
@@ -313,6 +509,16 @@ class LocalStore(Store):
             shutil.copy2(src, tmp)
         tmp.rename(dest)
         return self.uri(key)
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    """Two files, or two folders file by file, with the same bytes."""
+    if a.is_file() and b.is_file():
+        return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+    if not (a.is_dir() and b.is_dir()):
+        return False
+    names = [sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()) for top in (a, b)]
+    return names[0] == names[1] and all(_same_content(a / n, b / n) for n in names[0])
 
 
 class S3Store(Store):
@@ -324,7 +530,7 @@ class S3Store(Store):
         self.s3 = client(self.settings)
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return _join(self.prefix, _check_key(f"s3://{self.bucket}", key))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -335,14 +541,26 @@ class S3Store(Store):
                 self.s3.make_bucket(self.bucket)
 
     def publish(self, local: str | Path, key: str) -> str:
+        """A folder through :func:`upload_folder`; a file as one object (an S3 PUT is atomic), with
+        its SHA-256, so publishing the same content again (a retried step) is a no-op."""
         local = Path(local)
         if local.is_dir():
             upload_folder(local, self.uri(key))
             return self.uri(key)
+        digest = _sha256(local)
         with _errors(self.settings, self.uri(key)):
-            if _exists(self.s3, self.bucket, self._key(key)):
-                raise VideostarError(f"{self.uri(key)}: already exists, refusing to overwrite")
-            self.s3.fput_object(self.bucket, self._key(key), str(local))
+            try:
+                existing = self.s3.stat_object(self.bucket, self._key(key))
+            except S3Error as e:
+                if e.code not in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                    raise
+                existing = None
+            if existing is not None:
+                if _meta_sha256(existing) == digest:
+                    return self.uri(key)
+                raise VideostarError(f"{self.uri(key)}: already exists with other content, refusing to "
+                                     "overwrite")
+            self.s3.fput_object(self.bucket, self._key(key), str(local), metadata={SHA256_META: digest})
         return self.uri(key)
 
 
