@@ -8,13 +8,21 @@ so step N continues at the (N+1)-th window of the epoch and no example is traine
 
 All ranks write into ``.step-N.tmp`` and rank 0 renames it into place once every rank's part
 is there, so a ``step-N`` folder is complete or absent; one that is not (copied partly, a
-disk error) is ignored with one line. Only the newest checkpoint is kept. The folder records
-what produced it (``stamp``): checkpoints of other work are refused, never resumed.
+disk error) is ignored with one line. Every file and folder of a new checkpoint is fsynced
+before it is renamed into place, and the rename before the older checkpoints are deleted, so
+a power loss never leaves no checkpoint at all. Only the newest checkpoint is kept. The folder
+records what produced it (``stamp``): checkpoints of other work are refused, never resumed;
+it also records the world size, and a resume on another one says so in one line (the
+global batch stays, each rank's share and RNG change).
+
+A DeepSpeed run's optimizer is sharded: each rank writes its own part (``shard``) beside its
+RNG, and such a checkpoint resumes on the same world size only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -46,21 +54,35 @@ class Checkpoints:
         self.stamp = json.loads(json.dumps(stamp, sort_keys=True, default=str))
 
     def claim(self) -> None:
-        """Sweep killed saves' debris and record the stamp; checkpoints of other work are refused."""
+        """Sweep killed saves' debris and record the stamp and world size; checkpoints of other
+        work are refused, a changed world size is named."""
         if dist.is_main():  # alone: the other ranks wait (or are stopped by torchrun if it fails)
             path = self.folder / STAMP
-            if path.is_file() and json.loads(path.read_text()) != self.stamp:
-                raise VideostarError(f"{self.folder}: holds checkpoints of other work (another "
-                                     "base, data or settings); remove the folder to start over")
+            recorded = json.loads(path.read_text()) if path.is_file() else None
+            world = dist.world_size()
+            if recorded is not None:
+                was = recorded.pop("world_size", 1)
+                if recorded != self.stamp:
+                    raise VideostarError(f"{self.folder}: holds checkpoints of other work (another "
+                                         "base, data or settings); remove the folder to start over")
+                if was != world and any(self.folder.glob("step-*")):
+                    print(f"checkpoint: {self.folder} was written on {was} rank(s), resuming on "
+                          f"{world}: the global batch is the same, each rank's share of it and "
+                          "its random state are not", file=sys.stderr)
             clean_debris(self.folder, (".step-*.tmp",))
-            write_json(path, self.stamp)
+            write_json(path, {**self.stamp, "world_size": world})
         dist.barrier()
 
     def _complete(self, path: Path) -> str | None:
         """What a checkpoint folder lacks ('' when nothing)."""
         needed = [path / state.TENSORS, path / state.META]
         if needed[1].is_file():
-            world = json.loads(needed[1].read_text()).get("world_size", 1)
+            try:
+                world = json.loads(needed[1].read_text()).get("world_size", 1)
+            except (ValueError, AttributeError):
+                return f"{state.META} that reads as a JSON object"
+            if type(world) is not int or world < 1:
+                return f"{state.META} with a rank count (world_size is {world!r:.40})"
             needed += [path / f"rank-{r}" / state.META for r in range(world)]
         missing = [p for p in needed if not p.is_file()]
         return str(missing[0].relative_to(path)) if missing else ""
@@ -79,34 +101,43 @@ class Checkpoints:
     def due(self, step: int, total: int) -> bool:
         return self.every > 0 and step % self.every == 0 and step < total
 
-    def save(self, step: int, params: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer,
-             sched: Any, meta: dict[str, Any]) -> Path:
-        """Write ``step-N`` (every rank calls this): weights, optimizer, scheduler, ``meta`` and
-        each rank's RNG, beside and renamed into place; then drop the older checkpoints."""
+    def save(self, step: int, params: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer | None,
+             sched: Any, meta: dict[str, Any],
+             shard: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> Path:
+        """Write ``step-N`` (every rank calls this): weights, optimizer (None: it is in the
+        ranks' ``shard``), scheduler, ``meta``, and each rank's RNG and ``shard`` (tensors,
+        JSON), beside, made durable and renamed into place; then drop the older checkpoints."""
         tmp, final = self.folder / f".step-{step}.tmp", self.folder / f"step-{step}"
         if dist.is_main():
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         dist.barrier()
         rng, rng_meta = state.pack_rng()
-        state.write_state(tmp / f"rank-{dist.rank()}", rng, {"rng": rng_meta})
+        mine = tmp / f"rank-{dist.rank()}"
+        tensors, extra = {}, {}
+        if shard is not None:
+            tensors, extra = {f"shard.{k}": v for k, v in shard[0].items()}, {"shard": shard[1]}
+        state.write_state(mine, {**rng, **tensors}, {"rng": rng_meta, **extra})
+        fsync_tree(mine)
         dist.barrier()
         if dist.is_main():
-            optim_tensors, optim_meta = state.pack_optimizer(optim.state_dict())
-            tensors = {**{f"weights.{k}": v for k, v in params.items()},
-                       **{f"optimizer.{k}": v for k, v in optim_tensors.items()}}
-            state.write_state(tmp, tensors, {"step": step, "world_size": dist.world_size(),
-                                             "optimizer": optim_meta,
-                                             "scheduler": sched.state_dict(), **meta})
+            tensors = {f"weights.{k}": v for k, v in params.items()}
+            head = {"step": step, "world_size": dist.world_size(), "scheduler": sched.state_dict()}
+            if optim is not None:
+                optim_tensors, head["optimizer"] = state.pack_optimizer(optim.state_dict())
+                tensors |= {f"optimizer.{k}": v for k, v in optim_tensors.items()}
+            state.write_state(tmp, tensors, {**head, **meta})
             publish_mode(tmp)
+            fsync_tree(tmp)
             tmp.rename(final)
+            fsync_tree(self.folder, recurse=False)  # the rename itself
             for old in self.folder.glob("step-*"):
                 if old != final:
                     shutil.rmtree(old, ignore_errors=True)
         dist.barrier()
         return final
 
-    def load(self, path: Path, params: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer,
+    def load(self, path: Path, params: dict[str, torch.nn.Parameter], optim: torch.optim.Optimizer | None,
              sched: Any) -> dict[str, Any]:
         """Restore what :meth:`save` wrote into ``params``, ``optim``, ``sched`` and this rank's
         RNG; returns the metadata (``step`` and the caller's own)."""
@@ -114,21 +145,50 @@ class Checkpoints:
         weights = state.prefixed(tensors, "weights")
         if set(weights) != set(params):
             raise VideostarError(f"{path}: its weights do not match this model's trainable ones")
-        with torch.no_grad():
+        with state.restoring(path), torch.no_grad():  # a wrong entry: one line, no traceback
             for name, p in params.items():
                 p.copy_(weights[name])
-        optim.load_state_dict(state.unpack_optimizer(state.prefixed(tensors, "optimizer"),
-                                                     meta["optimizer"]))
-        sched.load_state_dict(meta["scheduler"])
+            if optim is not None:
+                optim.load_state_dict(state.unpack_optimizer(state.prefixed(tensors, "optimizer"),
+                                                             meta["optimizer"]))
+            sched.load_state_dict(meta["scheduler"])
         mine = path / f"rank-{dist.rank()}"
         if mine.is_dir():
             rng, rng_meta = state.read_state(mine)
-            state.unpack_rng(rng, rng_meta["rng"])
+            with state.restoring(mine):
+                state.unpack_rng(rng, rng_meta["rng"])
         else:  # resumed on more ranks than saved: the new ranks keep their seed
             print(f"checkpoint: {path} has no RNG of rank {dist.rank()}", file=sys.stderr)
         if dist.is_main():
             print(f"checkpoint: resuming from {path} (step {meta['step']})", file=sys.stderr)
         return meta
+
+
+def load_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This rank's ``shard`` of checkpoint ``path`` (what :meth:`Checkpoints.save` got)."""
+    tensors, meta = state.read_state(path / f"rank-{dist.rank()}")
+    return state.prefixed(tensors, "shard"), meta.get("shard", {})
+
+
+def fsync_tree(path: Path, recurse: bool = True) -> None:
+    """Flush ``path``'s files and folders (with ``recurse``, all below it) to disk: a rename
+    is only durable once what it names is."""
+    folders = [path]
+    if recurse:
+        for root, dirs, files in os.walk(path):
+            for name in files:
+                fd = os.open(Path(root, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            folders += [Path(root, d) for d in dirs]
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def trainable(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

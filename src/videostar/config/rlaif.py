@@ -51,7 +51,8 @@ class PPOConfig:
     """PPO knobs; defaults are the released VLM-RLAIF settings where the paper gives them.
 
     ``steps`` rollouts of ``batch_size`` prompts each, ``ppo_epochs`` passes of minibatch updates
-    over every rollout; a checkpoint every ``save_every`` steps (0: only at the end).
+    over every rollout; a checkpoint every ``save_every`` steps (0: only at the end), of which
+    the newest ``keep_checkpoints`` are kept.
     """
 
     steps: int = 100
@@ -72,6 +73,7 @@ class PPOConfig:
     whiten_advantages: bool = True
     max_grad_norm: float = 1.0
     save_every: int = 0
+    keep_checkpoints: int = 2
     heldout_samples: int = 2
     seed: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -96,6 +98,7 @@ class PPOConfig:
         non_negative(where, "length_penalty", self.length_penalty)
         positive(where, "max_grad_norm", self.max_grad_norm)
         at_least(where, "save_every", self.save_every, 0)
+        at_least(where, "keep_checkpoints", self.keep_checkpoints, 1)
         at_least(where, "heldout_samples", self.heldout_samples, 1)
         at_least(where, "seed", self.seed, 0)
 

@@ -9,8 +9,10 @@ neither format can hold code. A pickle in a checkpoint folder is refused, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,19 @@ def read_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if not isinstance(meta, dict):
         raise VideostarError(f"{folder}/{META}: not a JSON object")
     return tensors, meta
+
+
+@contextlib.contextmanager
+def restoring(folder: Path) -> Iterator[None]:
+    """Restoring a state read from ``folder``: an entry of the wrong shape or type (a state.json
+    edited or corrupted: ``world_size: "abc"``, a scheduler where the optimizer belongs, a
+    tensor of another size) is refused in one line naming the file and the reason."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        what = f"no entry {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:160]
+        raise VideostarError(f"{folder / META}: does not hold a checkpoint of this run "
+                             f"({type(exc).__name__}: {what})") from exc
 
 
 def refuse_pickles(folder: Path) -> None:

@@ -10,7 +10,9 @@ its base: the reward model's adapter is loaded twice); the reward is any callabl
 model or a rule). The math is in :mod:`videostar.rlaif.ppo_math`.
 
 A run (:func:`train_ppo`) writes a resumable checkpoint every ``save_every`` steps and at the
-end; a run that finds one continues from it (a retried pipeline step loses no finished step).
+end, keeping the newest ``keep_checkpoints`` (older ones go once the new one is on disk); a run
+that finds one continues from it (a retried pipeline step loses no finished step), from the one
+before when the newest cannot be read.
 Mean reward on held-out prompts is measured before and after, with the same sampling seed,
 which is the number that says whether PPO helped.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,10 +33,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from videostar.config import PPOConfig, VideoConfig
+from videostar.checkpoints import fsync_tree
+from videostar.config import PPOConfig, RunConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
+from videostar.resume import file_hash, model_content
 from videostar.rlaif import checkpoint as ckpt
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
@@ -255,19 +260,21 @@ class PPOTrainer:
         return out
 
     def load_checkpoint(self, path: str | Path) -> int:
-        """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
+        """Restore everything ``save_checkpoint`` wrote; returns the step to continue from. A
+        file that does not hold what it should is refused in one line naming it."""
         from peft import set_peft_model_state_dict
 
         tensors, meta = ckpt.read_state(path)
-        set_peft_model_state_dict(self.lm.model, ckpt.prefixed(tensors, "adapter"))
-        set_peft_model_state_dict(self.critic.backbone, ckpt.prefixed(tensors, "value_adapter"),
-                                  adapter_name=self._critic_adapter)
-        self.critic.head.load_state_dict(ckpt.prefixed(tensors, "value_head"))
-        self.optimizer.load_state_dict(
-            ckpt.unpack_optimizer(ckpt.prefixed(tensors, "optimizer"), meta["optimizer"]))
-        ckpt.unpack_rng(ckpt.prefixed(tensors, "rng"), meta["rng"])
-        self.step_count = int(meta["step"])
-        self.history = list(meta["history"])
+        with ckpt.restoring(Path(path)):
+            set_peft_model_state_dict(self.lm.model, ckpt.prefixed(tensors, "adapter"))
+            set_peft_model_state_dict(self.critic.backbone, ckpt.prefixed(tensors, "value_adapter"),
+                                      adapter_name=self._critic_adapter)
+            self.critic.head.load_state_dict(ckpt.prefixed(tensors, "value_head"))
+            self.optimizer.load_state_dict(
+                ckpt.unpack_optimizer(ckpt.prefixed(tensors, "optimizer"), meta["optimizer"]))
+            ckpt.unpack_rng(ckpt.prefixed(tensors, "rng"), meta["rng"])
+            self.step_count = int(meta["step"])
+            self.history = list(meta["history"])
         return self.step_count
 
 
@@ -299,13 +306,52 @@ def step_batch(n: int, size: int, seed: int, step: int) -> list[int]:
     return random.Random(f"{seed}/{step}").sample(range(n), min(size, n))
 
 
-def _latest_checkpoint(folder: Path) -> Path | None:
-    """The last complete ``step-N`` checkpoint; one holding a pickle is refused (never opened)."""
+def ppo_stamp(model: str, adapter_base: str | None, reward_model: str | Path, inputs: list[str | Path],
+              heldout_videos: list[str], cfg: RunConfig) -> dict[str, Any]:
+    """What decides a PPO run's policy (its checkpoints resume only the same run): the models'
+    content, the prompt records' bytes, which of them are used and how they are asked, and
+    the settings; more steps, or other checkpoint intervals, continue the same run."""
+    settings = {k: v for k, v in asdict(cfg.rlaif.ppo).items()
+                if k not in ("steps", "save_every", "keep_checkpoints")}
+    return {"step": "ppo", "model": model_content(model, adapter_base),
+            "reward": model_content(reward_model), "inputs": [file_hash(p) for p in inputs],
+            "heldout_videos": sorted(heldout_videos), "ppo": settings,
+            "prompts": {"tasks": list(cfg.rlaif.tasks), "count": cfg.rlaif.prompts,
+                        "instruction": cfg.generate.instruction},
+            "video": asdict(cfg.video), "quantize": cfg.rlaif.quantize}
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """The complete ``step-N`` checkpoints, newest first; one holding a pickle is refused
+    (never opened)."""
     steps = [p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
     for step in steps:
         ckpt.refuse_pickles(step)
-    found = sorted((p for p in steps if (p / STATE_FILE).exists()), key=lambda p: int(p.name[5:]))
-    return found[-1] if found else None
+    return sorted((p for p in steps if (p / STATE_FILE).exists()), key=lambda p: -int(p.name[5:]))
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    """The last complete ``step-N`` checkpoint; one holding a pickle is refused (never opened)."""
+    found = _checkpoints(folder)
+    return found[0] if found else None
+
+
+def _resume(trainer: PPOTrainer, folder: Path) -> Path | None:
+    """Load the newest checkpoint that reads back; an unreadable one is named with its reason
+    and the one before it is tried. None when there is none; when none reads, the newest's
+    reason is raised."""
+    found = _checkpoints(folder)
+    first: VideostarError | None = None
+    for path in found:
+        try:
+            trainer.load_checkpoint(path)
+            return path
+        except VideostarError as exc:
+            first = first or exc
+            print(f"checkpoint: {exc}; trying the one before it", file=sys.stderr)
+    if first is not None:
+        raise first
+    return None
 
 
 def train_ppo(
@@ -313,13 +359,15 @@ def train_ppo(
     model_out: str | Path, out: str | Path, cfg: PPOConfig, video: VideoConfig,
     prompt: Callable[[Record], str], adapter_base: str | None = None,
     quantize: str | None = None, on_step: Callable[[dict[str, float]], None] | None = None,
-    progress: bool = True,
+    progress: bool = True, fingerprint: str = "",
 ) -> dict[str, Any]:
     """PPO from ``sft_model`` against ``reward_model``; the policy is saved to ``model_out``,
     checkpoints under ``out/checkpoints``.
 
     ``base`` is where the SFT model's own base is (a pipeline step gets it as an input);
-    ``on_step`` receives every step's statistics (MLflow logging).
+    ``on_step`` receives every step's statistics (MLflow logging); ``fingerprint`` (of
+    :func:`ppo_stamp`) goes into the policy's card with the result, so a retry after a kill
+    before ``metrics.json`` completes (:func:`videostar.resume.published_result`).
     """
     out, model_out = Path(out), Path(model_out)
     if model_out.exists():
@@ -340,9 +388,8 @@ def train_ppo(
     trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg)
     held_prompts = [prompt(r) for r in heldout]
     checkpoints = out / "checkpoints"
-    resume = _latest_checkpoint(checkpoints)
+    resume = _resume(trainer, checkpoints)
     if resume is not None:
-        trainer.load_checkpoint(resume)
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
         before = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
@@ -360,9 +407,9 @@ def train_ppo(
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
         if cfg.save_every and trainer.step_count % cfg.save_every == 0:
-            _save(trainer, checkpoints, trainer.step_count)
+            _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
     bar.close()
-    _save(trainer, checkpoints, trainer.step_count)
+    _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     metrics = {
         "steps": trainer.step_count,
@@ -377,18 +424,24 @@ def train_ppo(
         "video_errors": skipped,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    result = {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
     save_model(policy, model_out, "lora", {"stage": "ppo", "reward_model": reward_model,
-                                               "heldout_reward": after})
-    return {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
+                                           "heldout_reward": after, "fingerprint": fingerprint,
+                                           "result": result})
+    return result
 
 
-def _save(trainer: PPOTrainer, folder: Path, step: int) -> None:
-    """A checkpoint under ``step-N``, written beside and renamed into place (never half-written)."""
+def _save(trainer: PPOTrainer, folder: Path, step: int, keep: int) -> None:
+    """A checkpoint under ``step-N``, written beside, flushed to disk and renamed into place
+    (never half-written); then all but the newest ``keep`` are removed."""
     final = folder / f"step-{step}"
-    if (final / STATE_FILE).exists():
-        return
-    tmp = folder / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_checkpoint(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    if not (final / STATE_FILE).exists():
+        tmp = folder / f".step-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_checkpoint(tmp)
+        fsync_tree(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        fsync_tree(folder, recurse=False)  # the rename itself, before older ones go
+    for old in _checkpoints(folder)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)

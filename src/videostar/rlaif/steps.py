@@ -21,7 +21,7 @@ from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
 from videostar.outputs import clean_debris, clean_save_debris
 from videostar.prompts import answer_prompt
-from videostar.resume import claim, file_hash
+from videostar.resume import claim, published_result, stamp_digest
 
 
 def split_videos(records: list[Record], fraction: float, seed: int) -> set[str]:
@@ -139,31 +139,28 @@ def ppo(
 
     Every step's reward, KL, entropy, clip fraction and losses go to MLflow as they happen.
     """
-    from videostar.rlaif.ppo import train_ppo
+    from videostar.rlaif.ppo import ppo_stamp, train_ppo
 
     out_dir = Path(out_dir)
     errors: list[str] = []
     records = rlaif_prompts(read_records(records_path, errors), cfg)
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
-    # Checkpoints resume only the same run: the same models, prompts and PPO settings (more
-    # steps, or another checkpoint interval, continue the same run).
-    settings = {k: v for k, v in dataclasses.asdict(cfg.rlaif.ppo).items()
-                if k not in ("steps", "save_every")}
-    claim(out_dir, {"step": "ppo", "model": model, "adapter_base": adapter_base,
-                    "reward": str(reward_dir), "inputs": [file_hash(records_path)],
-                    "heldout_videos": sorted(held), "ppo": settings,
-                    "video": dataclasses.asdict(cfg.video), "quantize": cfg.rlaif.quantize},
-          ("checkpoints",), fresh)
+    # Checkpoints resume only the same run (ppo_stamp); a policy it saved before a kill is its result.
+    stamp = ppo_stamp(model, adapter_base, reward_dir, [records_path], sorted(held), cfg)
+    claim(out_dir, stamp, ("checkpoints",), fresh)
     clean_save_debris(model_out)
     clean_debris(out_dir / "checkpoints", (".step-*.tmp",))
     train = [r for r in records if r.video not in held]
     heldout = [r for r in records if r.video in held]
     tracker = tracking.tracker(cfg, parent_run)
-    with tracker.step_run(layout.RLAIF) as run_id:
-        result = train_ppo(model, str(reward_dir), train, heldout, model_out, out_dir, cfg.rlaif.ppo,
-                           cfg.video, answer_prompt(cfg.generate.instruction),
-                           adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
-                           on_step=tracker.ppo_logger(run_id), progress=progress)
+    result = published_result(model_out, stamp)
+    if result is None:
+        with tracker.step_run(layout.RLAIF) as run_id:
+            result = train_ppo(model, str(reward_dir), train, heldout, model_out, out_dir, cfg.rlaif.ppo,
+                               cfg.video, answer_prompt(cfg.generate.instruction),
+                               adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
+                               on_step=tracker.ppo_logger(run_id), progress=progress,
+                               fingerprint=stamp_digest(stamp))
     result["input_errors"] = errors
     write_json(out_dir / layout.METRICS, result)
     tracker.log_ppo(result, str(model_out))
