@@ -25,6 +25,7 @@ from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import Record, read_rows, write_json, write_jsonl
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel
+from videostar.resume import model_content
 from videostar.star.generate import PromptFn, generate_answers
 
 PREDICTIONS = "predictions.jsonl"
@@ -86,9 +87,10 @@ def overall(ratings: Iterable[Rating]) -> dict[str, Any]:
 
 def _fingerprint(lm: LoadedModel, gen_cfg: GenerateConfig, video_cfg: VideoConfig,
                  prompt: str) -> dict[str, Any]:
-    """What decides the answers; batch size does not (greedy) or barely (per-batch seeds)."""
+    """What decides the answers: the model's content (a model replaced at the same path is
+    another model), the settings and the prompt; batch size does not (rows have their own seeds)."""
     gen = {k: v for k, v in dataclasses.asdict(gen_cfg).items() if k != "batch_size"}
-    return {"model": lm.source, "base": lm.tuned_from, "generate": gen,
+    return {"model": model_content(lm.source), "base": model_content(lm.tuned_from), "generate": gen,
             "video": dataclasses.asdict(video_cfg), "prompt": prompt}
 
 
