@@ -152,32 +152,44 @@ def test_export_from_the_mlflow_run(tracked_run: dict, tmp_path: Path, monkeypat
     assert ds[0]["num_frames"] == 8  # from the run's params
 
 
+def _training_file(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def test_rationale_steps_pass_through_every_format(synthetic_data: Path, tmp_path: Path):
-    """STEP's rows carry their graph-path rationale steps; every format keeps them as a list."""
+    """STEP's rows carry their graph-path rationale steps, of any JSON shape; the JSON formats keep
+    them as they are, hf as JSON text (one Arrow type per column would coerce them)."""
     from datasets import load_from_disk
 
     rows = []
-    for row in read_rows(synthetic_data)[:6]:
+    for i, row in enumerate(read_rows(synthetic_data)[:6]):
         steps = [f"{row['meta']['reference']} appears", "so the answer follows"]
-        rows.append(row | {"answer": " ".join(steps), "prompt_kind": "answer", "rationale_steps": steps,
+        shaped = steps if i % 3 == 0 else [{"subject": steps[0], "object": None}] if i % 3 == 1 else {"x": 1}
+        rows.append(row | {"answer": " ".join(steps), "prompt_kind": "answer", "rationale_steps": shaped,
                            "verdict": {"passed": True, "labels": {}}})
-    data = CycleData(0, rows, {"answer_yield": 1.0}, "tiny", "step-run cycle 0", 8)
+    data = CycleData(0, [_training_file(tmp_path / "train.jsonl", rows)], {"answer_yield": 1.0}, "tiny",
+                     "step-run cycle 0", 8)
     export(data, "hf", tmp_path / "hf")
-    assert load_from_disk(str(tmp_path / "hf"))["rationale_steps"] == [r["rationale_steps"] for r in rows]
+    ds = load_from_disk(str(tmp_path / "hf"))
+    assert [json.loads(s) for s in ds["rationale_steps"]] == [r["rationale_steps"] for r in rows]
+    assert ds.features["rationale_steps"].dtype == "string"
     for fmt in ("llava", "sharegpt"):
         path = export(data, fmt, tmp_path / fmt).path
         assert [item["rationale_steps"] for item in json.loads(path.read_text())] == [
             r["rationale_steps"] for r in rows]
 
 
-def test_bad_rows_are_reported_and_left_out(synthetic_data: Path, tmp_path: Path):
+def test_bad_rows_are_reported_and_left_out(synthetic_data: Path, tmp_path: Path, capsys):
     good = read_rows(synthetic_data)[:3]
     rows = [r | {"answer": "a red circle", "verdict": {"passed": True, "labels": {}}} for r in good]
     rows += [{"id": "broken", "answer": "x", "verdict": {"passed": True}}, good[0] | {"id": "unverified"}]
-    result = export(CycleData(0, rows, {}, "", "handmade", None), "llava", tmp_path / "llava")
+    path = _training_file(tmp_path / "train.jsonl", rows)
+    result = export(CycleData(0, [path], {}, "", "handmade", None), "llava", tmp_path / "llava")
     assert result.rows == 3 and len(result.errors) == 2
-    assert result.errors[0].startswith("handmade: row 4: record broken: missing field")
-    assert result.errors[1] == "handmade: row 5: record unverified: no verified answer"
+    assert result.errors[0].startswith(f"{path}:4: record broken: missing field")
+    assert result.errors[1] == f"{path}:5: record unverified: answer must be a non-empty string"
+    assert capsys.readouterr().err.count("bad row: ") == 2
 
 
 def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path, capsys, monkeypatch):

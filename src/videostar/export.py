@@ -5,7 +5,9 @@ kept, which that cycle's SFT trained on. ``export`` writes them as LLaMA-Factory
 layout (with the ``dataset_info.json`` it reads), LLaVA conversation JSON with ``<video>``, or a
 Hugging Face ``datasets`` folder with a dataset card. Every row keeps where it came from (cycle,
 step, the verifier's verdict); fields named in ``PASSTHROUGH`` (STEP's ``rationale_steps``)
-travel unchanged.
+travel unchanged (as JSON text in ``hf``, where one column type cannot hold every shape).
+An export is complete or absent: built beside ``--out`` and swapped in whole, with every row it
+left out (bad, torn, duplicated, outside the videos' folder) reported and counted.
 
 A cycle is read from a local run folder (``locate_cycle`` is the one place that knows its
 layout) or from the cycle's MLflow run, whose dataset input is the published training file.
@@ -15,14 +17,21 @@ from __future__ import annotations
 
 import json
 import posixpath
+import shutil
+import sys
+import tempfile
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from videostar import layout
-from videostar.data.records import Record, read_rows, write_json
-from videostar.errors import RecordError, VideostarError, first_line
+from videostar.data.records import Record, read_rows, read_valid, write_json
+from videostar.errors import ConfigError, RecordError, VideostarError, first_line
+from videostar.outputs import clean_save_debris, publish_mode, replace_folder
 
 FORMATS = ("hf", "llava", "sharegpt")
 PASSTHROUGH = ("rationale_steps",)
@@ -31,10 +40,14 @@ PASSTHROUGH = ("rationale_steps",)
 
 @dataclass
 class CycleData:
-    """One cycle's verified rows and what the dataset card says about them."""
+    """One cycle's training files and what the dataset card says about them.
+
+    ``errors`` collects what was left out (a missing file, a bad or duplicated row), each also
+    printed on one line as it is found.
+    """
 
     cycle: int
-    rows: list[dict[str, Any]]
+    files: list[Path]
     summary: dict[str, Any]
     base_model: str
     source: str
@@ -52,18 +65,27 @@ class CycleFiles:
     model: Path
 
 
+def _read_cycle_json(path: Path) -> dict[str, Any]:
+    try:
+        produced = json.loads(path.read_text(encoding="utf-8"))
+        int(produced["cycle"])
+        return produced
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise VideostarError(f"{path}: not a readable {layout.CYCLE} ({first_line(exc)})") from exc
+
+
 def locate_cycle(run_dir: str | Path, cycle: int | None = None) -> CycleFiles:
     """The files of ``cycle`` (``None``: the last) in a local run folder, through the file-layout
     contract: each cycle's decide task writes ``cycle.json`` (where its model and training data
     are) beside its ``summary.json``, wherever KFP put the task's folder."""
     run_dir = Path(run_dir)
-    found = {json.loads(p.read_text())["cycle"]: p for p in run_dir.rglob(layout.CYCLE)}
+    found = {int(_read_cycle_json(p)["cycle"]): p for p in sorted(run_dir.rglob(layout.CYCLE))}
     if not found:
         raise VideostarError(f"{run_dir}: no finished cycle (no {layout.CYCLE} below it)")
     k = max(found) if cycle is None else cycle
     if k not in found:
         raise VideostarError(f"{run_dir}: no cycle {k} (finished cycles: {sorted(found)})")
-    produced = json.loads(found[k].read_text())
+    produced = _read_cycle_json(found[k])
     return CycleFiles(k, found[k].parent / layout.SUMMARY, [Path(p) for p in produced["training_files"]],
                       Path(produced["model"]))
 
@@ -77,14 +99,27 @@ def parse_cycle(text: str) -> int | None:
     return int(text)
 
 
+def _skip(message: str, errors: list[str]) -> None:
+    """Something left out of the export: one line on stderr now, and counted in the result."""
+    print(f"skipped: {message}", file=sys.stderr)
+    errors.append(message)
+
+
 def read_local_cycle(run_dir: str | Path, cycle: int | None, num_frames: int | None = None) -> CycleData:
-    """A cycle of a local run folder; the base model is the one its adapter's card names."""
+    """A cycle of a local run folder; the base model is the one its adapter's card names. A
+    training file that ``cycle.json`` names but that is gone is reported, and the rest exported."""
     files = locate_cycle(run_dir, cycle)
     card = files.model / layout.MODEL_CARD
     base = json.loads(card.read_text()).get("base", "") if card.exists() else ""
-    rows = [row for path in files.training for row in read_rows(path)]
-    return CycleData(files.cycle, rows, json.loads(files.summary.read_text()), str(base),
+    data = CycleData(files.cycle, [], json.loads(files.summary.read_text()), str(base),
                      f"{Path(run_dir).resolve()} cycle {files.cycle}", num_frames)
+    for path in files.training:
+        if path.is_file():
+            data.files.append(path)
+        else:
+            _skip(f"{path}: training file named in {layout.CYCLE} is missing; its rows are not exported",
+                  data.errors)
+    return data
 
 
 def read_mlflow_cycle(tracking_uri: str, run_id: str, cycle: int | None,
@@ -125,28 +160,37 @@ def read_mlflow_cycle(tracking_uri: str, run_id: str, cycle: int | None,
                if key in metrics}
     params = client.get_run(parent).data.params
     frames = num_frames if num_frames is not None else int(params.get("video.num_frames", 0)) or None
-    return CycleData(k, read_rows(_fetch(uri)), summary, found.data.tags.get("base_model", ""),
+    return CycleData(k, [_fetch(uri)], summary, found.data.tags.get("base_model", ""),
                      f"MLflow run {found.info.run_id} (cycle {k})", frames)
 
 
 def _fetch(uri: str) -> Path:
     """A local copy of a published training file."""
     if uri.startswith("s3://"):
-        from videostar.store import download_prefix
+        from videostar.store import download_object
 
-        folder, name = uri.rsplit("/", 1)  # the store publishes one file per step folder
-        return download_prefix(folder) / name
-    path = Path(uri.removeprefix("file://"))
-    if not path.exists():
+        return download_object(uri)
+    path = Path(url2pathname(urlsplit(uri).path)) if uri.startswith("file:") else Path(uri)
+    if not path.is_file():
         raise VideostarError(f"{uri}: training data not found")
     return path
 
 
 def reasons(verdict: dict[str, Any]) -> str:
-    """The verifier's verdict in one line: why each label passed or failed."""
+    """The verifier's verdict in one line: why each label passed or failed.
+
+    A verdict of another shape raises RecordError (it did not come from our verifier)."""
+    if not isinstance(verdict, dict):
+        raise RecordError(f"verdict must be an object, got {type(verdict).__name__}")
     if verdict.get("error"):
+        if not isinstance(verdict["error"], str):
+            raise RecordError("verdict.error must be a string")
         return verdict["error"]
-    return "; ".join(f"{name}: {v['reason']}" for name, v in verdict.get("labels", {}).items())
+    labels = verdict.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("reason"), str) for v in labels.values()):
+        raise RecordError("verdict.labels must map each label to an object with a text 'reason'")
+    return "; ".join(f"{name}: {v['reason']}" for name, v in labels.items())
 
 
 def verdict_examples(outputs: list[tuple[str, Path]], cycle: int, per_group: int = 5
@@ -165,12 +209,31 @@ def verdict_examples(outputs: list[tuple[str, Path]], cycle: int, per_group: int
     for (step, outcome), rows in groups.items():
         picked = [rows[i * len(rows) // per_group] for i in range(min(per_group, len(rows)))]
         for row in picked:
+            try:
+                why = reasons(row.get("verdict", {}))
+            except RecordError as exc:
+                why = f"(unreadable verdict: {exc})"
             values = {"cycle": cycle, "step": step, "outcome": outcome, "task": row.get("task", ""),
                       "id": row.get("id", ""), "question": row.get("question", ""),
-                      "answer": row.get("answer", ""), "reasons": reasons(row.get("verdict", {}))}
+                      "answer": row.get("answer", ""), "reasons": why}
             for key, value in values.items():
                 columns[key].append(value)
     return columns
+
+
+STEPS = ("answer", "rationalization")
+"""The steps whose verified rows make a cycle's training data (a row's ``prompt_kind``)."""
+
+
+@dataclass(frozen=True)
+class VerifiedRow:
+    """A training row that passed every check the export makes (its ``id`` is unique)."""
+
+    id: str
+    record: Record
+    row: dict[str, Any]
+    scheme: str
+    path: str  # the video's normalised path, without its scheme
 
 
 def _split_scheme(path: str) -> tuple[str, str]:
@@ -179,35 +242,84 @@ def _split_scheme(path: str) -> tuple[str, str]:
     return (scheme + sep, rest) if sep else ("", path)
 
 
-def _video_root(videos: list[str]) -> str:
-    """The deepest folder holding every video (a URI keeps its scheme)."""
-    if not videos:
-        return ""
-    scheme = _split_scheme(videos[0])[0]
-    paths = [_split_scheme(v)[1] for v in videos]
-    return scheme + (posixpath.dirname(paths[0]) if len(paths) == 1 else posixpath.commonpath(paths))
+def verified_row(obj: Any) -> VerifiedRow:
+    """One training-file row checked for everything the formats need; a row of any other shape
+    raises RecordError with the reason (the shared reader reports it as ``file:line: reason``)."""
+    rec = Record.from_json(obj)
+    answer = obj.get("answer")
+    if not isinstance(answer, str) or not answer.strip():
+        raise RecordError(f"record {rec.id}: answer must be a non-empty string")
+    verdict = obj.get("verdict")
+    if not isinstance(verdict, dict) or verdict.get("passed") is not True:
+        raise RecordError(f"record {rec.id}: not a verified answer (verdict.passed is not true)")
+    try:
+        reasons(verdict)
+    except RecordError as exc:
+        raise RecordError(f"record {rec.id}: {exc}") from exc
+    step = obj.get("prompt_kind", "answer")
+    if step not in STEPS:
+        raise RecordError(f"record {rec.id}: prompt_kind must be one of {', '.join(STEPS)}")
+    for key in PASSTHROUGH:
+        try:
+            json.dumps(obj.get(key), allow_nan=False)
+        except ValueError as exc:
+            raise RecordError(f"record {rec.id}: {key}: {exc}") from exc
+    scheme, path = _split_scheme(rec.video)
+    if ".." in path.split("/") or "\\" in path or "\x00" in path:
+        raise RecordError(f"record {rec.id}: video {rec.video!r} leaves its folder ('..', '\\' or NUL)")
+    path = posixpath.normpath(path)
+    return VerifiedRow(rec.id, rec, obj, scheme, "/" + path.lstrip("/") if path.startswith("/") else path)
+
+
+def _video_root(rows: list[VerifiedRow]) -> list[str]:
+    """The path segments of the deepest folder holding every video (rows of one kind)."""
+    dirs = [r.path.split("/")[:-1] for r in rows]
+    root: list[str] = []
+    for parts in zip(*dirs, strict=False):
+        if len(set(parts)) > 1:
+            break
+        root.append(parts[0])
+    return root
+
+
+def _kind(row: VerifiedRow) -> tuple[str, bool]:
+    return row.scheme, row.path.startswith("/")
+
+
+def read_verified(data: CycleData) -> list[VerifiedRow]:
+    """The cycle's rows through the one shared reader: a bad, torn or duplicated row is reported
+    as ``file:line: reason`` and left out; so is a row whose video is not of the same kind
+    (scheme, absolute or relative path) as the first row's, since no common folder holds both."""
+    rows = read_valid(data.files, verified_row, data.errors)
+    kept = []
+    for row in rows:
+        if _kind(row) != _kind(rows[0]):
+            _skip(f"{data.source}: record {row.id}: video {row.record.video!r} is not under the same "
+                  f"root as {rows[0].record.video!r} (another scheme, or absolute beside relative)",
+                  data.errors)
+            continue
+        kept.append(row)
+    return kept
 
 
 def export_rows(data: CycleData, video_root: str | None = None) -> tuple[list[dict[str, Any]], str]:
     """The cycle's rows in the flat form every format derives from, and the videos' folder.
 
     Videos are made relative to their common folder, then joined to ``video_root`` when given
-    (e.g. ``s3://bucket/videos`` or the folder a trainer mounts); a malformed row is reported in
-    ``data.errors`` and left out.
+    (e.g. ``s3://bucket/videos`` or the folder a trainer mounts); paths with ``..`` are refused
+    per row, so no exported path leaves that folder.
     """
-    records: list[tuple[Record, dict[str, Any]]] = []
-    for i, row in enumerate(data.rows, 1):
-        try:
-            if not isinstance(row.get("answer"), str) or not row.get("verdict", {}).get("passed"):
-                raise RecordError(f"record {row.get('id', '?')}: no verified answer")
-            records.append((Record.from_json(row), row))
-        except (RecordError, TypeError, AttributeError) as exc:
-            data.errors.append(f"{data.source}: row {i}: {exc}")
-    root = _video_root([rec.video for rec, _ in records])
-    passthrough = [k for k in PASSTHROUGH if any(k in row for _, row in records)]
+    records = read_verified(data)
+    segments = _video_root(records)
+    root = ""
+    if records:
+        joined = "/".join(segments)
+        root = records[0].scheme + (joined or "/" if _kind(records[0])[1] else joined)
+    passthrough = [k for k in PASSTHROUGH if any(k in r.row for r in records)]
     out = []
-    for rec, row in records:
-        video = posixpath.relpath(_split_scheme(rec.video)[1], _split_scheme(root)[1])
+    for item in records:
+        rec, row = item.record, item.row
+        video = "/".join(item.path.split("/")[len(segments):])
         if video_root:
             video = posixpath.join(video_root, video)
         out.append({
@@ -215,7 +327,7 @@ def export_rows(data: CycleData, video_root: str | None = None) -> tuple[list[di
             "task": rec.task, "label_types": list(rec.label_type),
             "labels": json.dumps(rec.label, ensure_ascii=False),
             "start": rec.start, "end": rec.end, "num_frames": data.num_frames,
-            "cycle": data.cycle, "step": row.get("prompt_kind", "answer"),  # answer or rationalization
+            "cycle": data.cycle, "step": row.get("prompt_kind", "answer"),
             "verdict": reasons(row["verdict"]),
             **{k: row.get(k) for k in passthrough},
         })
@@ -259,14 +371,19 @@ def write_llava(rows: list[dict[str, Any]], out: Path, name: str) -> Path:
 
 
 def _features(rows: list[dict[str, Any]]) -> Any:
-    """Explicit column types, so an empty column (no segment, no frames) keeps its type."""
+    """Explicit column types, so an empty column (no segment, no frames) keeps its type.
+
+    ``labels`` and the ``PASSTHROUGH`` fields are JSON text: their values differ in shape from
+    row to row (``rationale_steps`` may be a list of strings or of objects), and one Arrow type
+    per column would coerce them (a ``{"x": 1}`` read back as ``['x']``).
+    """
     from datasets import Features, Sequence, Value
 
     columns = {"id": Value("string"), "video": Value("string"), "question": Value("string"),
                "answer": Value("string"), "task": Value("string"), "label_types": Sequence(Value("string")),
                "labels": Value("string"), "start": Value("float64"), "end": Value("float64"),
                "num_frames": Value("int32"), "cycle": Value("int32"), "step": Value("string"),
-               "verdict": Value("string"), "rationale_steps": Sequence(Value("string"))}
+               "verdict": Value("string"), **{k: Value("string") for k in PASSTHROUGH}}
     present = set(rows[0]) if rows else set(columns) - set(PASSTHROUGH)
     return Features({k: v for k, v in columns.items() if k in present})
 
@@ -275,7 +392,9 @@ def write_hf(rows: list[dict[str, Any]], out: Path, card: str) -> Path:
     """A ``datasets`` folder (``save_to_disk``; ``load_from_disk`` reads it) with ``README.md``."""
     from datasets import Dataset
 
-    Dataset.from_list(rows, features=_features(rows)).save_to_disk(str(out))
+    as_text = [{k: json.dumps(v, ensure_ascii=False) if k in PASSTHROUGH and v is not None else v
+                for k, v in r.items()} for r in rows]
+    Dataset.from_list(as_text, features=_features(rows)).save_to_disk(str(out))
     (out / "README.md").write_text(card, encoding="utf-8")
     return out
 
@@ -298,7 +417,7 @@ def dataset_card(data: CycleData, rows: list[dict[str, Any]], name: str, video_r
         "license: unknown  # set before publishing: the videos' and the base model's terms apply",
         "task_categories:\n- video-text-to-text",
         "tags:\n- video-star\n- self-training\n- videostar",
-        f"pretty_name: {name}",
+        f"pretty_name: {json.dumps(name, ensure_ascii=False)}",  # a quoted scalar: no key injection
         "---",
         f"# {name}",
         "",
@@ -308,7 +427,8 @@ def dataset_card(data: CycleData, rows: list[dict[str, Any]], name: str, video_r
         "",
         f"- source: {data.source}",
         f"- base model: {data.base_model or 'unknown'}",
-        f"- rows: {len(rows)}",
+        f"- rows: {len(rows)}; left out: {len(data.errors)} (bad, torn or duplicated rows, missing "
+        f"files; each named in `{MARKER}`)",
         "- yields of the cycle: " + ", ".join(f"{k} {v:.3f}" for k, v in yields.items()),
         f"- frames per video: {data.num_frames or 'as the trainer samples'}",
         f"- videos: paths relative to `{video_root}` unless rewritten with `--video-root`",
@@ -316,15 +436,41 @@ def dataset_card(data: CycleData, rows: list[dict[str, Any]], name: str, video_r
         table("task", tasks), "", table("label type", kinds), "", table("step", steps), "",
         "Columns: `question`, `answer` (the rationale), `video`, `start`/`end` (seconds, a segment), "
         "`task`, `label_types`, `labels` (JSON), `cycle`, `step` (answer or rationalization), "
-        "`verdict` (the verifier's reasons)" + (", `rationale_steps`" if "rationale_steps" in rows[0]
+        "`verdict` (the verifier's reasons)" + (", `rationale_steps` (JSON)" if "rationale_steps" in rows[0]
                                                  else "") + "." if rows else "",
         "",
     ])
 
 
+MARKER = ".videostar-export.json"
+"""Written into every export folder: what it holds, and what was left out of it. A folder without
+it is not an export, and is never replaced."""
+_NAME_LIMIT = 200
+
+
+def check_name(name: str) -> str:
+    """``--name`` is a file name (``<name>.json``, the dataset's key and title), never a path."""
+    bad = [c for c in name if unicodedata.category(c) == "Cc"]
+    if not name or name in (".", "..") or "/" in name or "\\" in name or bad:
+        raise ConfigError(f"--name {name!r}: not a file name (no '/', '\\', control characters, "
+                          "'.' or '..'); the export is written under --out")
+    if len(name.encode()) > _NAME_LIMIT:
+        raise ConfigError(f"--name: {len(name.encode())} bytes, at most {_NAME_LIMIT}")
+    return name
+
+
+def _check_out(out: Path) -> None:
+    """``out`` may be new, empty, or an earlier export, which a finished export replaces whole."""
+    if out.exists() and not out.is_dir():
+        raise VideostarError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise VideostarError(f"--out {out}: holds files that are not a videostar export; "
+                             "not replaced (choose a new or empty folder)")
+
+
 @dataclass
 class ExportResult:
-    """What ``export`` wrote."""
+    """What ``export`` wrote, and what it left out (each reported on stderr as it was found)."""
 
     path: Path
     rows: int
@@ -334,17 +480,36 @@ class ExportResult:
 
 def export(data: CycleData, fmt: str, out: str | Path, video_root: str | None = None,
            name: str | None = None) -> ExportResult:
-    """Write ``data`` as ``fmt`` (one of ``FORMATS``) into the folder ``out``."""
+    """Write ``data`` as ``fmt`` (one of ``FORMATS``) as the folder ``out``.
+
+    The export is built in a temp folder beside ``out`` and swapped in whole once finished, so
+    a killed export leaves the earlier one as it was; the temp folders killed exports left are
+    removed first. Nothing is written outside ``out``.
+    """
     if fmt not in FORMATS:
-        raise VideostarError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    out = Path(out)
-    name = name or f"videostar_cycle{data.cycle}"
+        raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    name = check_name(name or f"videostar_cycle{data.cycle}")
+    out = Path(out).absolute()
+    _check_out(out)
     rows, root = export_rows(data, video_root)
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "sharegpt":
-        path = write_sharegpt(rows, out, name)
-    elif fmt == "llava":
-        path = write_llava(rows, out, name)
-    else:
-        path = write_hf(rows, out, dataset_card(data, rows, name, video_root or root))
+    if not rows:
+        raise VideostarError(f"{data.source}: no verified rows to export ({len(data.errors)} left out); "
+                             f"{out} not written")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_save_debris(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=out.parent))
+    try:
+        if fmt == "sharegpt":
+            path = out / write_sharegpt(rows, tmp, name).name
+        elif fmt == "llava":
+            path = out / write_llava(rows, tmp, name).name
+        else:
+            write_hf(rows, tmp, dataset_card(data, rows, name, video_root or root))
+            path = out
+        write_json(tmp / MARKER, {"format": fmt, "name": name, "source": data.source, "cycle": data.cycle,
+                                  "rows": len(rows), "left_out": data.errors})
+        publish_mode(tmp)
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(path, len(rows), video_root if video_root is not None else root, data.errors)
