@@ -8,8 +8,11 @@ by SFT holds a LoRA adapter (or full weights) plus the processor, and records it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,19 @@ def read_card(path: Path) -> dict[str, Any]:
     return json.loads(card.read_text()) if card.exists() else {"kind": "pretrained"}
 
 
+@contextlib.contextmanager
+def refused_pickles(path: Path) -> Iterator[None]:
+    """Loading a model folder: a pickled weights file that torch's weights-only loader refuses
+    (it holds objects, which could run code; nothing has run) is named in one line."""
+    try:
+        yield
+    except pickle.UnpicklingError as exc:
+        names = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth", "*.pkl") for p in path.glob(pat))
+        where = path / names[0] if len(names) == 1 else path
+        raise VideostarError(f"{where}: refused by torch's weights-only loader (it holds more than "
+                             "tensors, which could run code); save the model as safetensors") from exc
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -267,7 +283,8 @@ def load_model(
 
         base_lm = load_model(adapter_base or card["base"], device, dtype, quantize=quantize,
                              attn_implementation=attn_implementation)
-        model = PeftModel.from_pretrained(plain_model(base_lm.model), path)
+        with refused_pickles(path):
+            model = PeftModel.from_pretrained(plain_model(base_lm.model), path)
         if merge and dtype == torch.float32 and not quantize:
             model = model.merge_and_unload()
         return LoadedModel(model.eval(), processor, str(uri), card["base"])
@@ -275,7 +292,8 @@ def load_model(
     if attn_implementation:
         quant["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **quant)
+        with refused_pickles(path):
+            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **quant)
     except (OSError, ValueError) as exc:
         raise VideostarError(f"{uri}: cannot load model ({exc})") from exc
     if not quantize:
