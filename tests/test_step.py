@@ -22,9 +22,18 @@ from videostar.data.records import Record, read_records
 from videostar.errors import ConfigError, RecordError
 from videostar.prompts import DEFAULT_TEMPLATES
 from videostar.star.verify import tokens, verify_record
-from videostar.step.action_genome import build_action_genome_graphs
-from videostar.step.graph import SceneGraph, read_graphs
-from videostar.step.questions import LEAVES, build_step_records, interactions
+from videostar.step.action_genome import (
+    ATTENTION,
+    CONTACTING,
+    KIND_BY_SQUASHED,
+    KIND_OF,
+    RELATIONSHIP_CLASSES,
+    SPATIAL,
+    build_action_genome_graphs,
+    squash,
+)
+from videostar.step.graph import SceneGraph, oriented, read_graphs
+from videostar.step.questions import LEAVES, Question, build_step_records, interactions, step_text, steps_of
 from videostar.step.synthetic import write_scene_videos
 from videostar.step.vidor import build_vidor_graphs
 from videostar.video import probe, read_frames, write_video
@@ -41,14 +50,15 @@ def _mp4(path: Path, frames: int = 24, w: int = 64, h: int = 48) -> Path:
 # --------------------------------------------------------------------------- Action Genome
 
 
-def _obj(cls, bbox=None, attention=None, spatial=None, contacting=None, visible=True):
-    return {"class": cls, "bbox": bbox, "attention_relationship": attention,
-            "spatial_relationship": spatial, "contacting_relationship": contacting,
-            "metadata": {"tag": "x", "set": "train"}, "visible": visible}
+def _obj(cls, bbox=None, attention=(), spatial=(), contacting=(), visible=True, split="train"):
+    rel = (lambda x: list(x)) if visible else (lambda x: None)
+    return {"class": cls, "bbox": bbox, "attention_relationship": rel(attention),
+            "spatial_relationship": rel(spatial), "contacting_relationship": rel(contacting),
+            "metadata": {"tag": "x", "set": split}, "visible": visible}
 
 
-def _invisible(cls):
-    return _obj(cls, visible=False)
+def _invisible(cls, split="train"):
+    return _obj(cls, visible=False, split=split)
 
 
 def _person(rows):
@@ -56,73 +66,160 @@ def _person(rows):
             "bbox_size": (64, 48), "bbox_mode": "xyxy"}
 
 
+# The released class files, spelled as released (no separators).
+AG_OBJECT_CLASSES = [
+    "person", "bag", "bed", "blanket", "book", "box", "broom", "chair", "closetcabinet", "clothes",
+    "cupglassbottle", "dish", "door", "doorknob", "doorway", "floor", "food", "groceries", "laptop",
+    "light", "medicine", "mirror", "papernotebook", "phonecamera", "picture", "pillow",
+    "refrigerator", "sandwich", "shelf", "shoe", "sofacouch", "table", "television", "towel",
+    "vacuum", "window",
+]
+AG_RELATIONSHIP_CLASSES = [
+    "lookingat", "notlookingat", "unsure", "above", "beneath", "infrontof", "behind", "onthesideof",
+    "in", "carrying", "coveredby", "drinkingfrom", "eating", "haveitontheback", "holding",
+    "leaningon", "lyingon", "notcontacting", "otherrelationship", "sittingon", "standingon",
+    "touching", "twisting", "wearing", "wiping", "writingon",
+]
+CUP, CHAIR, CLOSET = "cup/glass/bottle", "chair", "closet/cabinet"
+LEAKED = ("bed", "sofa/couch", "television", "laptop", "spaceship", "book", "pillow")
+"""Objects only on inconsistent frames (or never visible): none may reach a graph or a record."""
+
+
+def _write_ag(ann: Path, persons: dict, objects: dict, frame_list: bool = True) -> None:
+    ann.mkdir(exist_ok=True)
+    for name, obj in (("person_bbox.pkl", persons), ("object_bbox_and_relationship.pkl", objects)):
+        (ann / name).write_bytes(pickle.dumps(obj, protocol=3 if "person" in name else 5))
+    (ann / "object_classes.txt").write_text("\n".join(AG_OBJECT_CLASSES) + "\n")
+    (ann / "relationship_classes.txt").write_text("\n".join(AG_RELATIONSHIP_CLASSES) + "\n")
+    if frame_list:
+        (ann / "frame_list.txt").write_text("".join(f"{k}\n" for k in sorted(objects)))
+
+
 @pytest.fixture
 def action_genome(tmp_path: Path) -> dict[str, Path]:
     ann, videos = tmp_path / "annotations", tmp_path / "videos"
-    ann.mkdir()
     _mp4(videos / "AB12C.mp4")  # 24 frames at 8 fps: 3 s
+    _mp4(videos / "TEST1.mp4")
     box = [[10, 5, 30, 40]]
-    persons = {f"AB12C.mp4/{n:06d}.png": _person(box) for n in (1, 5, 9, 13)}
+    persons = {f"AB12C.mp4/{n:06d}.png": _person(box) for n in (1, 3, 5, 7, 9, 13, 15, 19, 30)}
     persons["AB12C.mp4/000017.png"] = _person(np.zeros((0, 4)))  # the detector found no one
     persons["GONE1.mp4/000001.png"] = _person(box)
-    cup, chair, closet = "cup/glass/bottle", "chair", "closet/cabinet"
+    persons |= {f"TEST1.mp4/{n:06d}.png": _person(box) for n in (1, 5)}
     objects = {
-        "AB12C.mp4/000001.png": [_obj(cup, (20, 10, 8, 8), ["looking_at"], ["in_front_of"], ["holding"]),
-                                 _invisible(chair)],
-        "AB12C.mp4/000005.png": [_obj(cup, (21, 10, 8, 8), ["unsure"], None, ["holding"]),
-                                 _invisible(chair)],
-        "AB12C.mp4/000009.png": [_invisible(cup),
-                                 _obj(chair, (5, 20, 30, 20), ["not_looking_at"], ["beneath"],
-                                      ["sitting_on"]),
-                                 _obj("spaceship", (1, 1, 2, 2), ["looking_at"], None, None)],
-        "AB12C.mp4/000013.png": [_obj("spaceship", (1, 1, 2, 2), None, None, None),  # listed once
-                                 _obj(closet, (40, 2, 20, 40), ["looking_at"], None, None),
-                                 _obj(chair, (5, 20, 30, 30), None, None, ["sitting_on"])],  # y2 50 > 48
-        "AB12C.mp4/000017.png": [],  # a labelled frame with no boxes at all
-        "GONE1.mp4/000001.png": [_obj(cup, (1, 1, 2, 2), ["looking_at"], None, None)],
+        "AB12C.mp4/000001.png": [_obj(CUP, (20, 10, 8, 8), ["looking_at"], ["in_front_of"], ["holding"]),
+                                 _invisible(CHAIR), _invisible("pillow")],  # the pillow: never visible
+        # the four inconsistent frames of the issue, and three more
+        "AB12C.mp4/000003.png": [_obj("bed", None, ["looking_at"])],  # visible, no bbox
+        "AB12C.mp4/000005.png": [_obj(CUP, (21, 10, 8, 8), ["unsure"], [], ["holding"]), _invisible(CHAIR)],
+        "AB12C.mp4/000007.png": [_obj("sofa/couch", (1, 1, 9, 9), [], ["holding"])],  # contacting as spatial
+        "AB12C.mp4/000009.png": [_invisible(CUP), _obj(CHAIR, (5, 20, 30, 20), ["not_looking_at"],
+                                                        ["beneath"], ["sitting_on"])],
+        "AB12C.mp4/000011.png": [_obj("television", (1, 1, 5, 5), ["looking_at"])],  # no person_bbox entry
+        "AB12C.mp4/000013.png": [_obj(CLOSET, (40, 2, 20, 40), ["looking_at"]),
+                                 _obj(CHAIR, (5, 20, 30, 20), [], [], ["sitting_on"])],
+        "AB12C.mp4/000015.png": [_obj("spaceship", (1, 1, 2, 2), ["looking_at"])],  # not a class
+        "AB12C.mp4/000017.png": [_obj(CHAIR, (5, 20, 30, 20), [], [], ["sitting_on"])],  # no person box
+        "AB12C.mp4/000019.png": [_obj("book", (5, 20, 30, 30), ["looking_at"])],  # y2 50 > 48
+        "AB12C.mp4/000030.png": [_obj("laptop", (1, 1, 2, 2), ["looking_at"])],  # past the 24 frames
+        "GONE1.mp4/000001.png": [_obj(CUP, (1, 1, 2, 2), ["looking_at"])],
+        "TEST1.mp4/000001.png": [_obj(CUP, (1, 1, 2, 2), ["looking_at"], [], [], split="test")],
+        "TEST1.mp4/000005.png": [_obj(CUP, (1, 1, 2, 2), ["looking_at"], [], ["holding"], split="test")],
     }
-    for name, obj in (("person_bbox.pkl", persons), ("object_bbox_and_relationship.pkl", objects)):
-        (ann / name).write_bytes(pickle.dumps(obj, protocol=3 if "person" in name else 5))
-    # The class files spell names without separators, as released.
-    (ann / "object_classes.txt").write_text("person\nchair\nclosetcabinet\ncupglassbottle\n")
-    (ann / "relationship_classes.txt").write_text(
-        "lookingat\nnotlookingat\nunsure\nbeneath\ninfrontof\nholding\nsittingon\n")
+    _write_ag(ann, persons, objects)
     return {"annotations": ann, "videos": videos}
 
 
 def test_action_genome_graph(action_genome):
     problems, missing = [], []
-    (graph,) = build_action_genome_graphs(action_genome["annotations"], action_genome["videos"],
-                                          problems, missing)
+    ann = action_genome["annotations"]
+    graphs = build_action_genome_graphs(ann, action_genome["videos"], problems, missing)
+    graph, test_graph = graphs
     assert missing == [f"GONE1.mp4: video not found under {action_genome['videos']}"]
-    assert problems == [
-        "AB12C: frame 000009: object class 'spaceship' not in object_classes.txt",
-        "AB12C: entity chair (chair) at 1.50s: box [5.0, 20.0, 35.0, 50.0] outside the 64.0x48.0 frame"]
+    objects, persons = ann / "object_bbox_and_relationship.pkl", ann / "person_bbox.pkl"
+    assert problems == [  # one line per inconsistent frame: file, video, frame, rule
+        f"{objects}: AB12C: frame 000003: object 0 ('bed'): visible without a bbox",
+        f"{objects}: AB12C: frame 000007: object 0 ('sofa/couch'): 'holding' is a contacting relationship, "
+        "listed under spatial_relationship",
+        f"{persons}: AB12C: frame 000011: no entry in this file",
+        f"{objects}: AB12C: frame 000015: object 0 ('spaceship'): class not in object_classes.txt",
+        f"{objects}: AB12C: frame 000019: object 0 ('book'): bbox [5.0, 20.0, 30.0, 30.0] (x, y, w, h) is "
+        "outside the 64x48 frame",
+        f"{objects}: AB12C: frame 000030: past the video's 24 frames",
+        "AB12C: used 4 of 11 annotated frames (6 inconsistent, reported above; 1 without a person box or "
+        "a visible object)"]
     assert graph.duration == 3.0 and (graph.width, graph.height) == (64.0, 48.0)
-    # Frame n (1-based) is at (n - 1) / fps; the zero-row person box of frame 17 is no box.
+    assert (graph.split, test_graph.split) == ("train", "test")
+    # Frame n (1-based) is at (n - 1) / fps; frame 17 (no person box) is not used.
     assert sorted(graph.entities["person"].boxes) == [0.0, 0.5, 1.0, 1.5]
-    assert graph.entities["cup/glass/bottle"].boxes == {0.0: (20, 10, 28, 18), 0.5: (21, 10, 29, 18)}
-    # Invisible frames carry no box; the box outside the frame was dropped.
-    assert graph.entities["chair"].span() == (1.0, 1.0)
-    rels = {(r.predicate, r.object, r.start, r.end) for r in graph.relations}
-    assert ("holding", "cup/glass/bottle", 0.0, 0.5) in rels  # consecutive labelled frames: one run
-    assert ("looking_at", "cup/glass/bottle", 0.0, 0.0) in rels
-    assert ("sitting_on", "chair", 1.0, 1.5) in rels
-    assert ("looking_at", "closet/cabinet", 1.5, 1.5) in rels
-    assert all(r.subject == "person" for r in graph.relations)
+    assert graph.entities[CUP].boxes == {0.0: (20, 10, 28, 18), 0.5: (21, 10, 29, 18)}
+    assert graph.entities[CHAIR].span() == (1.0, 1.5)
+    # Only entities visible on a used frame are nodes; nothing of a bad frame is used.
+    assert set(graph.entities) == {"person", CUP, CHAIR, CLOSET}
+    assert not set(LEAKED) & {e for g in graphs for e in g.entities}
+    # Direction per kind: spatial relationships say where the object is relative to the person.
+    assert sorted((r.subject, r.predicate, r.object, r.start, r.end) for r in graph.relations) == sorted([
+        ("person", "holding", CUP, 0.0, 0.5),  # consecutive used frames (3 dropped): one run
+        ("person", "looking_at", CUP, 0.0, 0.0), (CUP, "in_front_of", "person", 0.0, 0.0),
+        ("person", "unsure", CUP, 0.5, 0.5), ("person", "not_looking_at", CHAIR, 1.0, 1.0),
+        (CHAIR, "beneath", "person", 1.0, 1.0), ("person", "sitting_on", CHAIR, 1.0, 1.5),
+        ("person", "looking_at", CLOSET, 1.5, 1.5)])
+
+
+def test_action_genome_splits(action_genome):
+    """``metadata['set']`` of each frame's first object is the video's split; a video whose
+    frames disagree is reported and not used (its split cannot be told)."""
+    ann, videos = action_genome["annotations"], action_genome["videos"]
+    for split, expected in (("train", ["AB12C"]), ("test", ["TEST1"])):
+        graphs = build_action_genome_graphs(ann, videos, [], [], split=split)
+        assert [Path(g.video).stem for g in graphs] == expected
+    objects = pickle.loads((ann / "object_bbox_and_relationship.pkl").read_bytes())
+    objects["TEST1.mp4/000005.png"][0]["metadata"]["set"] = "train"
+    (ann / "object_bbox_and_relationship.pkl").write_bytes(pickle.dumps(objects))
+    problems = []
+    graphs = build_action_genome_graphs(ann, videos, problems, [])
+    assert [Path(g.video).stem for g in graphs] == ["AB12C"]
+    assert problems[-1] == (f"{ann / 'object_bbox_and_relationship.pkl'}: TEST1: frames disagree on "
+                            "metadata['set'] (test: 1, train: 1); video not used")
+
+
+def test_action_genome_relation_kinds_and_direction_follow_the_class_list(action_genome):
+    """The kinds are the released class list's positions (3 attention, 6 spatial, 17
+    contacting), as STTran splits it; spatial reads object -> person, the others person -> object."""
+    kinds = [KIND_BY_SQUASHED[n] for n in AG_RELATIONSHIP_CLASSES]
+    assert kinds == [ATTENTION] * 3 + [SPATIAL] * 6 + [CONTACTING] * 17
+    assert [squash(n) for n in RELATIONSHIP_CLASSES] == AG_RELATIONSHIP_CLASSES
+    ends = {"person": "p", "object": "o"}
+    spatial = ("above", "beneath", "in_front_of", "behind", "on_the_side_of", "in")
+    for name, kind in KIND_OF.items():
+        expected = ("o", "p") if name in spatial else ("p", "o")
+        assert oriented("action-genome", kind, ends) == expected, name
+    assert oriented("vidor", "relation_instances", {"subject": "s", "object": "o"}) == ("s", "o")
+    # A class file in another order would give the predicates other kinds: refused.
+    path = action_genome["annotations"] / "relationship_classes.txt"
+    path.write_text("\n".join(AG_RELATIONSHIP_CLASSES[1:] + AG_RELATIONSHIP_CLASSES[:1]))
+    with pytest.raises(RecordError, match="not Action Genome's 26 relationship classes in the release order"):
+        build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
 
 
 def test_action_genome_questions_follow_the_person(action_genome):
-    graphs = build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
+    graphs = build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [],
+                                        split="train")
     result = build_step_records(graphs, StepConfig(min_steps=3, max_steps=3), DEFAULT_TEMPLATES)
     by_task = {r.task: r for r in result.records}
     order = by_task["step_temporal_order"].label["path"]
-    assert order["answer"] == "closet/cabinet"
-    assert [s["object"] for s in order["steps"]] == ["cup/glass/bottle", "chair", "closet/cabinet"]
-    # Everything the person does to the cup on frame 1 states the first step (negatives skipped).
-    assert order["steps"][0]["predicates"] == ["holding", "in front of", "looking at"]
+    assert order["answer"] == CLOSET
+    assert [s["object"] for s in order["steps"]] == [CUP, CHAIR, CLOSET]
+    # The person's own relations with the cup on frame 1 state the first step (negatives skipped).
+    assert order["steps"][0]["predicates"] == ["holding", "looking at"]
     perm = by_task["step_object_permanence"].label["path"]
-    assert perm["answer"] == "closet/cabinet" and perm["steps"][-1]["predicates"][0] == LEAVES
+    assert perm["answer"] == CLOSET and perm["steps"][-1]["predicates"][0] == LEAVES
+    assert all(r.meta["split"] == "train" for r in result.records)
+    text = json.dumps([r.to_json() for r in result.records])
+    assert not [name for name in LEAKED if name in text]
+    # A spatial step reads as the release means it: the chair is beneath the person.
+    (beneath,) = [i for i in interactions(graphs[0], set()) if "beneath" in i.predicates]
+    (step,) = steps_of(graphs[0], Question("x", (beneath,), "chair", {}))
+    assert step_text(step) == "the chair beneath the person (1-1 s)"
 
 
 def test_action_genome_refuses_a_malicious_pickle(action_genome, tmp_path):
@@ -170,13 +267,19 @@ def test_protocol_2_bytes_builders_do_only_that(action_genome, call, refused):
 
 
 def _vidor(video_id: str, relations: list[dict], boxes_at_5: list | None = None) -> dict:
-    traj = [[{"tid": 0, "bbox": {"xmin": 1, "ymin": 1, "xmax": 20, "ymax": 30}, "generated": 0},
-             {"tid": 7, "bbox": {"xmin": 30, "ymin": 5, "xmax": 50, "ymax": 25}, "generated": 1}]
-            for _ in range(16)]
+    def at(fid: int) -> list[dict]:
+        boxes = [{"tid": 0, "bbox": {"xmin": 1, "ymin": 1, "xmax": 20, "ymax": 30}, "generated": 0},
+                 {"tid": 3, "bbox": {"xmin": 22, "ymin": 1, "xmax": 28, "ymax": 9}, "generated": 0},
+                 {"tid": 7, "bbox": {"xmin": 30, "ymin": 5, "xmax": 50, "ymax": 25}, "generated": 1}]
+        cat = {"tid": 11, "bbox": {"xmin": 52, "ymin": 5, "xmax": 60, "ymax": 15}}
+        return boxes + ([cat] if fid >= 12 else [])
+
+    traj = [at(fid) for fid in range(16)]
     traj[5] = boxes_at_5 or []  # a frame with no boxes
     return {"video_id": video_id, "frame_count": 16, "fps": FPS, "width": 64, "height": 48,
             "subject/objects": [{"tid": 0, "category": "adult"}, {"tid": 3, "category": "dog"},
-                                {"tid": 7, "category": "ball"}, {"tid": 11, "category": "cat"}],
+                                {"tid": 7, "category": "ball"}, {"tid": 11, "category": "cat"},
+                                {"tid": 12, "category": "bird"}],  # the bird is never boxed
             "trajectories": traj, "relation_instances": relations}
 
 
@@ -185,13 +288,15 @@ def _rel(s, p, o, b, e):
 
 
 def test_vidor_graphs_and_bad_input(tmp_path):
-    ann, videos = tmp_path / "ann" / "0001", tmp_path / "videos"
+    ann, videos = tmp_path / "ann" / "training" / "0001", tmp_path / "videos"
     ann.mkdir(parents=True)
     for vid in ("v1", "v3", "v4"):
         _mp4(videos / "0001" / f"{vid}.mp4", frames=16)
     outside = [{"tid": 3, "bbox": {"xmin": 50, "ymin": 1, "xmax": 80, "ymax": 9}, "generated": 0}]
     good = _vidor("v1", [_rel(0, "watch", 3, 0, 4), _rel(3, "chase", 7, 4, 8), _rel(0, "hold", 7, 8, 12),
-                         _rel(0, "feed", 11, 12, 14), _rel(3, "next_to", 9, 0, 2)], outside)
+                         _rel(0, "feed", 11, 12, 14), _rel(3, "next_to", 9, 0, 2),  # 9: no such tid
+                         _rel(0, "watch", 12, 0, 4),  # the bird is never visible
+                         _rel(0, "hold", 3, 10, 20), _rel(0, "hold", 3, 6, 6)], outside)
     (ann / "v1.json").write_text(json.dumps(good))
     (ann / "v2.json").write_text(json.dumps(_vidor("v2", [_rel(0, "watch", 3, 0, 4)])))  # no video
     (ann / "v3.json").write_text("{not json")
@@ -199,11 +304,19 @@ def test_vidor_graphs_and_bad_input(tmp_path):
     problems, missing = [], []
     (graph,) = build_vidor_graphs(tmp_path / "ann", videos, problems, missing)
     assert missing == [f"v2.mp4: video not found under {videos}"]
-    assert any(p.startswith(f"{ann / 'v3.json'}: not a VidOR annotation") for p in problems)
-    assert "v1: relation 3 next_to 9: unknown entity 9" in problems
-    assert "v1: entity 3 (dog) at 0.62s: box [50.0, 1.0, 80.0, 9.0] outside the 64.0x48.0 frame" in problems
-    assert "v4: empty graph: no usable relation" in problems
-    assert set(graph.entities) == {"0", "3", "7", "11"}  # tids need not be contiguous
+    v1 = f"{ann / 'v1.json'}: v1"
+    assert problems.pop(-2).startswith(f"{ann / 'v3.json'}: not a VidOR annotation")
+    assert problems == [  # one line per bad item: file, video, item index, rule
+        f"{v1}: trajectories[5][0]: bbox [50.0, 1.0, 80.0, 9.0] is not xyxy inside the 64x48 frame",
+        f"{v1}: relation_instances[4] (3 next_to 9): object_tid 9 is not in subject/objects",
+        f"{v1}: relation_instances[5] (0 watch 12): object_tid 12 (bird) has no box in trajectories",
+        f"{v1}: relation_instances[6] (0 hold 3): end_fid 20 is past frame_count 16",
+        f"{v1}: relation_instances[7] (0 hold 3): empty interval: end_fid 6 <= begin_fid 6 "
+        "(end_fid is exclusive)",
+        f"{v1}: dropped 5 of 63 items (each reported above)",
+        f"{ann / 'v4.json'}: v4: empty graph: no usable relation"]
+    assert graph.split == "training"  # VidOR's folder split
+    assert set(graph.entities) == {"0", "3", "7", "11"}  # tids need not be contiguous; only boxed ones
     assert 5 / FPS not in graph.entities["0"].boxes  # the empty frame
     # end_fid is exclusive: frames 4..7 are [0.5, 1.0) s.
     assert [(r.subject, r.predicate, r.object, r.start, r.end) for r in graph.relations] == [
@@ -212,8 +325,10 @@ def test_vidor_graphs_and_bad_input(tmp_path):
     result = build_step_records([graph], StepConfig(min_steps=3, max_steps=3), DEFAULT_TEMPLATES)
     (order,) = result.records
     assert order.task == "step_temporal_order" and order.label["path"]["answer"] == "cat"
+    assert order.meta["split"] == "training"
     assert [s["object"] for s in order.label["path"]["steps"]] == ["dog", "ball", "cat"]
     assert "adult" in order.question and "watch" in order.question and "cat" not in order.question
+    assert build_vidor_graphs(tmp_path / "ann", videos, [], [], split="validation") == []
 
 
 # --------------------------------------------------------------------------- questions

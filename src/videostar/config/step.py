@@ -9,6 +9,9 @@ from videostar.config.fields import require
 QUESTION_TYPES = ("step_relation_chain", "step_temporal_order", "step_counting",
                   "step_object_permanence")
 """Each is also the records' ``task``, so its wording lives in ``templates``."""
+RELEASE_SPLITS = ("train", "test", "training", "validation")
+"""The scene-graph releases' split names (Action Genome and VidVRD: train/test; VidOR:
+training/validation)."""
 
 
 @dataclass
@@ -17,7 +20,10 @@ class StepConfig:
 
     ``min_steps``..``max_steps``: path lengths asked for (one edge of the graph per step);
     ``per_video``: questions at most per video; ``max_questions``: in all (None: no cap);
-    ``skip_predicates``: relations never used as a step (Action Genome's negatives).
+    ``skip_predicates``: relations never used as a step (Action Genome's negatives);
+    ``split``: the release split whose videos the dataset reads (Action Genome ``train`` /
+    ``test``, VidOR ``training`` / ``validation``, VidVRD ``train`` / ``test``; None: all of
+    them, each record naming its video's split in ``meta['split']``).
     """
 
     min_steps: int = 3
@@ -28,6 +34,7 @@ class StepConfig:
     seed: int = 0
     skip_predicates: list[str] = field(default_factory=lambda: [
         "not_looking_at", "not_contacting", "unsure", "other_relationship"])
+    split: str | None = None
 
     def validate(self, where: str) -> None:
         require(where, "min_steps", self.min_steps >= 1, ">= 1")
@@ -36,3 +43,5 @@ class StepConfig:
         require(where, "question_types",
                 bool(self.question_types) and set(self.question_types) <= set(QUESTION_TYPES),
                 f"a non-empty subset of {', '.join(QUESTION_TYPES)}")
+        require(where, "split", self.split is None or self.split in RELEASE_SPLITS,
+                f"one of {', '.join(RELEASE_SPLITS)} (or unset: every split)")

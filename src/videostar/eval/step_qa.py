@@ -1,7 +1,8 @@
 """Multi-step reasoning on held-out scene-graph questions (STEP): accuracy by number of steps.
 
 The records are STEP records (``videostar data step-synthetic|action-genome|vidor``) of videos
-never used for self-training. Two ratings per answer: ``answer`` (the final answer is the
+never used for self-training; a record of a training-split video (``meta['split']``) is reported
+and never scored. Two ratings per answer: ``answer`` (the final answer is the
 graph's) and ``path`` (the ``graph_path`` verdict: the answer and the path's steps in order).
 Both are broken down by steps (1, 2, 3+, as STEP reports) and by question type.
 """
@@ -18,7 +19,8 @@ from videostar.eval.report import answer_items, finish_report, overall, tally
 from videostar.model import LoadedModel
 from videostar.prompts import answer_prompt
 from videostar.star.verify import GraphPathVerifier, MalformedLabel, final_answer, verify_record
-from videostar.step.questions import GROUP
+from videostar.step.graph import TRAINING_SPLITS
+from videostar.step.questions import GROUP, SPLIT
 
 SUITE = "step"
 BUCKETS = ("1", "2", "3+")
@@ -57,6 +59,13 @@ def score_step(records: list[Record], answers: dict[str, str], cfg: VerifyConfig
     return rows, breakdowns
 
 
+def held_out(records: list[Record]) -> tuple[list[Record], list[Record]]:
+    """The records a held-out evaluation may score, and those of training-split videos (the
+    release's own split, ``meta['split']``), which it never sees."""
+    trained = [r for r in records if r.meta.get(SPLIT) in TRAINING_SPLITS]
+    return [r for r in records if r.meta.get(SPLIT) not in TRAINING_SPLITS], trained
+
+
 def evaluate_step(lm: LoadedModel, records_path: str | Path, out_dir: str | Path,
                   gen_cfg: GenerateConfig, video_cfg: VideoConfig, verify_cfg: VerifyConfig, *,
                   limit: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -65,6 +74,9 @@ def evaluate_step(lm: LoadedModel, records_path: str | Path, out_dir: str | Path
     out_dir = Path(out_dir)
     errors: list[str] = []
     records = read_records(records_path, errors)
+    records, trained = held_out(records)
+    errors += [f"{records_path}: {r.id}: {r.video} is a {r.meta[SPLIT]}-split video; never evaluated"
+               for r in trained]
     records = records[:limit] if limit is not None else records
     answers, gen = answer_items(lm, records, out_dir, gen_cfg, video_cfg,
                                 answer_prompt(gen_cfg.instruction), gen_cfg.instruction,
@@ -75,8 +87,9 @@ def evaluate_step(lm: LoadedModel, records_path: str | Path, out_dir: str | Path
                "answer_accuracy": breakdowns["overall"]["answer"]["accuracy"],
                **{f"accuracy_steps_{b}": per_steps[b]["accuracy"] for b in per_steps},
                **{f"accuracy.{t}": v["accuracy"] for t, v in breakdowns["per_question_type"].items()}}
-    counts = {"items": len(records), "answered": len(rows), "video_errors": len(gen["video_errors"]),
-              "malformed_rows": len(errors), "correct": breakdowns["overall"]["path"]["correct"]}
+    counts = {"items": len(records), "training_split_records": len(trained), "answered": len(rows),
+              "video_errors": len(gen["video_errors"]), "malformed_rows": len(errors) - len(trained),
+              "correct": breakdowns["overall"]["path"]["correct"]}
     inputs = {"records": str(records_path), "limit": limit,
               "verify": {"graph_path_steps": verify_cfg.graph_path_steps}}
     return finish_report(SUITE, lm, out_dir, inputs=inputs, counts=counts, summary=summary,

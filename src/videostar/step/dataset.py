@@ -20,19 +20,21 @@ def build_step_dataset(source: str, out: str | Path, cfg: RunConfig, annotations
                        videos: str | None = None, count: int = 24, seed: int = 0,
                        model: str | None = None, clip_seconds: float = 1.0) -> AdapterResult:
     """Read (``step-synthetic``: write; ``step-induce``: induce with ``model``) the scene graphs,
-    save them as ``out/graphs.json`` and turn them into graph-path records. Per-video problems
-    and missing videos are listed in the result; they never stop the other videos."""
+    save them as ``out/graphs.json`` and turn them into graph-path records. ``cfg.step.split``
+    keeps the videos of one release split (each record's ``meta['split']`` names its video's).
+    Per-video problems and missing videos are listed in the result; they never stop the other
+    videos."""
     problems: list[str] = []
     missing: list[str] = []
     graphs: list[SceneGraph]
     if source == "action-genome":
         from videostar.step.action_genome import build_action_genome_graphs
 
-        graphs = build_action_genome_graphs(annotations, videos, problems, missing)
+        graphs = build_action_genome_graphs(annotations, videos, problems, missing, cfg.step.split)
     elif source == "vidor":
         from videostar.step.vidor import build_vidor_graphs
 
-        graphs = build_vidor_graphs(annotations, videos, problems, missing)
+        graphs = build_vidor_graphs(annotations, videos, problems, missing, cfg.step.split)
     elif source == "step-induce":
         from videostar.model import load_model
         from videostar.step.induce import induce_graphs

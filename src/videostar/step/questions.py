@@ -9,7 +9,9 @@ so the graph determines the answer:
 - ``step_counting``: how many different entities the focus has one relation with (k of them);
 - ``step_object_permanence``: the focus's last k-1 interactions before it leaves the view.
 
-A walk stops where "next" is ambiguous (two different entities at the same time). Entities are
+A walk stops where "next" is ambiguous (two different entities at the same time); where the
+entity has relations both ways with its partner at once (Action Genome: the person holds the
+cup, the cup is in front of the person), the step is the entity's own. Entities are
 named by class, so only entities whose class is unique in the video take part. A question whose
 text would contain its answer is never asked. Records are balanced round-robin over
 (question type, path length) groups.
@@ -36,6 +38,9 @@ LEAVE_MARGIN = 1.0
 """Seconds before the video's end that an entity's last box must be to count as leaving."""
 GROUP = "path_length"
 """``meta`` key: the path length, also the records' yield group ``path_length=<k>``."""
+SPLIT = "split"
+"""``meta`` key: the release split of the record's video (Action Genome train/test, VidOR
+training/validation, VidVRD train/test), when the source has splits."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def _next(items: list[Interaction], entity: str, after: float) -> Interaction | 
     mine = [i for i in items if entity in (i.subject, i.object) and i.start > after]
     if not mine:
         return None
-    first = [i for i in mine if i.start == mine[0].start]
+    first = sorted((i for i in mine if i.start == mine[0].start), key=lambda i: i.subject != entity)
     return first[0] if len({i.other(entity) for i in first}) == 1 else None
 
 
@@ -101,6 +106,8 @@ def _timeline(items: list[Interaction], entity: str) -> list[Interaction] | None
         if out and out[-1].start == i.start:
             if out[-1].other(entity) != i.other(entity):
                 return None
+            if i.subject == entity:  # the entity's own relation states the step
+                out[-1] = i
             continue
         out.append(i)
     return out
@@ -262,5 +269,6 @@ def _record(graph: SceneGraph, q: Question, question: str, rid: str) -> Record:
         task=q.qtype,
         meta={GROUP: k, "yield_groups": [f"{GROUP}={k}"],
               "rationale": [step_text(s) for s in steps],
-              "reference": reference_answer(steps, q.answer)},
+              "reference": reference_answer(steps, q.answer),
+              **({SPLIT: graph.split} if graph.split is not None else {})},
     )
