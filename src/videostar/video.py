@@ -1,12 +1,16 @@
-"""Video I/O: decord decoding with uniform or fps sampling, frame folders, clip segmentation.
+"""Video I/O: torchcodec, decord or PyAV decoding with uniform or fps sampling, frame folders,
+clip segmentation.
 
 Frames are uint8 arrays shaped T x H x W x C. Any failure to read a video (missing, empty,
 corrupt, no frames in the asked segment) raises :class:`VideoError` with the path and cause,
-so callers can report it and go on with the other records.
+so callers can report it and go on with the other records. The three backends (``video.backend``)
+index frames the same way (presentation order, B-frames and variable frame rates included) and
+report the same frame rate, so they return the same frames at the same times.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videostar.errors import VideoError, first_line
+from videostar.errors import ConfigError, VideoError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,10 @@ FRAME_FOLDER_FPS = 25.0
 """Frame rate assumed for JPEG frame folders (FineDiving ships frames, not mp4s)."""
 
 _FRAME_NAME = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
+
+BACKENDS = ("auto", "torchcodec", "decord", "pyav")
+"""``video.backend`` values. ``auto``: torchcodec where it loads FFmpeg's shared libraries (what
+transformers, vLLM and SGLang decode with), else decord, else PyAV (a dependency, always there)."""
 
 
 class Frames(np.ndarray):
@@ -81,13 +89,125 @@ class VideoInfo:
 
 
 class _Source:
-    """A random-access frame source: a decord reader or a folder of numbered JPEGs."""
+    """A random-access frame source: a video file through one backend, or numbered JPEGs.
+
+    ``fps`` is the container's average frame rate (FFmpeg's ``avg_frame_rate``, what decord
+    reports), for every backend: the times of sampled frames derive from it.
+    """
 
     num_frames: int
     fps: float
 
     def get(self, indices: list[int]) -> np.ndarray:
         raise NotImplementedError
+
+
+@functools.cache
+def resolve_backend(name: str) -> str:
+    """The backend ``name`` stands for here (``auto`` resolved); one that cannot load is a
+    configuration error naming why, raised before any video is read."""
+    if name not in BACKENDS:
+        raise ConfigError(f"video.backend: {name!r} is not one of {', '.join(BACKENDS)}")
+    if name in ("auto", "torchcodec"):
+        try:
+            import torchcodec
+
+            # torchcodec imports without FFmpeg and says so here (its decoders then fail)
+            cause = None if torchcodec.ffmpeg_major_version else "FFmpeg's shared libraries not found"
+        except ImportError as exc:
+            cause = first_line(exc)
+        if cause is None:
+            return "torchcodec"
+        if name == "torchcodec":
+            raise ConfigError(f"video.backend: torchcodec does not load here ({cause}; "
+                              "`make system-deps` installs FFmpeg)")
+        log.info("video.backend auto: torchcodec does not load (%s)", cause)
+    if name in ("auto", "decord"):
+        try:
+            import decord  # noqa: F401
+            return "decord"
+        except ImportError as exc:
+            if name == "decord":
+                raise ConfigError(f"video.backend: decord does not import ({first_line(exc)})") from exc
+    return "pyav"
+
+
+class _TorchcodecSource(_Source):
+    def __init__(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            # exact: the file is scanned once, so index i is the i-th frame in presentation
+            # order (as decord indexes), also for variable frame rates; one thread, as decord.
+            self._decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
+                                         num_ffmpeg_threads=1)
+            meta = self._decoder.metadata
+        except Exception as exc:  # torchcodec raises RuntimeError / ValueError from FFmpeg
+            raise VideoError(path, f"cannot decode ({first_line(exc)})") from exc
+        self.path = path
+        self.num_frames = meta.num_frames or 0
+        # torchcodec's header rate is r_frame_rate (the base rate: 25 for a variable-rate stream
+        # averaging 9.25) and its own average spans decoded content (9.25 where the container's
+        # header says 8); the container's avg_frame_rate, the rate decord and PyAV report, is read
+        # from the header by PyAV, so all three backends time frames alike.
+        self.fps = _header_fps(path) or float(meta.average_fps or 0.0)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        try:
+            return self._decoder.get_frames_at(indices).data.numpy()
+        except Exception as exc:
+            raise VideoError(self.path, f"cannot decode frames ({first_line(exc)})") from exc
+
+
+def _header_fps(path: str) -> float:
+    """The video stream's average frame rate as the container states it (0.0: none stated)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            rate = container.streams.video[0].average_rate
+    except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:
+        raise VideoError(path, f"cannot decode ({first_line(exc)})") from exc
+    return float(rate) if rate else 0.0
+
+
+class _PyAVSource(_Source):
+    """Frames in decode order from the start: PyAV has no frame-index seek that is exact on
+    every stream, so it decodes up to the last asked frame (as transformers' PyAV reader does)."""
+
+    def __init__(self, path: str):
+        import av
+
+        self.path = path
+        try:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                # one packet per frame: counted without decoding, as decord builds its index
+                self.num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+        except (av.FFmpegError, IndexError, UnicodeDecodeError) as exc:
+            cause = "no video stream" if isinstance(exc, IndexError) else first_line(exc)
+            raise VideoError(path, f"cannot decode ({cause})") from exc
+        self.fps = _header_fps(path)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        import av
+
+        wanted, found = set(indices), {}
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                stream.thread_count = 1
+                for i, frame in enumerate(container.decode(stream)):
+                    if i in wanted:
+                        found[i] = frame.to_ndarray(format="rgb24")
+                    if i >= max(wanted):
+                        break
+        except av.FFmpegError as exc:
+            raise VideoError(self.path, f"cannot decode frames ({first_line(exc)})") from exc
+        if len(found) < len(wanted):
+            raise VideoError(self.path, f"cannot decode frame {min(wanted - set(found))} "
+                                        f"(the stream ends after {len(found)} of those asked)")
+        return np.stack([found[i] for i in indices])
 
 
 class _DecordSource(_Source):
@@ -133,8 +253,13 @@ class _FolderSource(_Source):
         return np.stack(frames)
 
 
-def _open(path: str | os.PathLike) -> _Source:
+_SOURCES: dict[str, type[_Source]] = {"torchcodec": _TorchcodecSource, "decord": _DecordSource,
+                                      "pyav": _PyAVSource}
+
+
+def _open(path: str | os.PathLike, backend: str = "auto") -> _Source:
     path = os.fspath(path)
+    kind = resolve_backend(backend)
     if not os.path.exists(path):
         raise VideoError(path, "file not found")
     if os.path.isdir(path):
@@ -142,15 +267,15 @@ def _open(path: str | os.PathLike) -> _Source:
     elif os.path.getsize(path) == 0:
         raise VideoError(path, "file is empty")
     else:
-        source = _DecordSource(path)
+        source = _SOURCES[kind](path)
     if source.num_frames == 0:
         raise VideoError(path, "no frames")
     return source
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, backend: str = "auto") -> VideoInfo:
     """Frame count and rate, opening the container without decoding the frames."""
-    src = _open(path)
+    src = _open(path, backend)
     return VideoInfo(os.fspath(path), src.num_frames, src.fps)
 
 
@@ -198,10 +323,12 @@ def read_frames(
     fps: float | None = None,
     max_frames: int = 32,
     max_pixels: int | None = None,
+    backend: str = "auto",
 ) -> Frames:
     """Decode only the sampled frames of a video file or frame folder, with their times;
-    frames over ``max_pixels`` are downscaled (see :func:`cap_pixels`)."""
-    src = _open(path)
+    frames over ``max_pixels`` are downscaled (see :func:`cap_pixels`). ``backend``: one of
+    :data:`BACKENDS` (``video.backend``)."""
+    src = _open(path, backend)
     indices = sample_indices(src.num_frames, src.fps, num_frames, start, end, fps, max_frames)
     if not indices:
         raise VideoError(os.fspath(path), f"no frames in segment [{start}, {end}] s")
@@ -229,7 +356,7 @@ def cap_pixels(frames: np.ndarray, max_pixels: int | None, where: str) -> np.nda
 
 
 def read_clips(
-    path: str | os.PathLike, num_clips: int = 3, frames_per_clip: int = 8
+    path: str | os.PathLike, num_clips: int = 3, frames_per_clip: int = 8, backend: str = "auto"
 ) -> list[Frames]:
     """Split a video into ``num_clips`` equal consecutive clips and sample each uniformly.
 
@@ -237,7 +364,7 @@ def read_clips(
     """
     if not 1 <= frames_per_clip <= 20:
         raise ValueError("frames_per_clip must be between 1 and 20")
-    src = _open(path)
+    src = _open(path, backend)
     bounds = np.linspace(0, src.num_frames, num_clips + 1).astype(int)
     clips = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):

@@ -16,6 +16,7 @@ from videostar.config.fields import (
     require,
 )
 from videostar.prompts import HINT, INSTRUCTION
+from videostar.video import BACKENDS as VIDEO_BACKENDS
 
 
 @dataclass
@@ -27,6 +28,8 @@ class VideoConfig:
     max_frames: int = 32
     max_pixels: int | None = None
     """Per-frame pixel cap: larger frames are downscaled (aspect kept), one line per video."""
+    backend: str = "auto"
+    """Decoder: torchcodec, decord or pyav; auto takes torchcodec where FFmpeg's libraries load."""
 
     def validate(self, where: str) -> None:
         at_least(where, "num_frames", self.num_frames, 1)
@@ -34,7 +37,12 @@ class VideoConfig:
                 "a finite number > 0, or null")
         at_least(where, "max_frames", self.max_frames, 1)
         require(where, "max_pixels", self.max_pixels is None or self.max_pixels >= 1, ">= 1")
+        require(where, "backend", self.backend in VIDEO_BACKENDS, f"one of {', '.join(VIDEO_BACKENDS)}")
 
+
+
+GENERATION_BACKENDS = ("hf", "vllm")
+"""``generate.backend``: transformers' ``generate`` (default) or vLLM (videostar.generation)."""
 
 
 @dataclass
@@ -46,8 +54,12 @@ class GenerateConfig:
     batch_size: int = 8
     seed: int = 0
     instruction: str = INSTRUCTION
+    backend: str = "hf"
+    """hf: transformers' generate; vllm: a vLLM engine (pip install 'videostar[vllm]', GPU)."""
 
     def validate(self, where: str) -> None:
+        require(where, "backend", self.backend in GENERATION_BACKENDS,
+                f"one of {', '.join(GENERATION_BACKENDS)}")
         non_negative(where, "temperature", self.temperature)
         at_least(where, "max_new_tokens", self.max_new_tokens, 1)
         at_least(where, "batch_size", self.batch_size, 1)
@@ -135,8 +147,8 @@ class SFTConfig:
     gradient_checkpointing: bool | None = None
     """Recompute activations in backward (7B memory); the loss is unchanged. None: on GPU only."""
     checkpoint_steps: int = 50
-    """A resumable checkpoint every this many optimizer steps (0: none; must be 0 with
-    ``deepspeed``, whose sharded optimizer is not checkpointed)."""
+    """A resumable checkpoint every this many optimizer steps (0: none). Under ``deepspeed``
+    each rank keeps its optimizer shard, so such a checkpoint resumes on the same world size."""
     max_length: int | None = None
     """Cut answers so prompt + answer fit in this many tokens (one line per cut item)."""
     attn_implementation: str | None = None
@@ -159,8 +171,6 @@ class SFTConfig:
                 or (DEEPSPEED_DIR / self.deepspeed).is_file(),
                 f"an existing DeepSpeed JSON file, or one of "
                 f"{', '.join(sorted(p.name for p in DEEPSPEED_DIR.glob('*.json')))}")
-        require(where, "checkpoint_steps", not (self.deepspeed and self.checkpoint_steps),
-                "0 with deepspeed (its ZeRO-sharded optimizer is not checkpointed)")
         require(where, "max_length", self.max_length is None or self.max_length >= 1, ">= 1")
         non_negative(where, "rationale_weight", self.rationale_weight)
         require(where, "attn_implementation", self.attn_implementation in

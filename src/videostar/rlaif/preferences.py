@@ -36,9 +36,9 @@ PairJudge = Callable[[Record, str, np.ndarray, str, str], tuple[int | None, list
 
 
 def narrative(lm: LoadedModel, video: str, cfg: GenerateConfig, num_clips: int = 3,
-              frames_per_clip: int = 8) -> str:
+              frames_per_clip: int = 8, backend: str = "auto") -> str:
     """Caption every clip of the video with the model and join the captions in order."""
-    clips = read_clips(video, num_clips, frames_per_clip)
+    clips = read_clips(video, num_clips, frames_per_clip, backend)
     captions = generate_batch(lm, [CAPTION_PROMPT] * len(clips), clips, cfg, seed=0)
     return " ".join(f"Clip {i + 1}: {c.strip()}" for i, c in enumerate(captions))
 
@@ -106,7 +106,7 @@ def judge_pair(judge: Judge, rec: Record, story: str, frames: np.ndarray, a: str
 def build_preferences(
     lm: LoadedModel, records: list[Record], cfg: GenerateConfig, judge: PairJudge | None = None,
     num_clips: int = 3, num_frames: int = 8, frames_per_clip: int = 8, progress: bool = False,
-    prompt: Callable[[Record], str] | None = None, pairs_per_prompt: int = 1,
+    prompt: Callable[[Record], str] | None = None, pairs_per_prompt: int = 1, backend: str = "auto",
 ) -> tuple[list[PreferencePair], dict[str, Any]]:
     """``pairs_per_prompt`` pairs of sampled responses per prompt, each judged (by default: the
     model itself, both orders).
@@ -125,8 +125,8 @@ def build_preferences(
     pairs, counts = [], {"prompts": 0, "identical": 0, "disagreed": 0, "kept": 0, "video_errors": []}
     for rec in tqdm(records, desc="preferences", unit="prompt", disable=not progress):
         try:
-            frames = read_frames(rec.video, num_frames, rec.start, rec.end)
-            story = narrative(lm, rec.video, greedy, num_clips, frames_per_clip)
+            frames = read_frames(rec.video, num_frames, rec.start, rec.end, backend=backend)
+            story = narrative(lm, rec.video, greedy, num_clips, frames_per_clip, backend)
         except VideoError as exc:
             counts["video_errors"].append({"id": rec.id, "video": rec.video, "reason": exc.cause})
             continue

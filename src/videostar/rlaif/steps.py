@@ -76,7 +76,7 @@ def preferences(
     pairs, counts = build_preferences(
         lm, records, sampling, _judge(cfg), cfg.rlaif.num_clips, cfg.video.num_frames,
         cfg.rlaif.frames_per_clip, progress, answer_prompt(cfg.generate.instruction),
-        cfg.rlaif.pairs_per_prompt)
+        cfg.rlaif.pairs_per_prompt, cfg.video.backend)
     train = [p.to_json() for p in pairs if p.video not in heldout_videos]
     heldout = [p.to_json() for p in pairs if p.video in heldout_videos]
     write_jsonl(out_dir / layout.PAIRS, train)

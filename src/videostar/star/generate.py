@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from videostar.model import LoadedModel
 from videostar.prompts import PromptFn
 from videostar.video import read_frames
 
+if TYPE_CHECKING:
+    from videostar.generation import Generator
+
 
 def _batches(
     records: list[Record], video: VideoConfig, size: int, errors: list[dict[str, str]]
@@ -36,7 +39,7 @@ def _batches(
     for rec in records:
         try:
             frames = read_frames(rec.video, video.num_frames, rec.start, rec.end,
-                                 video.fps, video.max_frames, video.max_pixels)
+                                 video.fps, video.max_frames, video.max_pixels, video.backend)
         except VideoError as exc:
             errors.append({"id": rec.id, "video": rec.video, "reason": exc.cause})
             continue
@@ -97,7 +100,7 @@ def generate_batch(
 
 
 def generate_answers(
-    lm: LoadedModel,
+    lm: LoadedModel | Generator,
     records: list[Record],
     out_path: str | Path,
     cfg: GenerateConfig,
@@ -110,8 +113,12 @@ def generate_answers(
     """Generate one answer per record into ``out_path`` (JSONL); returns the step's metrics.
 
     Each output row is the record plus ``answer`` and ``prompt_kind``; ``annotate`` may add
-    fields. Ids already in ``out_path`` (or its partial file) are skipped.
+    fields. Ids already in ``out_path`` (or its partial file) are skipped. ``lm``: a loaded model
+    (HF ``generate``) or any :class:`videostar.generation.Generator` (e.g. vLLM).
     """
+    from videostar.generation import as_generator  # it builds on generate_batch, defined here
+
+    generator = as_generator(lm, cfg)
     appender = JsonlAppender(out_path)
     todo = [r for r in records if r.id not in appender.done_ids]
     errors: list[dict[str, str]] = []
@@ -121,8 +128,8 @@ def generate_answers(
         with tqdm(total=len(todo), desc=f"generate[{kind}]", disable=not progress, unit="q") as bar:
             for batch in _batches(todo, video, cfg.batch_size, errors):
                 recs = [r for r, _ in batch]
-                texts = generate_batch(lm, [prompt_fn(r) for r in recs], [f for _, f in batch], cfg,
-                                       [row_seed(cfg.seed, r.id) for r in recs])
+                texts = generator.generate([prompt_fn(r) for r in recs], [f for _, f in batch],
+                                           [row_seed(cfg.seed, r.id) for r in recs])
                 rows = []
                 for rec, text in zip(recs, texts, strict=True):
                     row = rec.to_json() | {"answer": text, "prompt_kind": kind}
@@ -134,10 +141,10 @@ def generate_answers(
     finally:
         appender.close()
     seconds = time.perf_counter() - started
-    sampling = lm.generation_config(cfg.temperature, cfg.max_new_tokens).to_diff_dict()
     return {
         "step": "generate" if kind == "answer" else kind,
-        "generation_config": sampling,
+        "backend": generator.backend,
+        "generation_config": generator.settings(),
         "records": len(records),
         "skipped_existing": len(records) - len(todo),
         "generated": generated,

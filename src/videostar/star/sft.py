@@ -91,7 +91,7 @@ def decode_batch(batch: list[Any], video: VideoConfig, skipped: list[dict[str, s
     for ex in batch:
         try:
             frames.append(read_frames(ex.video, video.num_frames, ex.start, ex.end,
-                                      video.fps, video.max_frames, video.max_pixels))
+                                      video.fps, video.max_frames, video.max_pixels, video.backend))
             kept.append(ex)
         except VideoError as exc:
             skipped.append({"id": ex.id, "video": ex.video, "reason": exc.cause})
@@ -138,6 +138,16 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def schedule(optim: torch.optim.Optimizer, warmup_ratio: float, total_steps: int) -> Any:
+    """The one learning-rate schedule of every trainer here (SFT on either engine, the reward
+    model): :func:`warmup_cosine` over ``total_steps`` optimizer steps, the first
+    ``warmup_ratio`` of them warming up."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    warmup = int(warmup_ratio * total_steps)
+    return LambdaLR(optim, lambda s: warmup_cosine(s, warmup, total_steps))
 
 
 def answer_loss_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
@@ -200,8 +210,6 @@ def train(
     compute the single-process step (up to float rounding). With ``checkpoints`` it resumes
     from the newest one and writes one every ``checkpoints.every`` steps.
     """
-    from torch.optim.lr_scheduler import LambdaLR
-
     rank, world = dist.rank(), dist.world_size()
     torch.manual_seed(cfg.seed + rank)  # per rank: dropout masks differ across ranks
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -215,8 +223,7 @@ def train(
     autocast = None if cfg.deepspeed else fp32_master(lm)  # DeepSpeed keeps its own fp32 master
     params = [p for p in lm.model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup_ratio * total_steps)
-    sched = LambdaLR(optim, lambda s: warmup_cosine(s, warmup, total_steps))
+    sched = schedule(optim, cfg.warmup_ratio, total_steps)
     engine = _deepspeed_engine(lm, cfg, optim, sched) if cfg.deepspeed else None
     if engine is None:
         dist.broadcast_parameters(params)

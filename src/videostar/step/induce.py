@@ -82,10 +82,11 @@ def induce_graphs(lm: LoadedModel, videos: str | Path, out_dir: str | Path, gen_
     graphs, errors = [], []
     for name, path in tqdm(sorted(index_videos(videos).items()), desc="induce", disable=not progress):
         try:
-            duration = probe(path).duration
+            duration = probe(path, video_cfg.backend).duration
             bounds = [(k * clip_seconds, min((k + 1) * clip_seconds, duration))
                       for k in range(max(1, round(duration / clip_seconds)))]
-            frames = [read_frames(path, video_cfg.num_frames, s, e) for s, e in bounds]
+            frames = [read_frames(path, video_cfg.num_frames, s, e, backend=video_cfg.backend)
+                      for s, e in bounds]
         except VideoError as exc:
             errors.append(f"{name}: {exc.cause}")
             continue
