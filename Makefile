@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# g++ compiles DeepSpeed's CPU ops on first use; ffmpeg libraries come inside the av/decord wheels.
+# g++ compiles DeepSpeed's CPU ops on first use. The av and decord wheels bring their own FFmpeg;
+# torchcodec loads the system's shared libraries (libavcodec & co., any FFmpeg 4 to 9): Debian's ffmpeg.
 # Chromium and its driver: the test that opens the MLflow UI (scripts/check_mlflow_ui.py).
 system-deps:
 	@command -v g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++)
+	@command -v ffmpeg >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg)
 	@command -v chromedriver >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 LINT := src components pipelines configs tests bench scripts setup.py
