@@ -10,6 +10,8 @@ ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.2.1-devel-ubuntu24.04
 # duplicate about 3 GB of libraries.
 ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.2.1-base-ubuntu24.04
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
+# FFmpeg's shared libraries for torchcodec (Ubuntu 24.04: FFmpeg 6.1); av and decord bring their own.
+ARG FFMPEG_LIBS="libavcodec60 libavformat60 libavutil58 libavdevice60 libavfilter9 libswscale7 libswresample4"
 
 FROM ${UV_IMAGE} AS uv
 
@@ -17,6 +19,7 @@ FROM ${UV_IMAGE} AS uv
 FROM ${CUDA_DEVEL_IMAGE} AS builder
 ARG PYTHON_VERSION=3.11.14
 ARG TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0;10.0;12.0"
+ARG FFMPEG_LIBS
 ENV DEBIAN_FRONTEND=noninteractive \
     UV_PYTHON_INSTALL_DIR=/opt/python \
     UV_PYTHON_PREFERENCE=only-managed \
@@ -25,7 +28,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 RUN apt-get update \
- && apt-get install -y --no-install-recommends g++ \
+ && apt-get install -y --no-install-recommends g++ ${FFMPEG_LIBS} \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=uv /uv /usr/local/bin/uv
 # Ubuntu 24.04 ships Python 3.12; the project needs 3.11: a relocatable python-build-standalone build.
@@ -34,7 +37,7 @@ RUN uv python install ${PYTHON_VERSION} \
  && pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 ninja==1.13.0
 # The heavy, rarely changing layers first: torch (pinned as in pyproject.toml), then DeepSpeed with
 # FusedAdam and CPUAdam compiled here, so no nvcc is needed at run time.
-RUN pip install --no-cache-dir torch==2.15.0 torchvision==0.29.2
+RUN pip install --no-cache-dir torch==2.15.0 torchvision==0.29.2 torchcodec==0.17.0
 RUN DS_ACCELERATOR=cuda DS_BUILD_FUSED_ADAM=1 DS_BUILD_CPU_ADAM=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" \
     pip install --no-cache-dir --no-build-isolation deepspeed==0.19.8
 # The project as users get it: the wheel built from the same files as a release (setup.py maps
@@ -53,15 +56,17 @@ RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels 
  && python -m videostar.install_check \
  && videostar --help >/dev/null \
  && python -c "import torch, deepspeed, decord, kfp, bitsandbytes; print('torch', torch.__version__)" \
+ && python -c "from videostar.video import resolve_backend; assert resolve_backend('auto') == 'torchcodec'" \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM ${CUDA_RUNTIME_IMAGE}
+ARG FFMPEG_LIBS
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 LABEL org.opencontainers.image.title="videostar-gpu" \
-      org.opencontainers.image.description="videostar GPU step image: generation, rationalization, SFT (torch 2.15.0+cu132, DeepSpeed 0.19.8, decord 0.6.0)" \
+      org.opencontainers.image.description="videostar GPU step image: generation, rationalization, SFT (torch 2.15.0+cu132, DeepSpeed 0.19.8, decord 0.6.0, torchcodec 0.17.0)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
@@ -72,7 +77,7 @@ LABEL org.opencontainers.image.title="videostar-gpu" \
       org.opencontainers.image.base.name="nvidia/cuda:13.2.1-base-ubuntu24.04"
 # KFP's launcher stages artifacts under /gcs, /minio, /s3 (and /oci for models): writable by 10001.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
+ && apt-get install -y --no-install-recommends ca-certificates libgomp1 ${FFMPEG_LIBS} \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 videostar \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/videostar --shell /usr/sbin/nologin videostar \
@@ -94,6 +99,7 @@ ENV VIRTUAL_ENV=/opt/venv \
 USER 10001:10001
 WORKDIR /home/videostar
 # The same check in the final image, as its user: the runtime base and the copied venv suffice.
-RUN python -m videostar.install_check && videostar --help >/dev/null
+RUN python -m videostar.install_check && videostar --help >/dev/null \
+ && python -c "from videostar.video import resolve_backend; assert resolve_backend('auto') == 'torchcodec'"
 ENTRYPOINT []
 CMD ["videostar", "--help"]
