@@ -21,7 +21,14 @@ excluded, LM head included), L layers, d hidden size, S sequence length; the fro
 adds ``2 N_vision`` per vision-tower token (forward only). Each phase runs ``--warmup`` untimed
 steps, then ``--steps`` timed ones; peak memory is ``torch.cuda.max_memory_allocated`` per phase.
 
+With ``--vllm`` (in the images/vllm.Dockerfile image) the same prompts
+and frames are then answered by vLLM through :mod:`videostar.generation`'s request builder (the
+random model saved once to a temporary folder, prefix and multimodal caches off so the repeated
+rounds are not served from cache), and HF ``generate`` and vLLM are compared in answers per
+second, each answer exactly ``--new-tokens`` long.
+
     python bench/bench_gpu.py                 # Qwen2.5-VL-7B on cuda:0 (about 3-5 min on an H100)
+    python bench/bench_gpu.py --vllm          # ... then HF vs vLLM answers/s on the same prompts
     python bench/bench_gpu.py --arch llava_next_video
     python bench/bench_gpu.py --tiny          # the tiny config on CPU: the end-to-end check
 """
@@ -29,9 +36,12 @@ steps, then ``--steps`` timed ones; peak memory is ``torch.cuda.max_memory_alloc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +51,7 @@ from videostar.config import LoraConfig
 from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora
 from videostar.tiny_arch import BUILDERS
+from videostar.video import Frames
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -133,13 +144,18 @@ def peak_gib(device: str) -> float | None:
 
 
 def videos(batch: int, frames: int, side: int, seed: int = 0) -> list[np.ndarray]:
+    """Random clips with timing: every 4th frame of a 30 fps clip, as ``read_frames`` gives them."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8) for _ in range(batch)]
+    return [Frames(rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8), 30.0,
+                   list(range(0, 4 * frames, 4)), 4 * frames) for _ in range(batch)]
+
+
+def gen_prompts(batch: int) -> list[str]:
+    return [f"Question {i}: what happens in this video, step by step?" for i in range(batch)]
 
 
 def bench_generate(lm: LoadedModel, args: argparse.Namespace, side: int) -> dict[str, Any]:
-    prompts = [f"Question {i}: what happens in this video, step by step?" for i in range(args.batch)]
-    frames = videos(args.batch, args.frames, side)
+    prompts, frames = gen_prompts(args.batch), videos(args.batch, args.frames, side)
     reset_peak(args.device)
     for _ in range(args.warmup + 1):  # the last round is timed
         sync(args.device)
@@ -153,8 +169,37 @@ def bench_generate(lm: LoadedModel, args: argparse.Namespace, side: int) -> dict
         seconds = time.perf_counter() - started
     new = (out.shape[1] - inputs["input_ids"].shape[1]) * args.batch
     return {"phase": f"generate (batch {args.batch}, {args.frames} frames, {args.new_tokens} new)",
-            "tokens_per_s": new / seconds, "mfu": None, "peak_gib": peak_gib(args.device),
-            "seconds": seconds, "prompt_tokens": int(inputs["input_ids"].shape[1])}
+            "tokens_per_s": new / seconds, "answers_per_s": args.batch / seconds, "mfu": None,
+            "peak_gib": peak_gib(args.device), "seconds": seconds,
+            "prompt_tokens": int(inputs["input_ids"].shape[1])}
+
+
+def bench_vllm(model_dir: Path, args: argparse.Namespace, side: int) -> dict[str, Any]:
+    """The same prompts and frames through vLLM: the library's requests (chat prompt, frames
+    with their timing), greedy, exactly ``--new-tokens`` each (``min_tokens`` + ``ignore_eos``,
+    as ``min_new_tokens`` does for HF); request building is timed, as HF's processor is."""
+    from vllm import SamplingParams
+
+    from videostar.config import GenerateConfig
+    from videostar.generation import VllmGenerator, parse_outputs, sampling_settings
+
+    cfg = GenerateConfig(temperature=0.0, max_new_tokens=args.new_tokens)
+    generator = VllmGenerator(str(model_dir), cfg, engine_args={
+        "enable_prefix_caching": False, "mm_processor_cache_gb": 0,
+        "gpu_memory_utilization": args.vllm_memory})
+    prompts, frames = gen_prompts(args.batch), videos(args.batch, args.frames, side)
+    params = [SamplingParams(**sampling_settings(cfg, i), min_tokens=args.new_tokens, ignore_eos=True)
+              for i in range(args.batch)]
+    llm = generator.engine()
+    for _ in range(args.warmup + 1):  # the last round is timed
+        started = time.perf_counter()
+        outputs = llm.generate(generator.requests(prompts, frames), params, use_tqdm=False)
+        seconds = time.perf_counter() - started
+    answers = parse_outputs(outputs, args.batch)
+    new = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"phase": f"generate vLLM (batch {args.batch}, {args.frames} frames, {args.new_tokens} new)",
+            "tokens_per_s": new / seconds, "answers_per_s": len(answers) / seconds, "mfu": None,
+            "peak_gib": None, "seconds": seconds}
 
 
 def bench_train(lm: LoadedModel, args: argparse.Namespace, side: int, lora: bool,
@@ -214,7 +259,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: by name)")
     parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--vllm", action="store_true",
+                        help="then answer the same prompts with vLLM and compare answers/s (GPU + vLLM)")
+    parser.add_argument("--vllm-memory", type=float, default=0.85,
+                        help="vLLM's gpu_memory_utilization (the torch model is freed first)")
     args = parser.parse_args()
+    if args.vllm and (args.tiny or importlib.util.find_spec("vllm") is None):
+        parser.error("--vllm needs vLLM on a CUDA GPU (the images/vllm.Dockerfile image) and the "
+                     "real-size model")
     if args.tiny:
         args.device = args.device or "cpu"
         args.new_tokens, args.warmup, args.steps = min(args.new_tokens, 8), 1, 2
@@ -233,6 +285,10 @@ def main() -> None:
           f"random weights, on {name}; built in {time.perf_counter() - started:.0f} s", flush=True)
     counts = matmul_params(lm.model)
     patch = lm.model.config.vision_config.patch_size
+    saved = tempfile.TemporaryDirectory(prefix="bench-gpu-") if args.vllm else None
+    if saved:  # vLLM loads the very same random weights from disk
+        lm.model.save_pretrained(saved.name)
+        lm.processor.save_pretrained(saved.name)
     rows = [bench_generate(lm, args, side)]
     lora = add_lora(lm, LoraConfig(r=64, alpha=16, dropout=0.0))
     rows.append(bench_train(lora, args, side, True, counts, patch))
@@ -241,7 +297,15 @@ def main() -> None:
     lm.model.requires_grad_(True)  # LoRA froze every base weight
     freeze_for_full_finetune(lm.model)
     rows.append(bench_train(lm, args, side, False, counts, patch))
+    if saved:
+        del lm
+        torch.cuda.empty_cache()
+        rows.append(bench_vllm(Path(saved.name), args, side))
+        saved.cleanup()
     print(table(rows))
+    if saved:
+        hf, vllm = rows[0]["answers_per_s"], rows[-1]["answers_per_s"]
+        print(f"answers/s on the same prompts: HF generate {hf:.2f}, vLLM {vllm:.2f} ({vllm / hf:.1f}x)")
     print(f"total {time.perf_counter() - started:.0f} s; peak bf16 {args.peak_tflops or 'unknown'} TFLOPS")
     if args.out:
         with open(args.out, "w") as fh:

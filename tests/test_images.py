@@ -30,7 +30,7 @@ from conftest import REPO as ROOT
 from conftest import install_wheel
 
 IMAGES = ROOT / "images"
-NAMES = ("gpu", "cpu")
+NAMES = ("gpu", "cpu", "vllm")
 SMOKE = (("python", "-m", "videostar.install_check"), ("videostar", "--help"))
 """The commands each builder runs on the installed wheel; the replay runs them too."""
 

@@ -32,6 +32,13 @@ VIDEO_KWARGS = {"do_sample_frames": False}
 """Frames arrive already sampled (VideoConfig.num_frames); a processor must not resample them."""
 
 
+def video_chat_prompt(processor: Any, text: str) -> str:
+    """A user turn with one video and ``text``, ending where the assistant's answer starts (the
+    prompt of every generation backend)."""
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 @dataclass
 class LoadedModel:
     """A model with its processor, and the helpers that turn text + frames into model inputs."""
@@ -129,11 +136,7 @@ class LoadedModel:
         return {**VIDEO_KWARGS, **processor_kwargs(self.model)}
 
     def chat_prompt(self, text: str) -> str:
-        """A user turn with one video and ``text``, ending where the assistant's answer starts."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
-        return self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
+        return video_chat_prompt(self.processor, text)
 
     def encode_prompts(self, prompts: list[str], videos: list[np.ndarray]) -> dict[str, Any]:
         """A left-padded batch for generation, so every answer starts at the same position."""

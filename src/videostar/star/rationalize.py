@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_jsonl
@@ -18,6 +18,9 @@ from videostar.model import LoadedModel
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.generate import generate_answers
 from videostar.star.verify import verify_rows
+
+if TYPE_CHECKING:
+    from videostar.generation import Generator
 
 ECHO_SIMILARITY = 90.0
 """rapidfuzz ``partial_ratio`` from which an answer is taken to repeat a fixed part of the hint."""
@@ -50,7 +53,7 @@ def hint_echo(answer: str, template: str, label: str) -> str | None:
 
 
 def rationalize(
-    lm: LoadedModel,
+    lm: LoadedModel | Generator,
     records: list[Record],
     out_dir: str | Path,
     cfg: RunConfig,

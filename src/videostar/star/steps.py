@@ -56,7 +56,7 @@ def generate(
 ) -> dict[str, Any]:
     """Answer the questions of one shard into ``answers.jsonl``; a rerun into the same folder
     resumes the same work only (:func:`videostar.resume.claim`)."""
-    from videostar.model import load_model
+    from videostar.generation import load_generator
     from videostar.prompts import answer_prompt
     from videostar.star.generate import generate_answers
 
@@ -65,7 +65,7 @@ def generate(
     records = shard(read_records(records_path, errors), index, count)
     claim(out_dir, generation_stamp("generate", model, adapter_base, [records_path], cfg, index, count),
           (layout.ANSWERS,), fresh)
-    metrics = generate_answers(load_model(model, adapter_base=adapter_base), records,
+    metrics = generate_answers(load_generator(model, cfg.generate, adapter_base), records,
                                out_dir / layout.ANSWERS, cfg.generate, cfg.video,
                                answer_prompt(cfg.generate.instruction), progress=progress)
     metrics |= {"input_errors": errors, "shard": index, "num_shards": count}
@@ -99,7 +99,7 @@ def rationalize(
     fresh: bool = False,
 ) -> dict[str, Any]:
     """Rationalize one shard of the rejected records; the verified rationales are kept."""
-    from videostar.model import load_model
+    from videostar.generation import load_generator
     from videostar.star.rationalize import rationalize as run
 
     out_dir = Path(out_dir)
@@ -108,7 +108,7 @@ def rationalize(
     stamp = generation_stamp("rationalize", model, adapter_base, [rejected_path], cfg, index, count,
                              hint=cfg.rationalize.hint, verify=dataclasses.asdict(cfg.verify))
     claim(out_dir, stamp, (layout.RATIONALES, layout.VERIFIED, layout.REJECTED), fresh)
-    metrics = run(load_model(model, adapter_base=adapter_base), records, out_dir, cfg, progress)
+    metrics = run(load_generator(model, cfg.generate, adapter_base), records, out_dir, cfg, progress)
     metrics |= {"input_errors": errors, "shard": index, "num_shards": count}
     write_json(out_dir / layout.METRICS, metrics)
     return metrics
