@@ -1,9 +1,12 @@
-"""Open the MLflow UI the way a user does and check that a run's cycles and example tables show.
+"""Open the MLflow UI the way a user does and check that a run's cycles, example tables and
+cycle models show.
 
 Headless Chromium (Debian's ``chromium`` + ``chromium-driver``, installed by ``make system-deps``)
 opens the link ``videostar run`` printed, waits until every cycle run is listed, then clicks each
-cycle, its *Artifacts* tab and ``examples.json``; screenshots of the runs page and of the last
-table go to ``--screenshots`` (``failed.png`` shows where a check stopped).
+cycle, its *Artifacts* tab and ``examples.json``; then it opens the experiment's *Models* tab and
+waits until it lists every cycle's LoggedModel with a column of its ``--metric``. Screenshots of
+the runs page, the last table and the Models tab go to ``--screenshots`` (``failed.png`` shows
+where a check stopped).
 
     python scripts/check_mlflow_ui.py --url 'http://127.0.0.1:5000/#/experiments/1/runs?...' \\
         --cycles 3 --screenshots work/ui
@@ -15,6 +18,7 @@ Exit 0 when everything is visible, 1 with one line saying what is missing.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,13 +69,23 @@ class Browser:
         self.driver.find_elements(By.XPATH, xpath)[0].click()
 
 
-def check(url: str, cycles: int, screenshots: Path, timeout: float = 90.0) -> list[Path]:
+def models_url(url: str) -> str:
+    """The experiment's Models tab (its LoggedModels), from the link to its runs."""
+    found = re.match(r"(.*#/experiments/[^/?]+)/runs", url)
+    if not found:
+        raise AssertionError(f"{url}: not a link to an experiment's runs")
+    return f"{found.group(1)}/models?workflowType=machine_learning"
+
+
+def check(url: str, cycles: int, screenshots: Path, timeout: float = 90.0,
+          metric: str = "total_yield") -> list[Path]:
     """The page of ``url`` lists ``cycle-0`` .. ``cycle-<n-1>``; clicking a cycle, then
     *Artifacts*, then ``examples.json`` shows its table of accepted and rejected answers with the
-    verifier's reasons. Returns the screenshots (the runs page, the last cycle's table)."""
+    verifier's reasons; the Models tab lists the cycles' models and their ``metric``. Returns the
+    screenshots (the runs page, the last cycle's table, the Models tab)."""
     screenshots.mkdir(parents=True, exist_ok=True)
     names = [f"cycle-{k}" for k in range(cycles)]
-    shots = [screenshots / "runs.png", screenshots / "examples.png"]
+    shots = [screenshots / "runs.png", screenshots / "examples.png", screenshots / "models.png"]
     ui = Browser(screenshots, timeout)
     try:
         for i, name in enumerate(names):
@@ -83,6 +97,10 @@ def check(url: str, cycles: int, screenshots: Path, timeout: float = 90.0) -> li
                 ui.click(target)
             ui.wait_for_text(["outcome", "reasons", "accepted", "rejected"], f"{name}'s examples table")
         ui.driver.save_screenshot(str(shots[1]))
+        ui.driver.set_window_size(2400, 800)  # the metric columns sit right of the model attributes
+        ui.driver.get(models_url(url))
+        ui.wait_for_text([*names, metric], "the Models tab")
+        ui.driver.save_screenshot(str(shots[2]))
     finally:
         ui.driver.quit()
     return shots
@@ -93,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the MLflow link `videostar run` printed")
     parser.add_argument("--cycles", type=int, required=True, help="cycle runs the page must list")
     parser.add_argument("--screenshots", default="work/mlflow-ui", help="folder for the PNGs")
+    parser.add_argument("--metric", default="total_yield", help="a metric the Models tab must show")
     args = parser.parse_args(argv)
     try:
-        shots = check(args.url, args.cycles, Path(args.screenshots))
+        shots = check(args.url, args.cycles, Path(args.screenshots), metric=args.metric)
     except (AssertionError, WebDriverException) as exc:
         print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1
-    print("MLflow UI shows the cycles and their example tables: " + ", ".join(map(str, shots)))
+    print("MLflow UI shows the cycles, their example tables and models: " + ", ".join(map(str, shots)))
     return 0
 
 

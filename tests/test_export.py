@@ -209,7 +209,8 @@ def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path,
 
 def test_mlflow_ui_opens_on_the_cycles_and_their_examples(tracked_run: dict, tmp_path: Path):
     """The experiment is a model-training one, the run printed a link to its cycles, and headless
-    Chromium finds both cycle runs there and each cycle's table of accepted and rejected answers."""
+    Chromium finds both cycle runs there, each cycle's table of accepted and rejected answers, and
+    both cycles' LoggedModels with their metrics in the experiment's Models tab."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracked_run["uri"])
@@ -231,3 +232,4 @@ def test_mlflow_ui_opens_on_the_cycles_and_their_examples(tracked_run: dict, tmp
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (shots / "runs.png").stat().st_size > 10_000 and (shots / "examples.png").exists()
+    assert (shots / "models.png").stat().st_size > 10_000  # the Models tab with both cycle models
