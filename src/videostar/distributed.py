@@ -17,6 +17,8 @@ DeepSpeed (``sft.deepspeed``), which shards and reduces itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -127,3 +129,18 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     torch.distributed.all_gather_object(out, obj)
     return out
+
+
+@contextmanager
+def full_weights(module: torch.nn.Module, modify: bool = False) -> Iterator[None]:
+    """Inside, every parameter of ``module`` is whole on every rank: DeepSpeed ZeRO-3 keeps only
+    each rank's shard (a save outside this would write empty tensors). With ``modify``, what
+    rank 0 writes into them is what every rank keeps. Without ZeRO-3 it does nothing."""
+    partitioned = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0 if modify else None):
+        yield

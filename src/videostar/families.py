@@ -30,6 +30,13 @@ class Family:
     """The token the chat template writes for a video (the processor expands it per frame)."""
     frozen: tuple[str, ...]
     """Modules kept frozen in a full fine-tune: the vision tower(s), as the family's own recipe."""
+    projector: tuple[str, ...]
+    """The vision-to-language projector: trained in a full fine-tune, even where it lives inside
+    a frozen tower (Qwen's ``visual.merger``), and what ``lora.train_projector`` trains. Every
+    family's own instruction-tuning recipe trains it with the language model and keeps the
+    vision encoder frozen: Video-LLaVA's and LLaVA-NeXT-Video's second stage, the Qwen2/2.5-VL
+    fine-tuning scripts (``tune_mm_mlp`` on, ``tune_mm_vision`` off), InternVL's, SmolVLM2's and
+    VideoLLaMA3's SFT stages."""
     language_model: str = "model.language_model"
     """Where the language model lives; LoRA goes only inside it."""
     lora_targets: tuple[str, ...] = DECODER_LINEAR
@@ -41,22 +48,27 @@ class Family:
 QWEN_VIDEO = {"cap_pixels_per_frame": True}
 """Qwen video processors: cap each frame's pixels as the reference qwen-vl-utils does."""
 
+LLAVA_PROJECTOR = ("model.multi_modal_projector",)
+
 FAMILIES: dict[str, Family] = {
     "qwen2_vl": Family("Qwen/Qwen2-VL-7B-Instruct", "<|video_pad|>", ("model.visual",),
-                       processor_kwargs=QWEN_VIDEO),
+                       ("model.visual.merger",), processor_kwargs=QWEN_VIDEO),
     "qwen2_5_vl": Family("Qwen/Qwen2.5-VL-7B-Instruct", "<|video_pad|>", ("model.visual",),
-                         processor_kwargs=QWEN_VIDEO),
+                         ("model.visual.merger",), processor_kwargs=QWEN_VIDEO),
     "qwen3_vl": Family("Qwen/Qwen3-VL-8B-Instruct", "<|video_pad|>", ("model.visual",),
+                       ("model.visual.merger", "model.visual.deepstack_merger_list"),
                        processor_kwargs=QWEN_VIDEO),
-    "llava_next_video": Family("llava-hf/LLaVA-NeXT-Video-7B-hf", "<video>", ("model.vision_tower",)),
+    "llava_next_video": Family("llava-hf/LLaVA-NeXT-Video-7B-hf", "<video>", ("model.vision_tower",),
+                               LLAVA_PROJECTOR),
     "video_llava": Family("LanguageBind/Video-LLaVA-7B-hf", "<video>",
-                          ("model.video_tower", "model.image_tower")),
+                          ("model.video_tower", "model.image_tower"), LLAVA_PROJECTOR),
     "llava_onevision": Family("llava-hf/llava-onevision-qwen2-7b-ov-hf", "<video>",
-                              ("model.vision_tower",)),
-    "internvl": Family("OpenGVLab/InternVL3-1B-hf", "<video>", ("model.vision_tower",)),
+                              ("model.vision_tower",), LLAVA_PROJECTOR),
+    "internvl": Family("OpenGVLab/InternVL3-1B-hf", "<video>", ("model.vision_tower",), LLAVA_PROJECTOR),
     "smolvlm": Family("HuggingFaceTB/SmolVLM2-2.2B-Instruct", "<video>", ("model.vision_model",),
-                      language_model="model.text_model"),
-    "video_llama_3": Family("lkhl/VideoLLaMA3-2B-Image-HF", "<|video_pad|>", ("model.vision_model",)),
+                      ("model.connector",), language_model="model.text_model"),
+    "video_llama_3": Family("lkhl/VideoLLaMA3-2B-Image-HF", "<|video_pad|>", ("model.vision_model",),
+                            ("model.projector",)),
 }
 
 
@@ -92,8 +104,27 @@ def lora_target_modules(model: Any, leaf_names: list[str] | None = None) -> list
             and (names is None or name.rsplit(".", 1)[-1] in names)]
 
 
+PROJECTOR_PARTS = ("merger", "multi_modal_projector", "mm_projector", "connector", "projector")
+"""Projector module names, for a family not in the table."""
+
+
+def projector_modules(model: Any) -> list[str]:
+    """Full names of the vision-to-language projector's modules: the family's (a list of them
+    by its items: PEFT wraps modules it calls, not containers), else by name."""
+    fam = family_of(model)
+    if fam is not None:
+        names = []
+        for path in fam.projector:
+            module = model.get_submodule(path)
+            names += ([f"{path}.{i}" for i in range(len(module))]
+                      if isinstance(module, torch.nn.ModuleList) else [path])
+        return names
+    return [name for name, _ in model.named_modules() if name.split(".")[-1] in PROJECTOR_PARTS]
+
+
 def freeze_for_full_finetune(model: Any) -> list[str]:
-    """Freeze the family's vision modules before a full fine-tune; returns what was frozen."""
+    """Freeze the family's vision modules before a full fine-tune, its projector left trainable;
+    returns what was frozen."""
     fam = family_of(model)
     if fam is None:
         log.warning("%s: family not in videostar.families; a full fine-tune trains every weight",
@@ -101,4 +132,6 @@ def freeze_for_full_finetune(model: Any) -> list[str]:
         return []
     for path in fam.frozen:
         model.get_submodule(path).requires_grad_(False)
+    for path in fam.projector:
+        model.get_submodule(path).requires_grad_(True)
     return list(fam.frozen)

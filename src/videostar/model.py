@@ -22,7 +22,7 @@ import torch
 
 from videostar.config import LoraConfig
 from videostar.errors import VideostarError
-from videostar.families import lora_target_modules, processor_kwargs
+from videostar.families import lora_target_modules, processor_kwargs, projector_modules
 from videostar.layout import MODEL_CARD
 from videostar.video import frame_metadata
 
@@ -311,10 +311,6 @@ def plain_model(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-PROJECTOR_PARTS = ("merger", "multi_modal_projector", "mm_projector")
-"""Module-path components of the vision-to-language projector (Qwen2.5-VL's lies inside ``visual``)."""
-
-
 def lora_scope(model: torch.nn.Module, cfg: LoraConfig) -> tuple[list[str], list[str]]:
     """The one place LoRA's reach is decided -> ``(target module names, modules_to_save)``.
 
@@ -332,8 +328,7 @@ def lora_scope(model: torch.nn.Module, cfg: LoraConfig) -> tuple[list[str], list
         names = {n.rsplit(".", 1)[-1] for n in names}
         targets = [name for name, module in model.named_modules()
                    if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in names]
-    projector = [name for name, _ in model.named_modules()
-                 if cfg.train_projector and name.split(".")[-1] in PROJECTOR_PARTS]
+    projector = projector_modules(model) if cfg.train_projector else []
     return targets, projector
 
 

@@ -41,7 +41,7 @@ from videostar.model import (
     save_model,
 )
 from videostar.rlaif.ppo_math import logprobs_from_logits
-from videostar.star.sft import decode_batch
+from videostar.star.sft import decode_batch, schedule
 
 HEAD_FILE = "reward_head.safetensors"
 """The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""
@@ -264,8 +264,6 @@ def train_reward_model(
     :func:`bradley_terry_share`); rank 0 alone measures, saves and returns the metrics. An
     unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``).
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     if Path(out).exists():
         raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
     if not train_pairs:
@@ -283,7 +281,7 @@ def train_reward_model(
     random.Random(cfg.seed).shuffle(ordered)
     batches = [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
     steps = max(1, math.ceil(len(batches) * cfg.epochs))
-    sched = get_cosine_schedule_with_warmup(optim, max(1, int(cfg.warmup_ratio * steps)), steps)
+    sched = schedule(optim, cfg.warmup_ratio, steps)
     rm.train()
     losses: list[float] = []
     skipped: list[dict[str, str]] = []
