@@ -389,6 +389,7 @@ def train_ppo(
     held_prompts = [prompt(r) for r in heldout]
     checkpoints = out / "checkpoints"
     resume = _resume(trainer, checkpoints)
+    saved = trainer.step_count if resume is not None else None  # the step whose checkpoint is on disk
     if resume is not None:
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
@@ -407,9 +408,10 @@ def train_ppo(
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
         if cfg.save_every and trainer.step_count % cfg.save_every == 0:
-            _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
+            saved = _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
     bar.close()
-    _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
+    if saved != trainer.step_count:
+        _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     metrics = {
         "steps": trainer.step_count,
@@ -431,17 +433,17 @@ def train_ppo(
     return result
 
 
-def _save(trainer: PPOTrainer, folder: Path, step: int, keep: int) -> None:
-    """A checkpoint under ``step-N``, written beside, flushed to disk and renamed into place
-    (never half-written); then all but the newest ``keep`` are removed."""
-    final = folder / f"step-{step}"
-    if not (final / STATE_FILE).exists():
-        tmp = folder / f".step-{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        trainer.save_checkpoint(tmp)
-        fsync_tree(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        fsync_tree(folder, recurse=False)  # the rename itself, before older ones go
+def _save(trainer: PPOTrainer, folder: Path, step: int, keep: int) -> int:
+    """A checkpoint under ``step-N`` (replacing one a resume passed over as unreadable), written
+    beside, flushed to disk and renamed into place (never half-written); then all but the
+    newest ``keep`` are removed. Returns ``step``."""
+    final, tmp = folder / f"step-{step}", folder / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_checkpoint(tmp)
+    fsync_tree(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    fsync_tree(folder, recurse=False)  # the rename itself, before older ones go
     for old in _checkpoints(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+    return step
