@@ -252,7 +252,7 @@ def _person(entry: Any, file: str) -> tuple[tuple[float, float, float, float] | 
         return None, (w, h)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise BadFrame(file, f"bbox of shape {boxes.shape} is not rows of 4 numbers (xyxy)")
-    x1, y1, x2, y2 = _numbers(boxes[0], 4, "bbox", file)  # detector output: the first (best) box
+    x1, y1, x2, y2 = _numbers(boxes[0].tolist(), 4, "bbox", file)  # detector output: the first (best) box
     if not (0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h):
         raise BadFrame(file, f"bbox {[x1, y1, x2, y2]} is not xyxy inside the {w:g}x{h:g} frame")
     return (x1, y1, x2, y2), (w, h)
