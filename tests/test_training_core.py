@@ -3,7 +3,9 @@ defect that silently weakens the method on real checkpoints."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +307,117 @@ def test_hint_echoes_of_any_form_are_rejected_with_a_reason(answer):
     reason = hint_echo(answer, HINT, "yellow square")
     assert reason is not None and reason.startswith("echoes the hint")
     assert hint_echo("I see a yellow square moving to the left.", HINT, "yellow square") is None
+
+
+@pytest.mark.fast
+def test_each_epoch_has_its_own_seeded_order():
+    from videostar.star.sft import Example, epoch_batches
+
+    examples = [Example(str(i), "v.mp4", "q", "a" * (i + 1)) for i in range(12)]
+    cfg = SFTConfig(batch_size=3)
+
+    def ids(epoch: int, config: SFTConfig = cfg) -> list[str]:
+        return [e.id for batch in epoch_batches(examples, config, epoch) for e in batch]
+
+    assert sorted(ids(0)) == sorted(ids(1)) == sorted(e.id for e in examples)
+    assert ids(0) != ids(1) != ids(2)  # a new order each epoch...
+    assert ids(1) == ids(1)  # ...that a resumed run draws again
+    curriculum = SFTConfig(batch_size=3, curriculum=True)
+    assert ids(0, curriculum) == ids(1, curriculum) == [str(i) for i in range(12)]
+
+
+@pytest.mark.fast
+def test_a_resume_on_another_world_size_says_so(tmp_path: Path, monkeypatch, capsys):
+    from videostar.checkpoints import STAMP, Checkpoints
+
+    Checkpoints(tmp_path, {"base": "a"}, 1).claim()
+    (tmp_path / "step-1").mkdir()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # rank 0 of 2 (no process group: the claim is rank 0's)
+    Checkpoints(tmp_path, {"base": "a"}, 1).claim()
+    err = capsys.readouterr().err
+    assert f"checkpoint: {tmp_path} was written on 1 rank(s), resuming on 2" in err
+    assert json.loads((tmp_path / STAMP).read_text()) == {"base": "a", "world_size": 2}
+    Checkpoints(tmp_path, {"base": "a"}, 1).claim()  # the same world size: nothing said
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.fast
+def test_a_checkpoint_is_durable_before_the_older_one_goes(tmp_path: Path, monkeypatch):
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from videostar.checkpoints import Checkpoints
+
+    layer = torch.nn.Linear(2, 2)
+    optim = torch.optim.AdamW(layer.parameters())
+    sched = LambdaLR(optim, lambda s: 1.0)
+    layer(torch.ones(1, 2)).sum().backward()
+    optim.step()
+    ckpts = Checkpoints(tmp_path / "ckpt", {"base": "a"}, 1)
+    ckpts.claim()
+    params = dict(layer.named_parameters())
+    ckpts.save(1, params, optim, sched, {"losses": []})
+    synced: list[tuple[str, bool]] = []  # (what was flushed, whether step-1 was still there)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (tmp_path / "ckpt" / "step-1").exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    final = ckpts.save(2, params, optim, sched, {"losses": []})
+    assert all(still for _, still in synced), "step-1 was removed before step-2 was durable"
+    files = {str(p.relative_to(final)) for p in final.rglob("*")}
+    flushed = {Path(path).relative_to(tmp_path / "ckpt" / ".step-2.tmp").as_posix()
+               for path, _ in synced if ".step-2.tmp/" in path}
+    assert files and files <= flushed  # every file and folder of it
+    assert synced[-1][0] == str(tmp_path / "ckpt")  # and the rename, in the folder
+    assert not (tmp_path / "ckpt" / "step-1").exists()
+
+
+def _state_bytes(model: torch.nn.Module, optim: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor a training step holds: weights, gradients, optimizer state."""
+    tensors = [*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None),
+               *(v for s in optim.state.values() for v in s.values() if torch.is_tensor(v))]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_memory_plan_matches_what_a_training_step_holds(method: str):
+    from videostar import plan
+    from videostar.families import freeze_for_full_finetune
+    from videostar.star.sft import fp32_master
+
+    lm = build_random(0)
+    counts = plan.count(lm.model, method, r=8)
+    if method == "full":
+        freeze_for_full_finetune(lm.model)
+    else:
+        lm = add_lora(lm, LoraConfig(r=8, dropout=0.0))
+    fp32_master(lm)
+    params = [p for p in lm.model.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in params) == counts.trained  # the adapter (or unfrozen) count, exactly
+    optim = torch.optim.AdamW(params)
+    batch = lm.encode_training(["What is shown?"], ["a red circle"], [gradient_video(8, 56)])
+    lm.model(**batch, use_cache=False).loss.backward()
+    optim.step()
+    measured = _state_bytes(lm.model, optim)
+    predicted = sum(plan.model_states(counts, method, "sft", 0, 1, weight_bytes=4).values())
+    assert measured == pytest.approx(predicted, rel=0.05), (measured, predicted)
+
+
+@pytest.mark.fast
+def test_the_memory_plan_of_the_papers_recipe(capsys):
+    from videostar import plan
+    from videostar.cli import main
+
+    counts = plan.estimate(7e9, "full")
+    per_param = {zero: sum(plan.model_states(counts, "full", "sft", zero, 8).values()) / counts.total
+                 for zero in (0, 1, 2, 3)}
+    assert per_param == pytest.approx({0: 16, 1: 5.5, 2: 3.75, 3: 2})
+    assert plan.gpus_needed(counts, "full", "sft", 0, 80) is None  # 112 GB on every GPU, at any count
+    assert plan.gpus_needed(counts, "full", "sft", 2, 80) == 2  # 63 GB of the 64 GiB left
+    assert main(["plan", "--params", "7e9", "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "never" in out and "3.75" in out
+    assert main(["plan", "--params", "7e9", "--model", "x"]) == 1

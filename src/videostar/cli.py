@@ -339,6 +339,30 @@ def cmd_config_example(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, cfg: RunConfig) -> int:
+    """Model-state memory per GPU and GPUs needed, per method and ZeRO stage (videostar.plan)."""
+    from rich.table import Table
+
+    from videostar import plan
+
+    if (args.model is None) == (args.params is None):
+        raise VideostarError("plan: give --model (a folder with config.json) or --params, not both")
+    if args.model is not None:
+        model = plan.meta_model(args.model)
+        counts = {m: plan.count(model, m, args.lora_r) for m in plan.METHODS}
+    else:
+        counts = {m: plan.estimate(args.params, m, args.lora_r) for m in plan.METHODS}
+    rows = plan.plan_rows(counts, args.gpus, args.gpu_memory, args.reserve)
+    table = Table(title=f"model states, {counts['full'].total / 1e9:.2f} B parameters (activations "
+                        f"not included: {args.reserve:.0%} of each GPU is kept for them)")
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*map(str, row.values()))
+    console().print(table)
+    return 0
+
+
 def _kinetics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--csv", required=True, help="train.csv / validate.csv of Kinetics-700-2020")
     parser.add_argument("--videos", required=True, help="clip folder (flat or <split>/<label>/)")
@@ -587,6 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--name", help="dataset name (default: videostar_cycle<k>)")
     exp.add_argument("--mlflow-uri", help="for an MLflow run (default: tracking.mlflow_uri)")
     exp.set_defaults(func=cmd_export)
+
+    pl = sub.add_parser("plan", help="GPU memory of a run's model states: bytes per parameter and "
+                        "GPUs needed, per method (full/LoRA/QLoRA), stage (SFT/PPO) and ZeRO stage")
+    pl.add_argument("--model", help="a model folder: its config.json (no weights are read)")
+    pl.add_argument("--params", type=_positive, help="or a parameter count, e.g. 8.3e9")
+    pl.add_argument("--lora-r", type=_int_at_least(1), default=64, help="LoRA rank (default 64)")
+    pl.add_argument("--gpus", type=_int_at_least(1), default=8, help="GPUs of the GiB column (default 8)")
+    pl.add_argument("--gpu-memory", type=_positive, default=80.0, help="GiB per GPU (default 80)")
+    pl.add_argument("--reserve", type=_fraction, default=0.2,
+                    help="share of each GPU kept for activations (default 0.2)")
+    pl.set_defaults(func=cmd_plan)
 
     show = sub.add_parser("show", help="print rows of a JSONL output")
     show.add_argument("file")
