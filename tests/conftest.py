@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +138,22 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = Path(sys.executable).parent / "moto_server"
     yield from serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}",
                      tmp_path_factory.mktemp("moto") / "server.log", 30)
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Env pointing at moto with dummy credentials (subprocesses inherit it), a fresh bucket, and
+    a private cache root."""
+    from videostar import store
+
+    for var in (*store.ENDPOINT_VARS, "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    for key, value in {**S3_ENV, "VIDEOSTAR_S3_ENDPOINT": moto_endpoint,
+                       "VIDEOSTAR_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(key, value)
+    name = f"vs-{uuid.uuid4().hex[:12]}"
+    store.client().make_bucket(name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,6 @@ from conftest import free_port
 
 from videostar import store
 from videostar.errors import VideostarError
-
-
-@pytest.fixture
-def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """Env pointing at moto with dummy credentials, a fresh bucket, and a private cache root."""
-    for var in (*store.ENDPOINT_VARS, "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("VIDEOSTAR_S3_ENDPOINT", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("VIDEOSTAR_CACHE", str(tmp_path / "cache"))
-    name = f"vs-{uuid.uuid4().hex[:12]}"
-    store.client().make_bucket(name)
-    return name
 
 
 @pytest.fixture

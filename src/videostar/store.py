@@ -487,7 +487,8 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         """Where ``key`` lives: always below the root (no absolute key, no '..', no symlink out)."""
         dest = self.root.joinpath(*_check_key(str(self.root), key).split("/"))
-        if not dest.parent.resolve().is_relative_to(self.root) and dest.parent.exists():
+        existing = next(p for p in dest.parents if p.exists())
+        if not existing.resolve().is_relative_to(self.root):
             raise VideostarError(f"{self.root}: key {key!r} leads outside the store (a symlink)")
         return dest
 
@@ -499,8 +500,6 @@ class LocalStore(Store):
                 return self.uri(key)
             raise VideostarError(f"{self.uri(key)}: already exists with other content, refusing to overwrite")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.parent.resolve().is_relative_to(self.root):
-            raise VideostarError(f"{self.root}: key {key!r} leads outside the store (a symlink)")
         clean_save_debris(dest)
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
         if src.is_dir():
