@@ -60,10 +60,11 @@ def test_sampling_settings_are_ours_with_the_rows_seed():
     from videostar.generation import sampling_settings
 
     cfg = GenerateConfig(temperature=0.7, max_new_tokens=64)
-    first, second = sampling_settings(cfg, 11), sampling_settings(cfg, 12)
+    first, second = sampling_settings(cfg, 11, [5, 2]), sampling_settings(cfg, 12, [5, 2])
     assert first | {"seed": 12} == second
     assert first == {"n": 1, "temperature": 0.7, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
-                     "repetition_penalty": 1.0, "max_tokens": 64, "seed": 11, "skip_special_tokens": True}
+                     "repetition_penalty": 1.0, "max_tokens": 64, "seed": 11, "stop_token_ids": [5, 2],
+                     "skip_special_tokens": True}
 
 
 def _output(request_id: str, *texts: str) -> SimpleNamespace:
@@ -120,6 +121,7 @@ def test_vllm_prompts_match_the_hf_path(tiny_base: Path, tmp_path: Path):
     hf = lm._process([request["prompt"]], [frames])
     patch = lm.processor.video_processor.temporal_patch_size
     assert hf["second_per_grid_ts"][0] == pytest.approx(patch / request["mm_processor_kwargs"]["fps"])
+    assert generator.stop_token_ids == lm.eos_token_ids  # answers end where the HF path ends them
     settings = generator.engine_settings()
     assert settings["model"] == str(tiny_base) and settings["generation_config"] == "vllm"
     assert "enable_lora" not in settings

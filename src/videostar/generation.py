@@ -84,13 +84,13 @@ def video_request(prompt: str, frames: np.ndarray, processor_kwargs: dict[str, A
                                     "do_sample_frames": False}}
 
 
-def sampling_settings(cfg: GenerateConfig, seed: int) -> dict[str, Any]:
+def sampling_settings(cfg: GenerateConfig, seed: int, stop_token_ids: Sequence[int] = ()) -> dict[str, Any]:
     """vLLM ``SamplingParams`` fields of one request: ours in full (the engine is started with
-    ``generation_config="vllm"``, so nothing comes from the checkpoint, as on the HF path) and the
-    row's own seed."""
+    ``generation_config="vllm"``, so nothing comes from the checkpoint, as on the HF path), the
+    row's own seed, and the ids that end an answer (the HF path's ``eos_token_ids``)."""
     return {"n": 1, "temperature": cfg.temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
             "repetition_penalty": 1.0, "max_tokens": cfg.max_new_tokens, "seed": seed,
-            "skip_special_tokens": True}
+            "stop_token_ids": list(stop_token_ids), "skip_special_tokens": True}
 
 
 def parse_outputs(outputs: Sequence[Any], count: int) -> list[str]:
@@ -129,6 +129,7 @@ class VllmGenerator:
         self.processor = AutoProcessor.from_pretrained(path)
         family = FAMILIES.get(AutoConfig.from_pretrained(self.base).model_type)
         self.processor_kwargs = dict(family.processor_kwargs) if family else {}
+        self.stop_token_ids = _stop_token_ids(self.processor, self.base)
         self.engine_args = engine_args or {}
         self._llm: Any = None
 
@@ -164,13 +165,29 @@ class VllmGenerator:
     def generate(self, prompts: list[str], videos: list[np.ndarray], seeds: Sequence[int]) -> list[str]:
         from vllm import SamplingParams
 
-        params = [SamplingParams(**sampling_settings(self.cfg, int(s))) for s in seeds]
+        params = [SamplingParams(**sampling_settings(self.cfg, int(s), self.stop_token_ids)) for s in seeds]
         outputs = self.engine().generate(self.requests(prompts, videos), params,
                                          lora_request=self.lora_request(), use_tqdm=False)
         return parse_outputs(outputs, len(prompts))
 
     def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in sampling_settings(self.cfg, 0).items() if k != "seed"}
+        return {k: v for k, v in sampling_settings(self.cfg, 0, self.stop_token_ids).items() if k != "seed"}
+
+
+def _stop_token_ids(processor: Any, base: Any) -> list[int]:
+    """The ids that end an answer, as :attr:`LoadedModel.eos_token_ids` finds them (the chat
+    template's turn terminator, the checkpoint's EOS ids, the tokenizer's EOS), without loading
+    the weights: only the checkpoint's ``generation_config.json`` is read."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(base)
+    except OSError:  # no generation_config.json: the template and the tokenizer decide
+        config = GenerationConfig()
+    shell = LoadedModel(SimpleNamespace(generation_config=config), processor, str(base), str(base))
+    return shell.eos_token_ids
 
 
 def load_generator(source: str, cfg: GenerateConfig, adapter_base: str | None = None) -> Generator:
