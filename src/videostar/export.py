@@ -31,7 +31,7 @@ from urllib.request import url2pathname
 from videostar import layout
 from videostar.data.records import Record, read_rows, read_valid, write_json
 from videostar.errors import ConfigError, RecordError, VideostarError, first_line
-from videostar.outputs import clean_save_debris, publish_mode, replace_folder
+from videostar.outputs import clean_save_debris, locked, publish_mode, replace_folder
 
 FORMATS = ("hf", "llava", "sharegpt")
 PASSTHROUGH = ("rationale_steps",)
@@ -483,8 +483,8 @@ def export(data: CycleData, fmt: str, out: str | Path, video_root: str | None = 
     """Write ``data`` as ``fmt`` (one of ``FORMATS``) as the folder ``out``.
 
     The export is built in a temp folder beside ``out`` and swapped in whole once finished, so
-    a killed export leaves the earlier one as it was; the temp folders killed exports left are
-    removed first. Nothing is written outside ``out``.
+    a killed export leaves the earlier one as it was; exports to one folder take turns, and the
+    temp folders killed ones left are removed first. Nothing is written outside ``out``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -496,20 +496,22 @@ def export(data: CycleData, fmt: str, out: str | Path, video_root: str | None = 
         raise VideostarError(f"{data.source}: no verified rows to export ({len(data.errors)} left out); "
                              f"{out} not written")
     out.parent.mkdir(parents=True, exist_ok=True)
-    clean_save_debris(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=out.parent))
-    try:
-        if fmt == "sharegpt":
-            path = out / write_sharegpt(rows, tmp, name).name
-        elif fmt == "llava":
-            path = out / write_llava(rows, tmp, name).name
-        else:
-            write_hf(rows, tmp, dataset_card(data, rows, name, video_root or root))
-            path = out
-        write_json(tmp / MARKER, {"format": fmt, "name": name, "source": data.source, "cycle": data.cycle,
-                                  "rows": len(rows), "left_out": data.errors})
-        publish_mode(tmp)
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with locked(out):
+        _check_out(out)  # again: another export may have finished meanwhile
+        clean_save_debris(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=out.parent))
+        try:
+            if fmt == "sharegpt":
+                path = out / write_sharegpt(rows, tmp, name).name
+            elif fmt == "llava":
+                path = out / write_llava(rows, tmp, name).name
+            else:
+                write_hf(rows, tmp, dataset_card(data, rows, name, video_root or root))
+                path = out
+            write_json(tmp / MARKER, {"format": fmt, "name": name, "source": data.source,
+                                      "cycle": data.cycle, "rows": len(rows), "left_out": data.errors})
+            publish_mode(tmp)
+            replace_folder(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(path, len(rows), video_root if video_root is not None else root, data.errors)

@@ -8,9 +8,14 @@ get the umask's mode; :func:`publish_mode` gives both the same.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -84,3 +89,19 @@ def replace_folder(new: str | Path, target: str | Path) -> None:
         raise
     shutil.rmtree(old)
 
+
+
+@contextlib.contextmanager
+def locked(target: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``target`` (a file in ``$TMPDIR/videostar-locks``, named by its
+    path), so writers of one target on a machine take turns, and the one holding it may sweep
+    what killed ones left (:func:`clean_save_debris`) without removing a live writer's temp."""
+    locks = Path(tempfile.gettempdir()) / "videostar-locks"
+    locks.mkdir(exist_ok=True)
+    name = hashlib.sha256(str(Path(target).absolute()).encode()).hexdigest()[:32]
+    with open(locks / f"{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

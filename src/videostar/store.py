@@ -8,7 +8,6 @@ uploads never overwrite, so a published model or dataset is immutable.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from minio.datatypes import Object
 from minio.error import MinioException, S3Error
 
 from videostar.errors import VideostarError
-from videostar.outputs import clean_save_debris, publish_mode, replace_folder
+from videostar.outputs import clean_save_debris, locked, publish_mode, replace_folder
 
 ENDPOINT_VARS = ("VIDEOSTAR_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 MANIFEST = ".videostar-manifest.json"
@@ -154,7 +153,7 @@ def download_prefix(uri: str, cache_dir: str | Path | None = None) -> Path:
     record = {"uri": f"s3://{bucket}/{prefix}", "files": files,
               "etags": {rel: o.etag for rel, o in sorted(objects.items())}}
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target):
+    with locked(target):
         if _complete(target, record):
             return target
         clean_save_debris(target)
@@ -182,7 +181,7 @@ def download_object(uri: str) -> Path:
     settings = S3Settings.from_env()
     s3 = client(settings)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(dest), _errors(settings, uri):
+    with locked(dest), _errors(settings, uri):
         obj = s3.stat_object(bucket, key)
         clean_save_debris(dest)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
@@ -356,21 +355,6 @@ def _manifest_files(uri: str, manifest: dict | None) -> dict[str, dict]:
     for rel in files:
         _relative(uri, "", rel)
     return files
-
-
-@contextlib.contextmanager
-def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock for ``target`` (a file under the temp folder, named by its path),
-    so concurrent downloads on a machine take turns and one may clean up what a killed one left."""
-    locks = Path(tempfile.gettempdir()) / "videostar-locks"
-    locks.mkdir(exist_ok=True)
-    name = hashlib.sha256(str(target.absolute()).encode()).hexdigest()[:32]
-    with open(locks / f"{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _relative(uri: str, prefix: str, key: str) -> str:
