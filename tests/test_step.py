@@ -502,6 +502,31 @@ def test_cli_action_genome(action_genome, tmp_path, capsys):
     assert "spaceship" in capsys.readouterr().err
 
 
+def test_cli_split_option_and_config_key(action_genome, tmp_path, capsys):
+    """``--split`` (or ``step.split`` in the config) keeps one release split; the records
+    carry it, and a held-out evaluation never scores a training-split record."""
+    from videostar.eval.step_qa import held_out
+
+    common = ["--annotations", str(action_genome["annotations"]), "--videos", str(action_genome["videos"])]
+    out = tmp_path / "train"
+    assert main(["data", "action-genome", *common, "--split", "train", "--out", str(out)]) == 0
+    records = read_records(out / "records.jsonl")
+    assert records and {(Path(r.video).stem, r.meta["split"]) for r in records} == {("AB12C", "train")}
+    assert [Path(g.video).stem for g in read_graphs(out / "graphs.json")] == ["AB12C"]
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"step": {"split": "test", "min_steps": 1, "max_steps": 1}}))
+    data = ["--config", str(config), "data", "action-genome", *common, "--out"]
+    assert main([*data, str(tmp_path / "t")]) == 0
+    tested = read_records(tmp_path / "t" / "records.jsonl")
+    assert tested and {(Path(r.video).stem, r.meta["split"]) for r in tested} == {("TEST1", "test")}
+    kept, trained = held_out([*tested, *records])
+    assert kept == tested and trained == records
+    config.write_text(yaml.safe_dump({"step": {"split": "dev"}}))
+    capsys.readouterr()
+    assert main([*data, str(tmp_path / "x")]) == 2
+    assert "step.split" in capsys.readouterr().err
+
+
 def test_step_config_is_validated():
     with pytest.raises(ConfigError, match="step.max_steps: invalid value"):
         config_from_dict({"step": {"min_steps": 4, "max_steps": 3}})
@@ -515,8 +540,10 @@ def test_step_config_is_validated():
 def test_step_config_compiles(tmp_path):
     """configs/step-tiny.yaml compiles to the same cyclic pipeline, carrying its STEP settings."""
     cfg = load_config(Path(__file__).parents[1] / "configs" / "step-tiny.yaml")
+    cfg.step.split = "training"  # the split the pipeline's dataset was read with
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
+    assert config["step"]["split"] == "training"
     assert config["step"]["max_questions"] == 192 and config["verify"]["graph_path_steps"] == 1.0
     assert [s["name"] for s in config["evaluation"]["suites"]] == ["step"]  # held-out, by steps
     assert "step_relation_chain" in config["templates"]
