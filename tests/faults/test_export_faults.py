@@ -160,6 +160,7 @@ def test_names_that_are_paths_are_refused_with_exit_2(tmp_path: Path, capsys, na
     assert sorted(tmp_path.rglob("*")) == before and not Path("/tmp/abs.json").exists()
 
 
+@pytest.mark.fast
 def test_hf_name_is_quoted_in_the_card_and_types_are_kept(tmp_path: Path):
     """A name YAML would read as more keys stays one value of pretty_name; every column keeps its
     type when read back."""
@@ -210,6 +211,7 @@ def _started(out: Path) -> bool:
     return any(p.name.startswith(f".{out.name}.part-") for p in out.parent.iterdir())
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("fmt", ["hf", "llava"])
 def test_killed_export_leaves_the_earlier_one_whole(tmp_path: Path, fmt: str, capsys):
     """SIGKILL while the new export is being written over an earlier one: the earlier export is
