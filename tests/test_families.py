@@ -226,3 +226,23 @@ def test_unknown_family_falls_back_to_every_linear_layer_of_its_language_model(c
         "llava: family not in videostar.families; LoRA on every linear layer of its language model "
         "(model.language_model)"]
     assert freeze_for_full_finetune(model) == []
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_full_fine_tune_trains_the_projector_and_freezes_the_vision_encoder(arch: str):
+    """Every family's recipe (the table's ``projector``): Qwen's ``visual.merger`` trains even
+    though the rest of ``visual`` is frozen."""
+    from videostar.families import freeze_for_full_finetune, projector_modules
+    from videostar.tiny_arch import build_arch
+
+    model = build_arch(arch).model
+    frozen = freeze_for_full_finetune(model)
+    fam = FAMILIES[arch]
+    projector = projector_modules(model)
+    assert projector and all(p.startswith(fam.projector) for p in projector)
+    for path in projector:
+        assert all(p.requires_grad for p in model.get_submodule(path).parameters())
+    encoder = [n for n, p in model.named_parameters()
+               if n.startswith(tuple(frozen)) and not n.startswith(fam.projector)]
+    assert encoder and not any(p.requires_grad for n, p in model.named_parameters() if n in encoder)
+    assert any(p.requires_grad for n, p in model.named_parameters() if n.startswith(fam.language_model))

@@ -193,3 +193,23 @@ def test_pair_from_json_reads_optional_segment():
 
     with pytest.raises(VideostarError, match="rejected"):
         pair_from_json({"id": 1, "video": "v", "prompt": "q", "chosen": "a"})
+
+
+def test_the_first_reward_step_learns(synthetic_data: Path, tmp_path: Path):
+    """One optimizer step moves the fresh adapter off zero: the schedule is SFT's (the first step
+    has lr > 0; ``get_cosine_schedule_with_warmup`` gave it lr 0 at any warmup)."""
+    from safetensors.torch import load_file
+
+    from videostar.config import RewardConfig
+    from videostar.model import save_model
+    from videostar.tiny import build_random
+
+    save_model(build_random(0), tmp_path / "base", "pretrained", {})
+    pairs = colour_preferences(synthetic_data)[:4]
+    cfg = RewardConfig(lr=1e-3, epochs=1, batch_size=4, checkpoint_steps=0, lora=LORA)
+    metrics = train_reward_model(str(tmp_path / "base"), pairs, pairs[:1], tmp_path / "rm", cfg, VIDEO,
+                                 progress=False)
+    assert metrics["steps"] == 1
+    adapter = load_file(str(tmp_path / "rm" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]  # zero at init
+    assert lora_b and all(bool(v.abs().max() > 0) for v in lora_b)
