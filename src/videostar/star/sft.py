@@ -16,6 +16,7 @@ batch would all come back as a collator, a ``compute_loss`` and callbacks: no fe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -24,6 +25,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,13 +339,26 @@ def train(
     }
 
 
-def _zero_parts(engine: Any) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+@contextlib.contextmanager
+def _zero_parts(engine: Any) -> Iterator[tuple[list[torch.Tensor], torch.optim.Optimizer]]:
     """A DeepSpeed engine's fp32 master partitions on this rank (ZeRO-1/2 and ZeRO-3 name them
-    differently), and the torch optimizer stepping them."""
+    differently), and the torch optimizer stepping them, its groups holding them: ZeRO-3 empties
+    the groups between steps, which ``state_dict`` and ``load_state_dict`` need."""
     opt = engine.optimizer
-    masters = (getattr(opt, "single_partition_of_fp32_groups", None)
-               or getattr(opt, "fp32_partitioned_groups_flat", None) or [])
-    return list(masters), getattr(opt, "optimizer", opt)
+    inner = getattr(opt, "optimizer", opt)
+    flats = getattr(opt, "fp32_partitioned_groups_flat", None)
+    if flats is None:
+        yield list(getattr(opt, "single_partition_of_fp32_groups", None) or []), inner
+        return
+    emptied = [group["params"] for group in inner.param_groups]
+    for sub, flat in enumerate(flats):
+        inner.param_groups[opt.sub_group_to_group_id[sub]]["params"] = [
+            *inner.param_groups[opt.sub_group_to_group_id[sub]]["params"], flat]
+    try:
+        yield list(flats), inner
+    finally:
+        for group, params in zip(inner.param_groups, emptied, strict=True):
+            group["params"] = params
 
 
 def _save_checkpoint(checkpoints: Checkpoints, step: int, lm: LoadedModel, optim: torch.optim.Optimizer,
@@ -353,8 +368,8 @@ def _save_checkpoint(checkpoints: Checkpoints, step: int, lm: LoadedModel, optim
     if engine is None:
         checkpoints.save(step, trainable(lm.model), optim, sched, meta)
         return
-    masters, inner = _zero_parts(engine)
-    optim_tensors, optim_meta = state.pack_optimizer(inner.state_dict())
+    with _zero_parts(engine) as (masters, inner):
+        optim_tensors, optim_meta = state.pack_optimizer(inner.state_dict())
     shard = ({**{f"master.{i}": m for i, m in enumerate(masters)},
               **{f"optimizer.{k}": v for k, v in optim_tensors.items()}}, {"optimizer": optim_meta})
     with dist.full_weights(lm.model):
@@ -372,12 +387,12 @@ def _load_checkpoint(checkpoints: Checkpoints, path: Path, lm: LoadedModel, opti
         raise VideostarError(f"{path}: a DeepSpeed checkpoint of {meta['world_size']} rank(s) resumes "
                              f"on as many, not {dist.world_size()} (its optimizer is sharded)")
     tensors, shard_meta = load_shard(path)
-    masters, inner = _zero_parts(engine)
-    with torch.no_grad():
-        for i, master in enumerate(masters):
-            master.copy_(tensors[f"master.{i}"])
-    inner.load_state_dict(state.unpack_optimizer(state.prefixed(tensors, "optimizer"),
-                                                 shard_meta["optimizer"]))
+    with _zero_parts(engine) as (masters, inner):
+        with torch.no_grad():
+            for i, master in enumerate(masters):
+                master.copy_(tensors[f"master.{i}"])
+        inner.load_state_dict(state.unpack_optimizer(state.prefixed(tensors, "optimizer"),
+                                                     shard_meta["optimizer"]))
     return meta
 
 
