@@ -78,11 +78,11 @@ if "decide" in steps:
 _TIMING = ("seconds", "answers_per_s")
 
 
-def _steps(folder: Path, base: Path, hash_seed: str, steps: str) -> None:
+def _steps(folder: Path, base: Path, hash_seed: str, steps: str, threads: str = "2") -> None:
     config = folder / "run.yaml"
     # Sampled (per-row seeds), small batches, so a torn batch and the batch-mates matter.
     config.write_text("generate: {temperature: 0.7, max_new_tokens: 12, batch_size: 4}\n")
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": threads}
     done = subprocess.run([sys.executable, "-c", _STEPS, str(base), str(config), steps], cwd=folder,
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -110,13 +110,14 @@ def _contents(folder: Path) -> dict[str, bytes]:
 
 def test_steps_same_bytes_under_any_hash_seed_and_resume_after_kills(tmp_path: Path, tiny_base: Path):
     """data -> generate -> verify -> rationalize -> summarize/decide on the tiny model, sampled:
-    the same bytes under hash seeds 1 and 2; then generate and rationalize killed mid-batch (a
-    torn last line) and all rerun under hash seed 3: verify rewrites the same bytes, and
-    rationalize and generate resume into what the uninterrupted run wrote."""
+    the same bytes under hash seeds 1 and 2 (on 2 threads and on 1); then generate and
+    rationalize killed mid-batch (a torn last line) and all rerun under hash seed 3: verify
+    rewrites the same bytes, and rationalize and generate resume into what the uninterrupted
+    run wrote."""
     every = "data,generate,verify,rationalize,decide"
-    for run, hash_seed in (("a", "1"), ("b", "2")):
+    for run, hash_seed, threads in (("a", "1", "2"), ("b", "2", "1")):
         (tmp_path / run).mkdir()
-        _steps(tmp_path / run, tiny_base, hash_seed, every)
+        _steps(tmp_path / run, tiny_base, hash_seed, every, threads)
     a, b = _contents(tmp_path / "a"), _contents(tmp_path / "b")
     assert len(a) > 15 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
