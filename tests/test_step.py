@@ -263,6 +263,26 @@ def test_protocol_2_bytes_builders_do_only_that(action_genome, call, refused):
         build_action_genome_graphs(action_genome["annotations"], action_genome["videos"], [], [])
 
 
+def test_numpy_pickle_bounds_arrays_and_returns_plain_ones(tmp_path):
+    """Arrays come back as plain ndarrays wherever they sit; one past the element bound is
+    refused before numpy builds it, even when the file carries its data."""
+    from videostar.data.numpy_pickle import MAX_ARRAY_ELEMENTS, load_numpy_pickle
+
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [np.zeros(2), (np.ones(1), [np.arange(3)])]
+    data = {"a": np.zeros((2, 4), np.float32), "t": (np.ones(3),), "o": ragged, "n": np.int64(3)}
+    path = tmp_path / "ok.pkl"
+    for protocol in (2, 3, 5):
+        path.write_bytes(pickle.dumps(data, protocol=protocol))
+        got = load_numpy_pickle(path, "test pickles")
+        arrays = [got["a"], got["t"][0], got["o"], got["o"][0], got["o"][1][0], got["o"][1][1][0]]
+        assert all(type(a) is np.ndarray for a in arrays), protocol
+        assert got["a"].tolist() == data["a"].tolist() and got["n"] == 3
+    path.write_bytes(pickle.dumps(np.zeros(MAX_ARRAY_ELEMENTS + 1, np.uint8), protocol=5))
+    with pytest.raises(RecordError, match=f"refused to build an array of {MAX_ARRAY_ELEMENTS + 1} elements"):
+        load_numpy_pickle(path, "test pickles")
+
+
 # --------------------------------------------------------------------------- VidOR / VidVRD
 
 
