@@ -120,9 +120,11 @@ def test_every_backend_returns_every_frame_in_order(videos, name):
 @pytest.mark.parametrize("name", ["h264-bframes", "vfr-mp4", "vfr-bframes-mkv"])
 @pytest.mark.parametrize("kwargs", [{"num_frames": 5, "start": 1.0, "end": 3.0},
                                     {"fps": 3.0, "start": 0.5},
-                                    {"num_frames": 12}])
+                                    {"num_frames": 12},
+                                    {"num_frames": 60}])  # more than the 40 frames: repeats
 def test_sampled_frames_and_their_times_agree(videos, name, kwargs):
-    """Uniform, fps and segment sampling: the same frame indices, times and span everywhere."""
+    """Uniform, fps and segment sampling, and more frames than the video has (an index asked
+    twice): the same frame indices, times and span everywhere."""
     reads = {b: read_frames(videos[name], backend=b, **kwargs) for b in DECODERS}
     ref = reads["decord"]
     first = round(kwargs.get("start", 0) * ref.fps)
