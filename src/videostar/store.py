@@ -248,8 +248,8 @@ def upload_folder(folder: str | Path, uri: str) -> list[str]:
                                metadata={SHA256_META: manifest["files"][rel]["sha256"]})
         if not _put_if_absent(s3, bucket, _join(prefix, MANIFEST), body) and \
                 _get_json(s3, bucket, _join(prefix, MANIFEST)) != manifest:
-            raise VideostarError(f"{uri}: another upload published other content at the same time; "
-                                 "this store ignores conditional writes (If-None-Match)")
+            raise VideostarError(f"{uri}: another upload published other content first; this one is "
+                                 "not published")
     return keys
 
 
