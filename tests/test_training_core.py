@@ -421,3 +421,31 @@ def test_the_memory_plan_of_the_papers_recipe(capsys):
     out = capsys.readouterr().out
     assert "never" in out and "3.75" in out
     assert main(["plan", "--params", "7e9", "--model", "x"]) == 1
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_a_bf16_base_for_rl_keeps_a_small_sft_update(random_ckpt: Path, tmp_path: Path, fold: bool):
+    """The reward, value and PPO models sit on the SFT model with its adapter folded in
+    (``load_model(fold=True)``): folded in float32 and cast once, a bf16 base keeps an update of
+    a quarter of a bf16 step in expectation; folded in bf16 (W + BA, both bf16) it rounds away."""
+    from videostar.model import plain_model
+
+    torch.manual_seed(0)
+    lm = add_lora(load_model(str(random_ckpt)), LoraConfig(r=4, alpha=4, dropout=0.0))
+    for name, p in lm.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=2e-4)
+    save_model(lm, tmp_path / "adapter", "lora", {})
+    exact = {n.removeprefix("base_model.model."): m.get_delta_weight("default").detach()
+             for n, m in lm.model.named_modules() if hasattr(m, "get_delta_weight")}
+    base = dict(load_model(str(random_ckpt), device="cpu", dtype=torch.bfloat16).model.named_modules())
+    if fold:
+        model = load_model(str(tmp_path / "adapter"), device="cpu", dtype=torch.bfloat16, fold=True).model
+    else:  # what a bf16 load gave the RL models before: the unmerged adapter, folded in bf16
+        model = plain_model(load_model(str(tmp_path / "adapter"), device="cpu", dtype=torch.bfloat16).model)
+    modules = dict(model.named_modules())
+    assert all(modules[n].weight.dtype == torch.bfloat16 for n in exact)
+    applied = torch.cat([(modules[n].weight.float() - base[n].weight.float()).flatten() for n in exact])
+    delta = torch.cat([d.flatten() for d in exact.values()])
+    kept = float((applied * delta).sum() / (delta * delta).sum())
+    assert (kept > 0.8) if fold else (kept < 0.5), kept

@@ -262,7 +262,7 @@ def _quantization(quantize: str | None, device: str, dtype: torch.dtype) -> dict
 def load_model(
     uri: str, device: str | None = None, dtype: torch.dtype | None = None, merge: bool = True,
     adapter_base: str | None = None, quantize: str | None = None,
-    attn_implementation: str | None = None,
+    attn_implementation: str | None = None, fold: bool = False,
 ) -> LoadedModel:
     """Load a checkpoint folder: a pretrained model, full SFT weights, or a LoRA adapter.
 
@@ -271,6 +271,10 @@ def load_model(
     the adapter into float32 weights (no per-token overhead). In bf16 it stays unmerged:
     ``W + BA`` rounded to bf16 drops most of a small ``BA`` (26-99 % measured). A base that is
     itself an adapter (a PPO policy on a LoRA SFT model) is folded in first (``plain_model``).
+    ``fold`` is for a model that is the base of a new adapter (the reward, value and PPO
+    models on a LoRA SFT model): the adapter is folded into the base's float32 weights on the
+    CPU and the sum cast to ``dtype`` once, so a small SFT update survives in expectation (a bf16
+    fold, bf16 W + bf16 BA, keeps 6 % of an update of 1e-4 of the weights' rms, 52 % of 1e-3).
     ``quantize='4bit'`` loads the pretrained weights in 4 bits (QLoRA; GPU only);
     ``attn_implementation`` (``sdpa``, ``flash_attention_2``, ``eager``) is passed to transformers.
     """
@@ -281,6 +285,15 @@ def load_model(
     device = device or default_device()
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     processor = AutoProcessor.from_pretrained(path)
+    if card["kind"] == "lora" and fold and dtype != torch.float32 and not quantize:
+        folded = load_model(uri, "cpu", torch.float32, adapter_base=adapter_base,
+                            attn_implementation=attn_implementation)
+        keep = tuple(getattr(folded.model, "_keep_in_fp32_modules", None) or ())
+        for name, p in folded.model.named_parameters():
+            if p.dtype == torch.float32 and not any(k in name for k in keep):
+                p.data = p.data.to(dtype)
+        folded.model.to(device)
+        return folded
     if card["kind"] == "lora":
         from peft import PeftModel
 

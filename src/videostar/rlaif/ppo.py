@@ -380,7 +380,7 @@ def train_ppo(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    policy: LoadedModel = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
+    policy: LoadedModel = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
     policy.tuned_from = sft_model  # the PPO adapter sits on exactly this model
     policy = add_lora(policy, cfg.lora)
     reward, value = load_reward_and_value(reward_model, adapter_base=sft_model, quantize=quantize,

@@ -40,6 +40,7 @@ from videostar.model import (
     resolve,
     save_model,
 )
+from videostar.resume import model_content, published_result, stamp_digest
 from videostar.rlaif.ppo_math import logprobs_from_logits
 from videostar.star.sft import decode_batch, schedule
 
@@ -262,15 +263,22 @@ def train_reward_model(
 
     Under ``torchrun`` every rank calls this (each takes its share of every batch, see
     :func:`bradley_terry_share`); rank 0 alone measures, saves and returns the metrics. An
-    unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``).
+    unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``); a model this
+    same run saved before it was killed is its result (:func:`videostar.resume.published_result`).
     """
-    if Path(out).exists():
-        raise VideostarError(f"{out}: already exists; refusing to overwrite a saved model")
+    stamp = {"step": "reward", "model": model_content(sft_model, adapter_base),
+             "quantize": quantize, "pairs": [dataclasses.asdict(p) for p in train_pairs],
+             "reward": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "checkpoint_steps"},
+             "video": dataclasses.asdict(video)}
+    done = published_result(out, stamp)
+    if done is not None:
+        shutil.rmtree(folder_for(out), ignore_errors=True)  # a kill may have spared them
+        return done
     if not train_pairs:
         raise VideostarError("no training preference pairs")
     dist.init()
     rank, world = dist.rank(), dist.world_size()
-    lm = load_model(sft_model, adapter_base=adapter_base, quantize=quantize)
+    lm = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
     lm.tuned_from = sft_model  # the reward adapter sits on exactly this model, whatever it was tuned from
     torch.manual_seed(cfg.seed)  # adapter and head initial weights are part of the recipe
     rm = RewardModel(add_lora(lm, cfg.lora), likelihood_weight=cfg.likelihood_weight)
@@ -288,10 +296,6 @@ def train_reward_model(
     first, seconds, resume = 0, 0.0, None
     checkpoints = None
     if cfg.checkpoint_steps:
-        stamp = {"step": "reward", "model": sft_model, "adapter_base": adapter_base,
-                 "quantize": quantize, "pairs": [dataclasses.asdict(p) for p in train_pairs],
-                 "reward": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "checkpoint_steps"},
-                 "video": dataclasses.asdict(video)}
         checkpoints = Checkpoints(folder_for(out), stamp, cfg.checkpoint_steps)
         checkpoints.claim()
         resume = checkpoints.latest()
@@ -341,11 +345,12 @@ def train_reward_model(
         "video_errors": skipped + heldout["video_errors"],
         "seconds": round(seconds, 3),
     }
-    save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"],
-                                "pairs": len(train_pairs)})
+    result = {"step": "reward", "model": str(out), **metrics}
+    save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"], "pairs": len(train_pairs),
+                                "fingerprint": stamp_digest(stamp), "result": result})
     if checkpoints is not None:  # the model is whole: its checkpoints are spent
         shutil.rmtree(checkpoints.folder, ignore_errors=True)
-    return {"step": "reward", "model": str(out), **metrics}
+    return result
 
 
 def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -414,7 +419,7 @@ def _load_reward_parts(
     if card["kind"] != "reward":
         raise VideostarError(f"{path}: not a reward model (kind {card['kind']!r})")
     base_lm = load_model(adapter_base or card["base"], device, dtype,
-                         adapter_base=sft_adapter_base, quantize=quantize)
+                         adapter_base=sft_adapter_base, quantize=quantize, fold=True)
     model = PeftModel.from_pretrained(plain_model(base_lm.model), folder, adapter_name=adapter_name)
     lm = LoadedModel(model.eval(), AutoProcessor.from_pretrained(folder), str(path), card["base"])
     state = load_file(str(folder / card.get("head", HEAD_FILE)))
