@@ -89,7 +89,10 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     assert sorted(p.name for p in (ppo / "checkpoints").iterdir()) == ["step-1", "step-2"]
     assert read_card(ppo / "model")["base"] == str(tiny_base)
     assert result["heldout_reward_after"] == result["heldout_reward_after"]  # measured, not NaN
-    # a second run never overwrites the saved policy
+    # a second run (a retried step) never trains or overwrites the saved policy: it completes from its card
+    policy = {p.name: p.read_bytes() for p in (ppo / "model").iterdir()}
     assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
-                 "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 1
-    assert "already exists" in capsys.readouterr().err
+                 "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 0
+    assert "already holds this run's model (saved before its metrics); completing" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (ppo / "model").iterdir()} == policy
+    assert json.loads((ppo / "metrics.json").read_text())["history"] == result["history"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,8 +178,12 @@ def test_folder_of_other_work_is_refused_unless_fresh(tiny_base: Path, synthetic
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_jsonl(first, _good(synthetic_data, 3))
     write_jsonl(second, _good(synthetic_data, 5)[3:])
-    other_model = tmp_path / "other-model"
-    other_model.symlink_to(tiny_base, target_is_directory=True)
+    same_model = tmp_path / "same-model"  # the same content at another path: the same work
+    same_model.symlink_to(tiny_base, target_is_directory=True)
+    other_model = tmp_path / "other-model"  # other content (one setting of its config)
+    shutil.copytree(tiny_base, other_model)
+    config_json = other_model / "config.json"
+    config_json.write_text(json.dumps(json.loads(config_json.read_text()) | {"_edited": True}))
     out = tmp_path / "gen"
 
     def generate(model: Path, data: Path, *more: str) -> int:
@@ -187,6 +192,7 @@ def test_folder_of_other_work_is_refused_unless_fresh(tiny_base: Path, synthetic
 
     assert generate(tiny_base, first) == 0
     before = (out / "answers.jsonl").read_bytes()
+    assert generate(same_model, first) == 0
     capsys.readouterr()
     for model, data, what in ((other_model, first, "different model"),
                               (tiny_base, second, "different inputs")):
