@@ -125,9 +125,15 @@ _BOUNDED = {"_reconstruct": _bounded_reconstruct, "_frombuffer": _bounded_frombu
 """numpy's array builders, each wrapped to size its array before building it."""
 
 
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+"""What an annotation is mostly made of, and holds no array: not walked."""
+
+
 def _plain(obj: Any, seen: dict[int, Any]) -> Any:
     """``obj`` with every :class:`_Bounded` array as a plain ndarray (a view: no copy);
     containers are updated in place, tuples rebuilt, shared and cyclic references kept."""
+    if type(obj) in _LEAVES:
+        return obj
     if id(obj) in seen:
         return seen[id(obj)]
     if isinstance(obj, np.ndarray):
