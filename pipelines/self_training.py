@@ -2,13 +2,15 @@
 
 Read top to bottom: the base model and dataset are imported, ``start`` checks tracking and opens
 the MLflow run, the base model is evaluated once (with evaluation suites configured), then
-cycle 0's sub-pipeline runs; each cycle holds the next (see :mod:`star_cycle`), and the RLAIF
-stage (:mod:`rlaif_stage`) follows the cycle where the cycles stop. With ``rlaif.sft_model`` set
+cycle 0's sub-pipeline runs, and each next cycle's inside ``dsl.If(the cycle before said
+continue)`` (see :mod:`star_cycle`); the RLAIF stage (:mod:`rlaif_stage`) follows the cycle where
+the cycles stop. With ``rlaif.sft_model`` set
 the pipeline is the RLAIF stage alone, on that model.
 
 No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types.
 """
 
+import contextlib
 from typing import Any
 
 from kfp import dsl
@@ -26,9 +28,9 @@ def build_pipeline(cfg: RunConfig) -> Any:
     ops = build_components(cfg.pipeline.images)
     if cfg.rlaif.sft_model:
         return _rlaif_pipeline(cfg, ops, rlaif_stage(cfg, ops))
-    cycle = None  # built from the last cycle back: cycle k holds cycle k+1
-    for k in reversed(range(cfg.decide.max_cycles)):
-        cycle = star_cycle(k, cfg, ops, next_cycle=cycle)
+    n = cfg.decide.max_cycles
+    cycles = [star_cycle(k, cfg, ops) for k in range(n)]
+    rlaif = [rlaif_stage(cfg, ops, after=f"cycle-{k}") for k in range(n)] if cfg.rlaif.enabled else []
 
     @dsl.pipeline(name=cfg.pipeline.name,
                   description="Video-STaR self-training: generate, verify, rationalize, SFT, decide")
@@ -44,9 +46,21 @@ def build_pipeline(cfg: RunConfig) -> Any:
                                              model=base.output, adapter_base=base.output),
                                 cfg.pipeline.generate, cfg.pipeline)
             baseline.set_display_name("baseline-evaluate")
-        first = cycle(config=config, parent_run=parent_run, model=base.output, base_model=base.output,
-                      records=data.output, previous=start.outputs["out"])
-        first.set_display_name("cycle 0")
+        model, previous, proceed = base.output, start.outputs["out"], None
+        with contextlib.ExitStack() as nested:  # cycle k+1 inside "cycle k said continue"
+            for k, cycle in enumerate(cycles):
+                if proceed is not None:
+                    nested.enter_context(dsl.If(proceed == True, name=f"continue-after-cycle-{k - 1}"))  # noqa: E712
+                task = cycle(config=config, parent_run=parent_run, model=model, base_model=base.output,
+                             records=data.output, previous=previous)
+                task.set_display_name(f"cycle {k}")
+                model, previous, proceed = (task.outputs["model"], task.outputs["decision"],
+                                            task.outputs["proceed"])
+                if rlaif:  # where the cycles stop (decide says so, or the budget), align the model
+                    with (dsl.If(proceed == False, name=f"stop-after-cycle-{k}")  # noqa: E712
+                          if k < n - 1 else contextlib.nullcontext()):
+                        rlaif[k](config=config, parent_run=parent_run, sft_model=model,
+                                 base_model=base.output, records=data.output).set_display_name("VLM-RLAIF")
 
     return videostar_self_training
 

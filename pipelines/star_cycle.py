@@ -1,38 +1,45 @@
 """One Video-STaR cycle as a sub-pipeline: generate -> verify -> rationalize -> sft (-> evaluate)
--> decide, and what follows it.
+-> decide.
 
-KFP v2 has no recursion, so the cycles are unrolled at compile time: cycle k's graph holds, in
-``dsl.If(decide said continue)``, the graph of cycle k+1, and in the stop branch the RLAIF stage
-(when enabled). The KFP UI shows each cycle as one collapsible node inside the one before it.
+KFP v2 has no recursion, so the cycles are unrolled at compile time (:mod:`self_training`): the
+pipeline calls cycle 0's graph, and inside ``dsl.If(cycle k said continue)`` the graph of cycle
+k+1; the RLAIF stage where the cycles stop. Each cycle's graph returns its decision, its model
+and its decision record for the next one. The graphs are siblings, not nested in one another:
+the KFP compiler copies a sub-pipeline's whole spec into its parent, so cycle k holding cycle k+1
+made compiling cubic in the cycles. The KFP UI shows each cycle as one collapsible node.
 Generation and rationalization fan out over ``num_shards`` with ``dsl.ParallelFor`` and are
-gathered with ``dsl.Collected``. Every SFT starts from the base model; a cycle generates with
-the previous cycle's model.
+gathered with ``dsl.Collected``. Every SFT starts from the base model; a cycle generates with the
+previous cycle's model.
 
 No ``from __future__ import annotations`` here: KFP reads the graph's parameter types.
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
 from videostar.components import Components
-from videostar.pipelines.rlaif_stage import rlaif_stage
 from videostar.pipelines.scheduling import schedule
 
 from videostar.config import RunConfig
 
 
-def star_cycle(k: int, cfg: RunConfig, ops: Components, next_cycle: Any = None) -> Any:
-    """The graph of cycle ``k``; ``next_cycle`` (the graph of cycle k+1, or None at the cycle
-    budget) runs when decide says continue, the RLAIF stage (when enabled) when the cycles stop
-    here."""
+class CycleOutputs(NamedTuple):
+    """What a cycle hands on: decide's verdict (continue?), the cycle's SFT model, decide's record."""
+
+    proceed: bool
+    model: Model
+    decision: Dataset
+
+
+def star_cycle(k: int, cfg: RunConfig, ops: Components) -> Any:
+    """The graph of cycle ``k``."""
     p = cfg.pipeline
-    rlaif = rlaif_stage(cfg, ops, after=f"cycle-{k}") if cfg.rlaif.enabled else None
     shards = list(range(p.num_shards))
 
     @dsl.pipeline(name=f"cycle-{k}", description=f"Video-STaR cycle {k}")
     def cycle(config: str, parent_run: str, model: Input[Model], base_model: Input[Model],
-              records: Input[Dataset], previous: Input[Dataset]):
+              records: Input[Dataset], previous: Input[Dataset]) -> CycleOutputs:
         with dsl.ParallelFor(items=shards, parallelism=p.num_shards) as shard:
             gen = schedule(ops.generate(config=config, model=model, base_model=base_model,
                                         records=records, shard=shard, num_shards=p.num_shards),
@@ -64,15 +71,7 @@ def star_cycle(k: int, cfg: RunConfig, ops: Components, next_cycle: Any = None) 
                                   training=sft.outputs["out"], model=sft.outputs["model"],
                                   previous=previous, **evaluation), p.decide, p)
         dec.set_display_name(f"cycle-{k}-decide")
-        inputs = {"config": config, "parent_run": parent_run, "base_model": base_model, "records": records}
-        if next_cycle is not None:
-            with dsl.If(dec.outputs["Output"] == True, name=f"continue-after-cycle-{k}"):  # noqa: E712
-                nxt = next_cycle(model=sft.outputs["model"], previous=dec.outputs["out"], **inputs)
-                nxt.set_display_name(f"cycle {k + 1}")
-            if rlaif is not None:  # the cycles stop here: align this cycle's model
-                with dsl.If(dec.outputs["Output"] == False, name=f"stop-after-cycle-{k}"):  # noqa: E712
-                    rlaif(sft_model=sft.outputs["model"], **inputs).set_display_name("VLM-RLAIF")
-        elif rlaif is not None:  # the last cycle the budget allows
-            rlaif(sft_model=sft.outputs["model"], **inputs).set_display_name("VLM-RLAIF")
+        return CycleOutputs(proceed=dec.outputs["Output"], model=sft.outputs["model"],
+                            decision=dec.outputs["out"])
 
     return cycle

@@ -31,7 +31,10 @@ def compile_pipeline(cfg: RunConfig, out: str | Path, kubernetes_manifest: bool 
     compiler.Compiler().compile(build_pipeline(cfg), str(out),
                                 kubernetes_manifest_format=kubernetes_manifest,
                                 kubernetes_manifest_options=options)
-    docs = canonicalize_documents(list(yaml.safe_load_all(out.read_text())))
+    # libyaml's loader reads the same documents as PyYAML's, several times faster (its dumper
+    # formats differently, so PyYAML's writes)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    docs = canonicalize_documents(list(yaml.load_all(out.read_text(), Loader=loader)))
     out.write_text(yaml.safe_dump_all(docs, sort_keys=True))
     return out
 

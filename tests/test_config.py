@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,65 @@ def test_example_configs_are_shipped_and_never_overwrite(tmp_path: Path, capsys)
     with pytest.raises(SystemExit) as stop:
         main(["config", "example", "huge"])
     assert stop.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def _numeric_fields(cls: type, prefix: tuple = ()) -> list[tuple[tuple, type]]:
+    """Every int or float setting under ``cls``, as a path of keys, found from the dataclasses
+    (a field added to any section is found too)."""
+    import dataclasses
+    import types
+    import typing
+
+    from videostar.config.fields import numeric_type
+
+    found = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+        if dataclasses.is_dataclass(tp):
+            found += _numeric_fields(tp, (*prefix, f.name))
+        elif item is not None and dataclasses.is_dataclass(item):
+            found += _numeric_fields(item, (*prefix, f.name, 0))
+        elif numeric_type(hints[f.name]):
+            found.append(((*prefix, f.name), numeric_type(hints[f.name])))
+    return found
+
+
+def _with(path: tuple, value: object) -> dict:
+    """The default configuration as a mapping with ``value`` at ``path``."""
+    from videostar.config import config_to_dict
+
+    data = config_to_dict(RunConfig())
+    node = data
+    for key in path[:-1]:
+        if isinstance(key, int) and not node:  # a list of sections empty by default: give it one
+            pytest.skip("no element to hold the field")
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+NUMERIC_FIELDS = _numeric_fields(RunConfig)
+
+
+def test_every_numeric_setting_is_found():
+    names = {".".join(map(str, p)) for p, _ in NUMERIC_FIELDS}
+    assert {"sft.seed", "rlaif.ppo.seed", "step.max_questions", "pipeline.sft.launcher.poll_seconds",
+            "pipeline.sft.launcher.procs_per_node", "verify.class_ratio"} <= names
+    assert len(names) > 100
+
+
+@pytest.mark.parametrize(("path", "tp"), NUMERIC_FIELDS, ids=lambda x: ".".join(map(str, x))
+                         if isinstance(x, tuple) else x.__name__)
+def test_every_numeric_setting_has_a_range(path: tuple, tp: type):
+    """Each number refuses a value below its range and one above it, naming its field."""
+    from videostar.config.fields import SEED_MAX, is_seed
+
+    name = ".".join(map(str, path))
+    too_big = SEED_MAX + 1 if is_seed(path[-1]) else (2**64 if tp is int else float("inf"))
+    for bad in (tp(-1), too_big) + ((float("nan"),) if tp is float else ()):
+        with pytest.raises(ConfigError, match=f"^{re.escape(name)}: "):
+            config_from_dict(_with(path, bad))

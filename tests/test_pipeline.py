@@ -47,20 +47,20 @@ def _task_names(spec: dict) -> list[str]:
 
 
 def _cycle_chain(spec: dict) -> list[str]:
-    """The cycle sub-pipelines from the root down: each cycle's graph holds the next one inside
-    its continue condition."""
-    (first,) = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "cycle 0"]
-    chain = [first["componentRef"]["name"]]
+    """The cycle sub-pipelines from the root down: cycle k+1 runs inside the root's condition on
+    cycle k's decision, nested in cycle k's own condition; no cycle's graph holds another's."""
+    chain, dag = [], spec["root"]["dag"]
     while True:
-        dag = spec["components"][chain[-1]]["dag"]
+        (task,) = [t for t in dag["tasks"].values() if t["taskInfo"]["name"] == f"cycle {len(chain)}"]
+        chain.append(task["componentRef"]["name"])
+        assert not any(t["taskInfo"]["name"].startswith("cycle ")
+                       for t in spec["components"][chain[-1]]["dag"]["tasks"].values())
         conditions = [t for t in dag["tasks"].values()
-                      if t["taskInfo"]["name"].startswith("continue-after-cycle-")]
+                      if t["taskInfo"]["name"] == f"continue-after-cycle-{len(chain) - 1}"]
         if not conditions:
             return chain
         (cond,) = conditions
-        inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"].values()
-        (nxt,) = [t for t in inner if t["taskInfo"]["name"] == f"cycle {len(chain)}"]
-        chain.append(nxt["componentRef"]["name"])
+        dag = spec["components"][cond["componentRef"]["name"]]["dag"]
 
 
 @pytest.mark.parametrize(("cycles", "shards"), [
@@ -84,12 +84,17 @@ def test_cycles_unroll_into_nested_conditions(tmp_path: Path, cycles: int, shard
 
 @pytest.mark.fast
 def test_condition_reads_the_previous_decision(tmp_path: Path):
+    """Cycle 1 runs when cycle 0's graph hands on decide's verdict true; the RLAIF stage when
+    it is false."""
     spec, _ = _compile(tmp_path, 2, 2)
     conds = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"]
-             for t in spec["components"]["comp-cycle-0"]["dag"]["tasks"].values() if "triggerPolicy" in t}
-    decision = "inputs.parameter_values['pipelinechannel--decide-Output']"
+             for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t}
+    decision = "inputs.parameter_values['pipelinechannel--cycle-0-proceed']"
     assert conds == {"continue-after-cycle-0": f"{decision} == true",
                      "stop-after-cycle-0": f"{decision} == false"}
+    outputs = spec["components"]["comp-cycle-0"]["dag"]["outputs"]
+    assert outputs["parameters"]["proceed"]["valueFromParameter"] == {
+        "producerSubtask": "decide", "outputParameterKey": "Output"}
 
 
 @pytest.mark.fast
@@ -127,7 +132,7 @@ def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
 @pytest.mark.fast
 def test_every_sft_starts_from_the_base(tmp_path: Path):
     """Each cycle's SFT reads its graph's base_model input, which is the imported base model
-    handed down unchanged from cycle to cycle."""
+    (in the root, or handed into the conditions the later cycles run in)."""
     spec, _ = _compile(tmp_path, 3, 2)
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
     sfts = [t for dag in dags for t in dag["tasks"].values() if t["taskInfo"]["name"].endswith("-sft")]
@@ -138,7 +143,7 @@ def test_every_sft_starts_from_the_base(tmp_path: Path):
     for task in cycles:
         assert task["inputs"]["artifacts"]["base_model"] in (
             {"taskOutputArtifact": {"outputArtifactKey": "artifact", "producerTask": "importer"}},
-            {"componentInputArtifact": "pipelinechannel--base_model"})
+            {"componentInputArtifact": "pipelinechannel--importer-artifact"})
 
 
 @pytest.mark.fast

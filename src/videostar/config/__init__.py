@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from videostar.config.fields import placeholders, require
+from videostar.config.fields import numbers, placeholders, require
 from videostar.config.platform import (
     Images,
     Launcher,
@@ -70,6 +70,7 @@ class RunConfig:
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
     def validate(self, where: str) -> None:
+        self.decide.check_metric("decide", [s.name for s in self.evaluation.suites])
         for task, options in self.templates.items():
             require("templates", task, bool(options), "at least one question template")
             for i, text in enumerate(options):
@@ -118,6 +119,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         obj = cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where or 'config'}: {exc}") from exc
+    numbers(obj, where)
     if hasattr(obj, "validate"):
         obj.validate(where)
     return obj

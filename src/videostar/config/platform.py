@@ -3,17 +3,52 @@ secrets, and MLflow tracking with its object store. None of it changes what the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
-from videostar.config.fields import at_least, require
+from videostar.config import kube
+from videostar.config.fields import finite, require
+
+MAX_PER_NODE = 64
+"""Accelerators or processes one node can hold: no node has more GPUs (8 or 16 today)."""
+MAX_NODES = 1024
+MAX_RETRIES = 20
+"""KFP retries a step at most this often: past it a failing step only burns accelerator hours."""
+MAX_WAIT_SECONDS = 3600
+"""The longest retry backoff and TrainJob poll: KFP retries a step within one hour
+(``backoff_max_duration``), so a longer backoff never retries."""
+MAX_SHARDS = 1024
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+"""KFP's retry backoff units (``kfp.dsl.structures.convert_duration_to_seconds``)."""
+
+
+def _count(where: str, name: str, value: int, low: int, high: int) -> None:
+    require(where, name, low <= value <= high, f"an integer from {low} to {high}, got {value}")
 
 
 @dataclass
 class Toleration:
+    """A pod toleration, checked as the API server checks it."""
+
     key: str
     operator: str = "Exists"
     value: str | None = None
     effect: str | None = "NoSchedule"
+
+    def validate(self, where: str) -> None:
+        require(where, "operator", self.operator in kube.TOLERATION_OPERATORS,
+                f"{' or '.join(kube.TOLERATION_OPERATORS)}, got {self.operator!r}")
+        require(where, "effect", self.effect is None or self.effect in kube.TOLERATION_EFFECTS,
+                f"{', '.join(kube.TOLERATION_EFFECTS)} or null (every effect), got {self.effect!r}")
+        if self.key:
+            kube.label_key(where, "key", self.key)
+        require(where, "key", bool(self.key) or self.operator == "Exists",
+                "set unless operator is Exists (an empty key with Exists tolerates every taint)")
+        if self.operator == "Exists":
+            require(where, "value", not self.value, "empty with operator Exists")
+        else:
+            kube.label_value(where, "value", self.value or "")
 
 
 LAUNCHERS = ("local", "torchrun", "trainjob")
@@ -49,13 +84,18 @@ class Launcher:
 
     def validate(self, where: str) -> None:
         require(where, "kind", self.kind in LAUNCHERS, " | ".join(LAUNCHERS))
-        at_least(where, "num_nodes", self.num_nodes, 1)
-        at_least(where, "procs_per_node", self.procs_per_node, 1)
+        _count(where, "num_nodes", self.num_nodes, 1, MAX_NODES)
+        _count(where, "procs_per_node", self.procs_per_node, 1, MAX_PER_NODE)
         require(where, "num_nodes", self.kind == "trainjob" or self.num_nodes == 1,
                 "1 unless kind is trainjob (only a TrainJob spans nodes)")
         require(where, "runtime", self.runtime in RUNTIMES, " | ".join(RUNTIMES))
         require(where, "keep", self.keep in KEEP, " | ".join(KEEP))
-        require(where, "poll_seconds", self.poll_seconds > 0, "a number of seconds > 0")
+        require(where, "poll_seconds",
+                finite(self.poll_seconds) and 0 < self.poll_seconds <= MAX_WAIT_SECONDS,
+                f"a number of seconds > 0 and at most {MAX_WAIT_SECONDS}")
+        kube.resources(f"{where}.resources_per_node", self.resources_per_node)
+        if self.namespace is not None:
+            kube.dns_label(where, "namespace", self.namespace)
 
 
 @dataclass
@@ -75,8 +115,29 @@ class StepResources:
     launcher: Launcher = field(default_factory=Launcher)
 
     def validate(self, where: str) -> None:
-        at_least(where, "accelerator_count", self.accelerator_count, 0)
-        at_least(where, "retries", self.retries, 0)
+        if self.accelerator_type is not None:
+            kube.resource_name(where, "accelerator_type", self.accelerator_type)
+        _count(where, "accelerator_count", self.accelerator_count, 0, MAX_PER_NODE)
+        if self.cpu is not None:
+            kube.quantity(where, "cpu", self.cpu, kfp=kube.KFP_CPU)
+        if self.memory is not None:
+            kube.quantity(where, "memory", self.memory, kfp=kube.KFP_MEMORY)
+        if self.shm_size is not None:
+            kube.quantity(where, "shm_size", self.shm_size)
+        for key, value in self.node_selector.items():
+            kube.label_key(f"{where}.node_selector", key, key)
+            kube.label_value(f"{where}.node_selector", key, value)
+        _count(where, "retries", self.retries, 0, MAX_RETRIES)
+        require(where, "backoff", backoff_seconds(self.backoff) is not None,
+                f"a duration from 0s to {MAX_WAIT_SECONDS}s: a whole number and s, m, h, d or w "
+                f"(e.g. 60s, 5m), got {self.backoff!r}")
+
+
+def backoff_seconds(duration: str) -> int | None:
+    """A retry backoff in seconds, None when KFP would not read it or it exceeds KFP's hour."""
+    match = _DURATION.fullmatch(duration)
+    seconds = int(match[1]) * _SECONDS[match[2]] if match else None
+    return seconds if seconds is not None and seconds <= MAX_WAIT_SECONDS else None
 
 
 def _gpu_step(memory: str) -> StepResources:
@@ -117,6 +178,10 @@ class Images:
     gpu: str = "ghcr.io/videostar/videostar-gpu:0.1.0"
     cpu: str = "ghcr.io/videostar/videostar-cpu:0.1.0"
 
+    def validate(self, where: str) -> None:
+        kube.image(where, "gpu", self.gpu)
+        kube.image(where, "cpu", self.cpu)
+
 
 @dataclass
 class SecretEnv:
@@ -124,6 +189,13 @@ class SecretEnv:
 
     secret: str
     env: dict[str, str]
+
+    def validate(self, where: str) -> None:
+        kube.dns_subdomain(where, "secret", self.secret)
+        require(where, "env", bool(self.env), "at least one ENV_NAME: secret-key entry")
+        for name, key in self.env.items():
+            kube.env_name(f"{where}.env", name, name)
+            kube.secret_key(f"{where}.env", name, key)
 
 
 @dataclass
@@ -157,7 +229,13 @@ class PipelineConfig:
     decide: StepResources = field(default_factory=_cpu_step)
 
     def validate(self, where: str) -> None:
-        require(where, "num_shards", self.num_shards >= 1, ">= 1")
+        require(where, "name", kube.KFP_PIPELINE_NAME.fullmatch(self.name) is not None,
+                f"a KFP pipeline name: lower-case letters, digits and '-', at most 128, got {self.name!r}")
+        _count(where, "num_shards", self.num_shards, 1, MAX_SHARDS)
+        if self.pvc is not None:
+            kube.dns_subdomain(where, "pvc", self.pvc)
+        require(where, "pvc_mount", self.pvc_mount.startswith("/") and ":" not in self.pvc_mount,
+                f"an absolute path without ':', got {self.pvc_mount!r}")
         for name in ("generate", "rationalize", "preferences", "verify", "decide"):
             require(f"{where}.{name}.launcher", "kind", getattr(self, name).launcher.kind == "local",
                     f"local (only {', '.join(TRAINING_STEPS)} train)")

@@ -15,6 +15,7 @@ from videostar.config.fields import (
     positive,
     require,
 )
+from videostar.config.step import QUESTION_TYPES
 from videostar.prompts import HINT, INSTRUCTION
 from videostar.video import BACKENDS as VIDEO_BACKENDS
 
@@ -186,6 +187,26 @@ EVAL_SUITES = {
 }
 """Each suite and the data paths it needs (the same names as ``videostar eval`` options)."""
 
+CYCLE_METRICS = ("total_yield", "answer_yield", "rationalization_yield", "answered", "rationalized")
+"""The numbers of a cycle's summary (:func:`videostar.star.decide.summarize_cycle`) that
+``decide.metric`` may follow."""
+EVAL_METRICS = {
+    "kinetics700": ("accuracy", "mean_class_accuracy"),
+    "tempcompass": ("accuracy", "accuracy_unscored_wrong",
+                    *(f"accuracy/{t}" for t in ("multi-choice", "yes_no", "caption_matching", "captioning"))),
+    "finediving": ("spearman", "sub_action_sequence_accuracy", "difficulty_accuracy"),
+    "step": ("accuracy", "answer_accuracy", *(f"accuracy_steps_{b}" for b in ("1", "2", "3+")),
+             *(f"accuracy.{t}" for t in QUESTION_TYPES)),
+}
+"""The headline numbers each suite's report gives (``summary``; a test holds them to the suites'
+own task lists), where higher is better: decide continues while its metric rises."""
+LOWER_IS_BETTER = {"finediving": ("relative_l2_x100", "mean_abs_error")}
+
+
+def decide_metrics(suites: list[str]) -> list[str]:
+    """What ``decide.metric`` may name with these evaluation suites configured."""
+    return [*CYCLE_METRICS, *(f"eval.{s}.{m}" for s in suites for m in EVAL_METRICS[s])]
+
 
 @dataclass
 class EvalSuite:
@@ -230,7 +251,19 @@ class DecideConfig:
     def validate(self, where: str) -> None:
         at_least(where, "max_cycles", self.max_cycles, 1)
         non_negative(where, "min_delta", self.min_delta)
-        require(where, "metric", bool(self.metric), "a summary key, e.g. total_yield")
+
+    def check_metric(self, where: str, suites: list[str]) -> None:
+        """``metric`` is a number the cycles produce with these ``suites`` (checked at load,
+        not at the first decide after a whole cycle)."""
+        suite, _, name = self.metric.removeprefix("eval.").partition(".")
+        if self.metric.startswith("eval.") and name in LOWER_IS_BETTER.get(suite, ()):
+            require(where, "metric", False, f"{self.metric} falls as a model improves; decide "
+                    f"follows a metric that rises (e.g. eval.{suite}.spearman)")
+        if self.metric.startswith("eval.") and suite in EVAL_METRICS and suite not in suites:
+            require(where, "metric", False, f"{self.metric} needs the {suite} suite in evaluation.suites")
+        allowed = decide_metrics(suites)
+        require(where, "metric", self.metric in allowed,
+                f"one of {', '.join(allowed)}, got {self.metric!r}")
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from videostar.config.fields import require
+from videostar.config.fields import at_least, require
 
 QUESTION_TYPES = ("step_relation_chain", "step_temporal_order", "step_counting",
                   "step_object_permanence")
@@ -40,6 +40,7 @@ class StepConfig:
         require(where, "min_steps", self.min_steps >= 1, ">= 1")
         require(where, "max_steps", self.max_steps >= self.min_steps, ">= min_steps")
         require(where, "per_video", self.per_video >= 1, ">= 1")
+        at_least(where, "max_questions", self.max_questions, 1, optional=True)
         require(where, "question_types",
                 bool(self.question_types) and set(self.question_types) <= set(QUESTION_TYPES),
                 f"a non-empty subset of {', '.join(QUESTION_TYPES)}")
