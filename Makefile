@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_verify.py
 	$(PY) bench/bench_local_runner.py
+	$(PY) bench/bench_compile.py
 
 # The README's CLI walk-through: tiny model -> synthetic data -> two Video-STaR cycles.
 walkthrough: $(STAMP)

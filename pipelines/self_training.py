@@ -55,7 +55,7 @@ def build_pipeline(cfg: RunConfig) -> Any:
                              records=data.output, previous=previous)
                 task.set_display_name(f"cycle {k}")
                 model, previous, proceed = (task.outputs["model"], task.outputs["decision"],
-                                            task.outputs["proceed"])
+                                            task.outputs["Output"])
                 if rlaif:  # where the cycles stop (decide says so, or the budget), align the model
                     with (dsl.If(proceed == False, name=f"stop-after-cycle-{k}")  # noqa: E712
                           if k < n - 1 else contextlib.nullcontext()):

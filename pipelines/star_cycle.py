@@ -25,9 +25,12 @@ from videostar.config import RunConfig
 
 
 class CycleOutputs(NamedTuple):
-    """What a cycle hands on: decide's verdict (continue?), the cycle's SFT model, decide's record."""
+    """What a cycle hands on: decide's verdict (continue?), the cycle's SFT model, decide's record.
 
-    proceed: bool
+    The verdict is named ``Output``: kfp.local (2.17) resolves a condition on a task's output
+    only under that name."""
+
+    Output: bool
     model: Model
     decision: Dataset
 
@@ -71,7 +74,7 @@ def star_cycle(k: int, cfg: RunConfig, ops: Components) -> Any:
                                   training=sft.outputs["out"], model=sft.outputs["model"],
                                   previous=previous, **evaluation), p.decide, p)
         dec.set_display_name(f"cycle-{k}-decide")
-        return CycleOutputs(proceed=dec.outputs["Output"], model=sft.outputs["model"],
+        return CycleOutputs(Output=dec.outputs["Output"], model=sft.outputs["model"],
                             decision=dec.outputs["out"])
 
     return cycle

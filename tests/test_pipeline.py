@@ -89,11 +89,11 @@ def test_condition_reads_the_previous_decision(tmp_path: Path):
     spec, _ = _compile(tmp_path, 2, 2)
     conds = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"]
              for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t}
-    decision = "inputs.parameter_values['pipelinechannel--cycle-0-proceed']"
+    decision = "inputs.parameter_values['pipelinechannel--cycle-0-Output']"
     assert conds == {"continue-after-cycle-0": f"{decision} == true",
                      "stop-after-cycle-0": f"{decision} == false"}
     outputs = spec["components"]["comp-cycle-0"]["dag"]["outputs"]
-    assert outputs["parameters"]["proceed"]["valueFromParameter"] == {
+    assert outputs["parameters"]["Output"]["valueFromParameter"] == {
         "producerSubtask": "decide", "outputParameterKey": "Output"}
 
 
