@@ -156,3 +156,21 @@ def test_every_numeric_setting_has_a_range(path: tuple, tp: type):
     for bad in (tp(-1), too_big) + ((float("nan"),) if tp is float else ()):
         with pytest.raises(ConfigError, match=f"^{re.escape(name)}: "):
             config_from_dict(_with(path, bad))
+
+
+def test_decide_metrics_are_what_cycles_and_suites_produce():
+    """``decide.metric`` is checked at load against lists kept in the config; they name what a
+    cycle's summary and each suite's report hold."""
+    from videostar.config.recipe import CYCLE_METRICS, EVAL_METRICS, EVAL_SUITES
+    from videostar.config.step import QUESTION_TYPES
+    from videostar.eval import step_qa, tempcompass
+    from videostar.star.decide import summarize_cycle
+
+    tables = {"per_label_type": {}, "per_task": {}, "per_group": {}}
+    summary = summarize_cycle(0, {"total": 4, "passed": 2, **tables}, [{"passed": 1, **tables}])
+    numbers = {k for k, v in summary.items() if isinstance(v, int | float)}
+    assert set(CYCLE_METRICS) == numbers - {"cycle", "questions"}
+    assert set(EVAL_METRICS) == set(EVAL_SUITES)
+    assert {f"accuracy/{t}" for t in tempcompass.TASKS} <= set(EVAL_METRICS["tempcompass"])
+    step = {f"accuracy_steps_{b}" for b in step_qa.BUCKETS} | {f"accuracy.{t}" for t in QUESTION_TYPES}
+    assert step <= set(EVAL_METRICS["step"])
