@@ -13,7 +13,7 @@ from videostar.errors import VideostarError
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.decide import decide, summarize_cycle
 from videostar.star.rationalize import hint_echo
-from videostar.star.sft import _order, examples_from_rows, sft
+from videostar.star.sft import epoch_batches, examples_from_rows, sft
 
 
 @pytest.fixture()
@@ -98,7 +98,7 @@ def test_curriculum_puts_short_answers_first(synthetic_data: Path):
     cfg = load_config(TINY_CONFIG).sft
     cfg.curriculum = True
     examples = examples_from_rows(rows, "Explain.")
-    assert [len(e.answer) for e in _order(examples, cfg)] == [5, 17, 30]
+    assert [len(e.answer) for batch in epoch_batches(examples, cfg, 1) for e in batch] == [5, 17, 30]
 
 
 @pytest.mark.trains
