@@ -7,20 +7,16 @@ rank still joins every collective, with a zero-weight pass."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_distributed_training import alive, process_tree
+from test_distributed_training import kill_at_first_checkpoint
 
 from videostar.checkpoints import folder_for
 from videostar.cli import main
@@ -121,18 +117,7 @@ def test_killed_zero3_run_resumes_from_its_checkpoint(runs: dict[str, Path], set
     cli = args(setup, "killed", 2, str(setup["zero3"]), checkpoint_steps=1)
     out = setup["tmp"] / "killed"
     checkpoints = folder_for(out / "model")
-    proc = subprocess.Popen([sys.executable, "-m", "videostar.cli", *cli],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while not list(checkpoints.glob("step-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    tree = process_tree(proc.pid)
-    for pid in tree:  # torchrun's workers run in sessions of their own: kill each one
-        with contextlib.suppress(ProcessLookupError):  # a short-lived helper may be gone already
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    while any(alive(pid) for pid in tree[1:]):
-        time.sleep(0.05)
+    kill_at_first_checkpoint(cli, checkpoints)
     saved = sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name[5:]))
     assert saved and not (out / "model").exists(), "killed before the run ended"
     step = int(saved[-1].name[5:])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -126,24 +127,32 @@ def alive(pid: int) -> bool:
         return False
 
 
+def kill_at_first_checkpoint(args: list[str], checkpoints: Path) -> list[int]:
+    """Run the CLI with ``args`` and SIGKILL its whole process tree as soon as its first checkpoint
+    lands (the moment a preempted node dies); returns the tree, every process in it gone."""
+    proc = subprocess.Popen([sys.executable, "-m", "videostar.cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(checkpoints.glob("step-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tree = process_tree(proc.pid)
+    for pid in tree:  # torchrun starts its workers in sessions of their own: kill each one
+        with contextlib.suppress(ProcessLookupError):  # a short-lived helper may be gone already
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    while any(alive(pid) for pid in tree[1:]):
+        time.sleep(0.05)
+    return tree
+
+
 def test_killed_two_process_sft_resumes_from_its_checkpoint(
     sft_runs: dict, tiny_base: Path, sft_data: Path, tmp_path: Path
 ):
     out = tmp_path / "killed"
     args = sft_args(config(tmp_path, 2), tiny_base, sft_data, out)
     checkpoints = folder_for(out / "model")
-    proc = subprocess.Popen([sys.executable, "-m", "videostar.cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while not list(checkpoints.glob("step-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    tree = process_tree(proc.pid)
+    tree = kill_at_first_checkpoint(args, checkpoints)
     assert len(tree) >= 4, "the CLI, torchrun and two workers"
-    for pid in tree:  # torchrun starts its workers in sessions of their own: kill each one
-        os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    while any(alive(pid) for pid in tree[1:]):
-        time.sleep(0.05)
     saved = sorted(checkpoints.glob("step-*"))
     assert len(saved) == 1 and not (out / "model").exists(), "killed before the run ended"
     step = int(saved[0].name[5:])

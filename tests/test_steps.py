@@ -113,9 +113,13 @@ def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, t
     with pytest.raises(VideostarError, match="starts from the base checkpoint"):
         sft(str(tmp_path / "m1"), [tmp_path / "verified.jsonl"], tmp_path / "m2", cfg.sft, cfg.video,
             cfg.generate.instruction, progress=False)
-    with pytest.raises(VideostarError, match="refusing to overwrite"):
+    # the same work again completes from the saved model's card; other work never overwrites it
+    again = sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
+                cfg.generate.instruction, progress=False)
+    assert again == metrics
+    with pytest.raises(VideostarError, match="another run's model .* refusing to overwrite"):
         sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
-            cfg.generate.instruction, progress=False)
+            "Another instruction.", progress=False)
 
 
 def test_summarize_cycle_yields():
