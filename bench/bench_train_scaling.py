@@ -39,10 +39,10 @@ def worker(args: argparse.Namespace) -> None:
     """One rank: build the model, train (warm-up, then timed), rank 0 writes the numbers."""
     import torch
 
-    from videostar import distributed as dist
     from videostar.config import LoraConfig, SFTConfig, VideoConfig
     from videostar.model import add_lora, load_model
     from videostar.star.sft import examples_from_rows, train
+    from videostar.training import distributed as dist
 
     dist.init()
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from difflib import SequenceMatcher
 from typing import Any
 
+from videostar import verify as V
 from videostar.config import VerifyConfig
 from videostar.data.records import SIBLINGS, Record, write_json
-from videostar.star import verify as V
 
 try:
     from tqdm import tqdm

@@ -8,7 +8,7 @@ from importlib import resources
 
 
 def examples() -> list[str]:
-    """The names of the shipped examples (``tiny``, ``step-tiny``, ...)."""
+    """The names of the shipped examples (``tiny``, ``scenegraph-tiny``, ...)."""
     return sorted(p.name.removesuffix(".yaml") for p in resources.files(__name__).iterdir()
                   if p.name.endswith(".yaml"))
 

@@ -72,7 +72,7 @@ def colour_preferences(records: Path) -> list:
 
 def colour_reward_config(seed: int, **overrides):
     """The colour reward model's settings: the fixture's (seed 0) and the other seeds' of
-    tests/test_reward.py."""
+    tests/rlaif/test_reward.py."""
     from videostar.config import LoraConfig, RewardConfig
 
     return RewardConfig(lr=1e-3, epochs=16, batch_size=4, seed=seed,
@@ -175,7 +175,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) 
     yield from serve(cmd, f"http://127.0.0.1:{port}/health", root / "server.log", 120, env)
 
 
-# ---- the wheel users install (tests/test_shipped.py, tests/test_images.py) ------------------------
+# ---- the wheel users install (tests/e2e/test_shipped.py, tests/images/test_images.py) ----
 REPO = Path(__file__).resolve().parents[1]
 
 

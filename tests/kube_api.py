@@ -3,7 +3,7 @@
 No Kubernetes API server can run on our machines (no binary on PyPI/apt/npm, no container
 engine), so the TrainJob step's create / reattach / wait / fail / log logic is exercised over
 real HTTP through the real ``kubernetes`` client against this stand-in. It serves exactly the
-paths :class:`videostar.trainjob.Cluster` calls, each as the API server shapes it:
+paths :class:`videostar.training.trainjob.Cluster` calls, each as the API server shapes it:
 
 - ``/apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs[/{name}]``: POST (refused
   with 422 unless the body reads back unchanged through the Trainer v2 API models, 409 when the

@@ -5,7 +5,7 @@ so a frame read back names which frame it is: a backend that is one frame off, r
 or drops a frame of a variable-frame-rate stream fails on the index, not on a pixel tolerance.
 The videos are built here with PyAV: the writer the suite's own videos come from
 (``write_video``), H.264 with B-frames, variable frame rates in MP4 and Matroska (with B-frames),
-MPEG-4 Part 2 in AVI and lossless VP9 in WebM. Bad videos on each backend: tests/faults/test_video_faults.py.
+MPEG-4 Part 2 in AVI and lossless VP9 in WebM. Bad videos on each backend: tests/test_video_faults.py.
 """
 
 from __future__ import annotations

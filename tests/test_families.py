@@ -21,7 +21,7 @@ from videostar.data.synthetic import write_kinetics_split
 from videostar.families import FAMILIES, family_of, lora_target_modules
 from videostar.model import MODEL_CARD, load_model, save_model
 from videostar.star.generate import generate_batch
-from videostar.tiny_arch import BUILDERS
+from videostar.tiny import BUILDERS
 from videostar.video import read_frames
 
 pytestmark = pytest.mark.families
@@ -233,7 +233,7 @@ def test_full_fine_tune_trains_the_projector_and_freezes_the_vision_encoder(arch
     """Every family's recipe (the table's ``projector``): Qwen's ``visual.merger`` trains even
     though the rest of ``visual`` is frozen."""
     from videostar.families import freeze_for_full_finetune, projector_modules
-    from videostar.tiny_arch import build_arch
+    from videostar.tiny import build_arch
 
     model = build_arch(arch).model
     frozen = freeze_for_full_finetune(model)

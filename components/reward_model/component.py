@@ -21,7 +21,7 @@ def reward_model(config: str, parent_run: str, pipeline_run: str, model: Input[M
     os.makedirs(out.path, exist_ok=True)
     cfg = config_from_json(config)
     if cfg.pipeline.reward.launcher.kind == "trainjob":
-        from videostar import trainjob
+        from videostar.training import trainjob
 
         result = trainjob.reward_model(cfg, pipeline_run, parent_run, model.path, base_model.path,
                                        preferences.path, reward.path, f"{out.path}/{METRICS}")

@@ -26,7 +26,7 @@ def sft(config: str, cycle: int, parent_run: str, pipeline_run: str, base_model:
     cfg = config_from_json(config)
     files = training_files(verification.path, [r.path for r in rationales])
     if cfg.pipeline.sft.launcher.kind == "trainjob":
-        from videostar import trainjob
+        from videostar.training import trainjob
 
         result = trainjob.sft(cfg, pipeline_run, cycle, base_model.path, files, model.path,
                               f"{out.path}/{METRICS}", parent_run=parent_run)

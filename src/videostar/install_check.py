@@ -15,15 +15,16 @@ from importlib import resources
 
 import videostar
 
-PACKAGE_DATA = {"videostar.star.deepspeed": ("zero2.json", "zero3.json"),
-                "videostar.configs": ("tiny.yaml", "step-tiny.yaml", "trainjob-sft-2x8.yaml")}
+PACKAGE_DATA = {"videostar.training.deepspeed": ("zero2.json", "zero3.json"),
+                "videostar.configs": ("tiny.yaml", "scenegraph-tiny.yaml", "trainjob-sft-2x8.yaml")}
 """Data files the steps read at run time, per package (pyproject's ``package-data``)."""
 
 
 def modules() -> list[str]:
-    """Every module and package under ``videostar``, as installed here."""
+    """Every module and package under ``videostar``, as installed here (``__main__`` modules run a
+    program when imported, so they are left to the ``--help`` checks)."""
     found = pkgutil.walk_packages(videostar.__path__, "videostar.", onerror=lambda name: None)
-    return sorted(["videostar", *(m.name for m in found)])
+    return sorted(["videostar", *(m.name for m in found if not m.name.endswith(".__main__"))])
 
 
 def problems() -> list[str]:

@@ -158,10 +158,10 @@ class LoadedModel:
         an answer is cut so prompt + answer fit; each cut item adds one line to ``clipped``
         (named by ``names``) and to the log. With ``rationale_weight`` the batch also carries
         ``loss_weights`` (labels' shape): that weight on rationale tokens, 1 on the final answer
-        (videostar.star.loss_weights), 0 off the answer.
+        (videostar.training.loss_weights), 0 off the answer.
         """
         if rationale_weight is not None:
-            from videostar.star.loss_weights import answer_token_weights
+            from videostar.training.loss_weights import answer_token_weights
         eos = self.turn_end
         parts: list[dict[str, Any]] = []
         for prompt, answer, frames in zip(prompts, answers, videos, strict=True):

@@ -42,14 +42,15 @@ from videostar.config.recipe import (
     VideoConfig,
 )
 from videostar.config.rlaif import PPOConfig, RewardConfig, RLAIFConfig
-from videostar.config.step import StepConfig
+from videostar.config.scenegraph import ScenegraphConfig
 from videostar.errors import ConfigError, first_line
 from videostar.prompts import DEFAULT_TEMPLATES, TEMPLATE_FIELDS
 
 __all__ = [
     "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "Launcher",
     "LoraConfig", "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardConfig",
-    "RunConfig", "SFTConfig", "SecretEnv", "StepConfig", "StepResources", "Toleration", "TrackingConfig",
+    "RunConfig", "SFTConfig", "ScenegraphConfig", "SecretEnv", "StepResources", "Toleration",
+    "TrackingConfig",
     "VerifyConfig", "VideoConfig", "config_from_dict", "config_from_json", "config_to_json", "load_config",
 ]
 
@@ -66,7 +67,7 @@ class RunConfig:
     decide: DecideConfig = field(default_factory=DecideConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
-    step: StepConfig = field(default_factory=StepConfig)
+    scenegraph: ScenegraphConfig = field(default_factory=ScenegraphConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
     def validate(self, where: str) -> None:

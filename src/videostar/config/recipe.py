@@ -15,7 +15,7 @@ from videostar.config.fields import (
     positive,
     require,
 )
-from videostar.config.step import QUESTION_TYPES
+from videostar.config.scenegraph import QUESTION_TYPES
 from videostar.prompts import HINT, INSTRUCTION
 from videostar.video import BACKENDS as VIDEO_BACKENDS
 
@@ -127,7 +127,7 @@ class LoraConfig:
         require(where, "scope", self.scope in ("language", "all"), "language or all")
 
 
-DEEPSPEED_DIR = Path(__file__).resolve().parents[1] / "star" / "deepspeed"
+DEEPSPEED_DIR = Path(__file__).resolve().parents[1] / "training" / "deepspeed"
 """The shipped DeepSpeed configs ``sft.deepspeed`` may name (as :mod:`videostar.star.sft`)."""
 
 
@@ -183,7 +183,7 @@ EVAL_SUITES = {
     "kinetics700": ("csv", "videos"),
     "tempcompass": ("data",),
     "finediving": ("root", "coarse", "fine", "split_keys", "subactions"),
-    "step": ("records",),
+    "scenegraph": ("records",),
 }
 """Each suite and the data paths it needs (the same names as ``videostar eval`` options)."""
 
@@ -195,7 +195,7 @@ EVAL_METRICS = {
     "tempcompass": ("accuracy", "accuracy_unscored_wrong",
                     *(f"accuracy/{t}" for t in ("multi-choice", "yes_no", "caption_matching", "captioning"))),
     "finediving": ("spearman", "sub_action_sequence_accuracy", "difficulty_accuracy"),
-    "step": ("accuracy", "answer_accuracy", *(f"accuracy_steps_{b}" for b in ("1", "2", "3+")),
+    "scenegraph": ("accuracy", "answer_accuracy", *(f"accuracy_steps_{b}" for b in ("1", "2", "3+")),
              *(f"accuracy.{t}" for t in QUESTION_TYPES)),
 }
 """The headline numbers each suite's report gives (``summary``; a test holds them to the suites'

@@ -17,7 +17,7 @@ from videostar.data._common import find_video, index_videos, not_found, require_
 from videostar.data.records import SIBLINGS, AdapterResult, Record
 from videostar.errors import RecordError
 from videostar.prompts import question_for
-from videostar.star.verify import class_siblings
+from videostar.verify import class_siblings
 
 TASK = "action_recognition"
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")

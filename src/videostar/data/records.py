@@ -36,7 +36,7 @@ LABEL_TYPES = (
 
 SIBLINGS = "class_siblings"
 """``meta`` key: label name -> the dataset's classes the verifier must tell that label from
-(:func:`videostar.star.verify.class_siblings`); written by adapters that know the class list."""
+(:func:`videostar.verify.class_siblings`); written by adapters that know the class list."""
 
 
 def _show(value: Any) -> str:

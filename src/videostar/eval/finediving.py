@@ -7,7 +7,7 @@ adapter, frames read from the JPEG folders). From each answer:
   ``unparseable`` and listed, and left out of the score metrics;
 - Spearman's rank correlation (:func:`spearman`, ties get average ranks) and the relative L2
   distance of CoRe (2021) (:func:`relative_l2`), reported x100 as papers do;
-- sub-action sequence accuracy: the sequence verifier of :mod:`videostar.star.verify` must
+- sub-action sequence accuracy: the sequence verifier of :mod:`videostar.verify` must
   find the dive's sub-actions in the answer in their order (a repeated move included);
 - difficulty accuracy: the float verifier on the difficulty label.
 """
@@ -29,7 +29,7 @@ from videostar.data.records import Record
 from videostar.eval.report import answer_items, finish_report, overall
 from videostar.model import LoadedModel
 from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
-from videostar.star.verify import FLOAT_NAME_WINDOW, answer_numbers, get_verifier
+from videostar.verify import FLOAT_NAME_WINDOW, answer_numbers, get_verifier
 
 SUITE = "finediving"
 TASK = "dive_quality"

@@ -19,7 +19,7 @@ from videostar.data.records import Record
 from videostar.eval.report import answer_items, finish_report, overall, tally
 from videostar.model import LoadedModel
 from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
-from videostar.star.verify import verify_record
+from videostar.verify import verify_record
 
 SUITE = "kinetics700"
 

@@ -33,13 +33,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from videostar.checkpoints import fsync_tree
 from videostar.config import PPOConfig, RunConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
 from videostar.resume import file_hash, model_content
-from videostar.rlaif import checkpoint as ckpt
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
@@ -52,6 +50,8 @@ from videostar.rlaif.ppo_math import (
 )
 from videostar.rlaif.reward import RewardModel, load_reward_and_value
 from videostar.star.sft import decode_batch
+from videostar.training import state as ckpt
+from videostar.training.checkpoints import fsync_tree
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
@@ -236,7 +236,7 @@ class PPOTrainer:
         continues exactly.
 
         The adapter is also written with ``save_pretrained`` under ``adapter/`` for loading as
-        a model; the resumable state is safetensors + JSON (:mod:`videostar.rlaif.checkpoint`).
+        a model; the resumable state is safetensors + JSON (:mod:`videostar.training.state`).
         """
         from peft import get_peft_model_state_dict
 

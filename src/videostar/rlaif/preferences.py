@@ -23,7 +23,7 @@ from videostar.errors import VideoError
 from videostar.model import LoadedModel
 from videostar.prompts import CAPTION_PROMPT, judge_prompt
 from videostar.star.generate import generate_batch, row_seed
-from videostar.star.verify import verify_record
+from videostar.verify import verify_record
 from videostar.video import read_clips, read_frames
 
 _VERDICT = re.compile(r"answer\s*([12])\b", re.IGNORECASE)

@@ -26,8 +26,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from videostar import distributed as dist
-from videostar.checkpoints import Checkpoints, folder_for, trainable
 from videostar.config import RewardConfig, VideoConfig
 from videostar.data.records import is_finite_number, read_valid
 from videostar.errors import RecordError, VideostarError
@@ -43,6 +41,8 @@ from videostar.model import (
 from videostar.resume import model_content, published_result, stamp_digest
 from videostar.rlaif.ppo_math import logprobs_from_logits
 from videostar.star.sft import decode_batch, schedule
+from videostar.training import distributed as dist
+from videostar.training.checkpoints import Checkpoints, folder_for, trainable
 
 HEAD_FILE = "reward_head.safetensors"
 """The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""

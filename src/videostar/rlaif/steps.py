@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from videostar import distributed, launch, layout, tracking
+from videostar import layout, tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
 from videostar.outputs import clean_debris, clean_save_debris
 from videostar.prompts import answer_prompt
 from videostar.resume import claim, published_result, stamp_digest
+from videostar.training import distributed, launch
 
 
 def split_videos(records: list[Record], fraction: float, seed: int) -> set[str]:
@@ -101,7 +102,7 @@ def reward_model(
     """Train the reward model on the pairs; its held-out pairwise accuracy is the metric.
 
     With ``pipeline.reward.launcher.kind: torchrun`` the same step runs as ``videostar reward``
-    under ``torchrun`` (:mod:`videostar.launch`); there, rank 0 alone logs and writes.
+    under ``torchrun`` (:mod:`videostar.training.launch`); there, rank 0 alone logs and writes.
     """
     from videostar.rlaif.reward import read_pairs, train_reward_model
 

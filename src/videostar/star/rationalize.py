@@ -17,7 +17,7 @@ from videostar.layout import RATIONALES, REJECTED, VERIFIED
 from videostar.model import LoadedModel
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.generate import generate_answers
-from videostar.star.verify import verify_rows
+from videostar.verify import verify_rows
 
 if TYPE_CHECKING:
     from videostar.generation import Generator

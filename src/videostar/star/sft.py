@@ -1,14 +1,14 @@
 """Instruction tuning on verified answers, always from the base checkpoint.
 
 A plain PyTorch loop (AdamW, warmup + cosine) in one process or under ``torchrun`` (each rank
-takes every world-size-th example of each micro-batch; see :mod:`videostar.distributed`); with
+takes every world-size-th example of each micro-batch; see :mod:`videostar.training.distributed`); with
 ``sft.deepspeed`` set it runs through a DeepSpeed engine instead (ZeRO configs in
-``star/deepspeed/``). The loss covers answer tokens only. Checkpoints every
-``sft.checkpoint_steps`` optimizer steps let a rerun continue (:mod:`videostar.checkpoints`).
+``training/deepspeed/``). The loss covers answer tokens only. Checkpoints every
+``sft.checkpoint_steps`` optimizer steps let a rerun continue (:mod:`videostar.training.checkpoints`).
 
 Why not HF ``Trainer``/``accelerate`` (evaluated for issue 12): its checkpoints are pickles
 (``optimizer.pt``, ``scheduler.pt``, ``rng_state_N.pth``, ``training_args.bin``) loaded with
-``torch.load``, which our shared output folders refuse (:mod:`videostar.rlaif.checkpoint`);
+``torch.load``, which our shared output folders refuse (:mod:`videostar.training.state`);
 its schedule gives the first step lr 0 (see :func:`warmup_cosine`); and the video decoding with
 skip reasons, the answer-only token-weighted loss over the accumulation window and the global
 batch would all come back as a collator, a ``compute_loss`` and callbacks: no fewer lines.
@@ -35,8 +35,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from videostar import distributed as dist
-from videostar.checkpoints import Checkpoints, folder_for, load_shard, trainable
 from videostar.config import SFTConfig, VideoConfig
 from videostar.config.recipe import DEEPSPEED_DIR
 from videostar.data.records import Record, read_records
@@ -45,7 +43,9 @@ from videostar.families import freeze_for_full_finetune
 from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
 from videostar.prompts import answer_prompt
 from videostar.resume import file_hash, model_content, published_result, stamp_digest
-from videostar.rlaif import checkpoint as state
+from videostar.training import distributed as dist
+from videostar.training import state as state
+from videostar.training.checkpoints import Checkpoints, folder_for, load_shard, trainable
 from videostar.video import read_frames
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from videostar import distributed, launch, layout, tracking
+from videostar import layout, tracking
 from videostar.config import EvalSuite, RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
@@ -21,7 +21,8 @@ from videostar.outputs import clean_save_debris
 from videostar.resume import claim, file_hash, model_content
 from videostar.star.decide import decide as decide_next
 from videostar.star.decide import summarize_cycle
-from videostar.star.verify import verify_rows
+from videostar.training import distributed, launch
+from videostar.verify import verify_rows
 
 
 def shard(records: list[Record], index: int, count: int) -> list[Record]:
@@ -122,7 +123,7 @@ def sft(
 
     With tracking on, the cycle's MLflow run is active meanwhile and records system metrics.
     With ``pipeline.sft.launcher.kind: torchrun`` the same step runs as ``videostar sft`` under
-    ``torchrun`` (:mod:`videostar.launch`); there, rank 0 alone logs and writes the metrics.
+    ``torchrun`` (:mod:`videostar.training.launch`); there, rank 0 alone logs and writes the metrics.
     """
     from videostar.star.sft import sft as run
 
@@ -186,10 +187,10 @@ def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfi
         return evaluate_kinetics(lm, d["csv"], d["videos"], out_dir, gen, cfg.video, cfg.verify,
                                  templates=cfg.templates, split=suite.split, limit=limit,
                                  progress=progress)
-    if suite.name == "step":
-        from videostar.eval.step_qa import evaluate_step
+    if suite.name == "scenegraph":
+        from videostar.eval.scenegraph_qa import evaluate_scenegraph
 
-        return evaluate_step(lm, d["records"], out_dir, gen, cfg.video, cfg.verify, limit=limit,
+        return evaluate_scenegraph(lm, d["records"], out_dir, gen, cfg.video, cfg.verify, limit=limit,
                              progress=progress)
     from videostar.eval.finediving import evaluate_finediving
 
