@@ -27,7 +27,7 @@ def config(cycles: int):
     return config_from_dict({
         "decide": {"max_cycles": cycles},
         "rlaif": {"enabled": True},
-        "evaluation": {"suites": [{"name": "kinetics700", "data": {"csv": "s3://b/k.csv", "videos": "s3://b/v"}}]},
+        "evaluate": {"suites": [{"name": "kinetics700", "data": {"csv": "s3://b/k.csv", "videos": "s3://b/v"}}]},
     })
 
 

@@ -37,9 +37,9 @@ def run_seed(seed: int, root: Path) -> LocalRun:
     home = root / f"seed-{seed}"
     cfg = load_config(CONFIG)
     cfg.pipeline.base_model, cfg.pipeline.dataset = str(home / "base"), str(home / "data" / "records.jsonl")
-    cfg.evaluation.suites[0].data = {"csv": str(home / "heldout" / "validate.csv"),
+    cfg.evaluate.suites[0].data = {"csv": str(home / "heldout" / "validate.csv"),
                                      "videos": str(home / "heldout" / "videos")}
-    for section in (cfg.generate, cfg.sft, cfg.rlaif.reward, cfg.rlaif.ppo):
+    for section in (cfg.generate, cfg.sft, cfg.rlaif.reward_model, cfg.rlaif.ppo):
         section.seed = seed
     cfg.tracking.mlflow_uri = f"sqlite:///{home / 'mlflow.db'}"
     cfg.tracking.store = str(home / "store")
@@ -82,7 +82,7 @@ def summarize(runs: dict[int, LocalRun]) -> dict[str, Any]:
         per_cycle.append(row)
     seeds = {}
     for s, r in runs.items():
-        rm, ppo = r.rlaif.get("reward", {}), r.rlaif.get("ppo", {})
+        rm, ppo = r.rlaif.get("reward_model", {}), r.rlaif.get("ppo", {})
         seeds[s] = {
             "seconds": round(r.seconds, 1), "base_accuracy": r.baseline.get(ACCURACY),
             "answer_yield": [c["answer_yield"] for c in r.cycles],

@@ -88,7 +88,7 @@ def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
 
 def _max_tasks(cfg: RunConfig) -> int:
     """Tasks in the longest run (every cycle runs): the progress bar's total."""
-    evaluations = 1 if cfg.evaluation.suites else 0
+    evaluations = 1 if cfg.evaluate.suites else 0
     rlaif = 3 + evaluations if cfg.rlaif.enabled else 0
     if cfg.rlaif.sft_model:
         return 1 + rlaif
@@ -102,10 +102,10 @@ def _absolute_local_paths(cfg: RunConfig) -> None:
         cfg.tracking.mlflow_uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
     if cfg.tracking.store and "://" not in cfg.tracking.store:
         cfg.tracking.store = str(Path(cfg.tracking.store).resolve())
-    for i, suite in enumerate(cfg.evaluation.suites):
+    for i, suite in enumerate(cfg.evaluate.suites):
         for key, value in suite.data.items():
             if not Path(value).exists():
-                raise ConfigError(f"evaluation.suites[{i}].data.{key}: {value!r} does not exist")
+                raise ConfigError(f"evaluate.suites[{i}].data.{key}: {value!r} does not exist")
             suite.data[key] = str(Path(value).resolve())
 
 
@@ -178,7 +178,7 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
                     baseline=baseline, rlaif=rlaif)
 
 
-RLAIF_STEPS = ("preferences", "reward", "ppo")
+RLAIF_STEPS = ("preferences", "reward_model", "ppo")
 """The ``step`` named in each RLAIF step's metrics (and its key in :attr:`LocalRun.rlaif`)."""
 
 
@@ -251,7 +251,7 @@ def _print_rlaif(run: LocalRun, console: Any) -> None:
 
     r = run.rlaif
     table = Table(title=f"VLM-RLAIF ({r.get('seconds', 0):.0f} s)", show_header=False)
-    prefs, rm, ppo = r.get("preferences", {}), r.get("reward", {}), r.get("ppo", {})
+    prefs, rm, ppo = r.get("preferences", {}), r.get("reward_model", {}), r.get("ppo", {})
     sampled = prefs.get("prompts", 0) * prefs.get("pairs_per_prompt", 1)
     table.add_row("preference pairs", f"{prefs.get('kept', 0)} of {sampled} sampled from "
                   f"{prefs.get('prompts', 0)} prompts (judge: {prefs.get('judge')}; "

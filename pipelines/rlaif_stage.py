@@ -35,13 +35,13 @@ def rlaif_stage(cfg: RunConfig, ops: Components, after: str = "") -> Any:
         rm = schedule(ops.reward_model(config=config, parent_run=parent_run,
                                        pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model=sft_model,
                                        base_model=base_model, preferences=prefs.outputs["out"]),
-                      p.reward, p)
+                      p.reward_model, p)
         rm.set_display_name("rlaif-reward-model")
         ppo = schedule(ops.ppo(config=config, parent_run=parent_run, model=sft_model, base_model=base_model,
-                               reward=rm.outputs["reward"], records=records,
+                               reward_model=rm.outputs["reward_model"], records=records,
                                preferences=prefs.outputs["out"]), p.ppo, p)
         ppo.set_display_name("rlaif-ppo")
-        if cfg.evaluation.suites:
+        if cfg.evaluate.suites:
             ev = schedule(ops.evaluate(config=config, stage="rlaif", parent_run=parent_run,
                                        model=ppo.outputs["policy"], adapter_base=sft_model),
                           p.generate, p)

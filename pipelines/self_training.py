@@ -41,7 +41,7 @@ def build_pipeline(cfg: RunConfig) -> Any:
     ):
         base, data, start = _inputs(cfg, ops, config, base_model, dataset)
         parent_run = start.outputs["Output"]
-        if cfg.evaluation.suites:  # the baseline: the base model before any cycle
+        if cfg.evaluate.suites:  # the baseline: the base model before any cycle
             baseline = schedule(ops.evaluate(config=config, stage="baseline", parent_run=parent_run,
                                              model=base.output, adapter_base=base.output),
                                 cfg.pipeline.generate, cfg.pipeline)

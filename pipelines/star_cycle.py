@@ -62,7 +62,7 @@ def star_cycle(k: int, cfg: RunConfig, ops: Components) -> Any:
                                rationales=dsl.Collected(rat.outputs["out"])), p.sft, p)
         sft.set_display_name(f"cycle-{k}-sft")
         evaluation = {}
-        if cfg.evaluation.suites:
+        if cfg.evaluate.suites:
             ev = schedule(ops.evaluate(config=config, stage="cycle", cycle=k, parent_run=parent_run,
                                        model=sft.outputs["model"], adapter_base=base_model),
                           p.generate, p)

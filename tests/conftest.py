@@ -57,7 +57,7 @@ def colour_preferences(records: Path) -> list:
 
     from videostar.data.records import read_rows
     from videostar.data.synthetic import COLOURS
-    from videostar.rlaif.reward import Pair
+    from videostar.rlaif.reward_model import Pair
 
     rng = random.Random(0)
     out = []
@@ -73,9 +73,9 @@ def colour_preferences(records: Path) -> list:
 def colour_reward_config(seed: int, **overrides):
     """The colour reward model's settings: the fixture's (seed 0) and the other seeds' of
     tests/rlaif/test_reward.py."""
-    from videostar.config import LoraConfig, RewardConfig
+    from videostar.config import LoraConfig, RewardModelConfig
 
-    return RewardConfig(lr=1e-3, epochs=16, batch_size=4, seed=seed,
+    return RewardModelConfig(lr=1e-3, epochs=16, batch_size=4, seed=seed,
                         lora=LoraConfig(r=32, alpha=64, dropout=0.0), **overrides)
 
 
@@ -83,7 +83,7 @@ def colour_reward_config(seed: int, **overrides):
 def colour_reward_model(tiny_base: Path, synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """A reward model trained on 32 colour preferences (first 32 videos) -> (folder, metrics)."""
     from videostar.config import VideoConfig
-    from videostar.rlaif.reward import train_reward_model
+    from videostar.rlaif.reward_model import train_reward_model
 
     prefs = colour_preferences(synthetic_data)
     out = tmp_path_factory.mktemp("reward") / "model"

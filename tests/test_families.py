@@ -19,8 +19,8 @@ from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import read_records, read_rows, write_jsonl
 from videostar.data.synthetic import write_kinetics_split
 from videostar.families import FAMILIES, family_of, lora_target_modules
+from videostar.generation import generate_batch
 from videostar.model import MODEL_CARD, load_model, save_model
-from videostar.star.generate import generate_batch
 from videostar.tiny import BUILDERS
 from videostar.video import read_frames
 
@@ -45,8 +45,8 @@ def run_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg.pop("tracking")
     cfg["generate"] |= {"max_new_tokens": 8, "batch_size": 4}
     cfg["sft"] |= {"epochs": 3, "batch_size": 4}
-    cfg["evaluation"]["max_new_tokens"] = 8
-    cfg["rlaif"]["reward"] |= {"epochs": 2}
+    cfg["evaluate"]["max_new_tokens"] = 8
+    cfg["rlaif"]["reward_model"] |= {"epochs": 2}
     cfg["rlaif"]["ppo"] |= {"steps": 2, "batch_size": 4, "minibatch_size": 4, "max_new_tokens": 8,
                             "save_every": 0}
     path = tmp_path_factory.mktemp("config") / "run.yaml"
@@ -155,10 +155,10 @@ def test_reward_model_and_ppo(ckpt: Path, synthetic_data: Path, records: Path, r
     write_jsonl(prefs / "heldout.jsonl", pairs[6:])
     (prefs / "split.json").write_text(json.dumps({"heldout_videos": [p["video"] for p in pairs[6:]]}))
     common = ["--config", str(run_config)]
-    assert main([*common, "reward", "--model", str(ckpt), "--preferences", str(prefs),
+    assert main([*common, "reward-model", "--model", str(ckpt), "--preferences", str(prefs),
                  "--out", str(tmp_path / "rm")]) == 0
     assert json.loads((tmp_path / "rm" / "metrics.json").read_text())["steps"] > 0
-    assert main([*common, "ppo", "--model", str(ckpt), "--reward", str(tmp_path / "rm" / "model"),
+    assert main([*common, "ppo", "--model", str(ckpt), "--reward-model", str(tmp_path / "rm" / "model"),
                  "--records", str(records), "--preferences", str(prefs),
                  "--out", str(tmp_path / "ppo")]) == 0
     result = json.loads((tmp_path / "ppo" / "metrics.json").read_text())
@@ -194,7 +194,7 @@ def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_pa
     cfg["pipeline"] |= {"base_model": str(base), "dataset": str(data), "num_shards": 1}
     cfg["decide"]["max_cycles"] = 1
     cfg["rlaif"]["enabled"] = False
-    cfg["evaluation"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
+    cfg["evaluate"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cfg))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0

@@ -183,7 +183,7 @@ def test_every_model_is_a_logged_model_ranked_and_aliased(mlflow_server: str, tm
     tracking.log_scores(cfg, parent, "rlaif", None, {"eval.suite.accuracy": 0.95})
     reward = client.get_logged_model(reward_id)
     assert reward.model_type == tracking.REWARD_MODEL
-    accuracy = next(m for m in reward.metrics if m.key == "reward.heldout_accuracy")
+    accuracy = next(m for m in reward.metrics if m.key == "reward_model.heldout_accuracy")
     assert (accuracy.value, accuracy.dataset_name) == (0.75, tracking.PREFERENCES)
     policy = client.get_model_version_by_alias("lm-policy", "aligned")
     policy_model = client.get_logged_model(policy.source.removeprefix("models:/"))

@@ -5,7 +5,8 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 POOL = "gpu"
 
 
-def ppo(config: str, parent_run: str, model: Input[Model], base_model: Input[Model], reward: Input[Model],
+def ppo(config: str, parent_run: str, model: Input[Model], base_model: Input[Model],
+        reward_model: Input[Model],
         records: Input[Dataset], preferences: Input[Dataset], policy: Output[Model],
         out: Output[Dataset], metrics: Output[Metrics]):
     """The policy into ``policy``; checkpoints (a retried task resumes from them) and every
@@ -16,7 +17,7 @@ def ppo(config: str, parent_run: str, model: Input[Model], base_model: Input[Mod
     from videostar.layout import records_file
     from videostar.rlaif.steps import ppo as run
 
-    result = run(model.path, reward.path, records_file(records.path), preferences.path, policy.path,
+    result = run(model.path, reward_model.path, records_file(records.path), preferences.path, policy.path,
                  out.path, config_from_json(config), adapter_base=base_model.path,
                  parent_run=parent_run, progress=False)
     log_metrics(metrics, result)

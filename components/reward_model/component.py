@@ -6,10 +6,12 @@ POOL = "gpu"
 
 
 def reward_model(config: str, parent_run: str, pipeline_run: str, model: Input[Model],
-                 base_model: Input[Model], preferences: Input[Dataset], reward: Output[Model],
+                 base_model: Input[Model], preferences: Input[Dataset],
+                 reward_model: Output[Model],
                  out: Output[Dataset], metrics: Output[Metrics]):
     """Bradley-Terry on ``preferences``; held-out pairwise accuracy in ``out/metrics.json``; with
-    ``pipeline.reward.launcher.kind: trainjob`` as a Kubeflow TrainJob named after ``pipeline_run``."""
+    ``pipeline.reward_model.launcher.kind: trainjob`` as a Kubeflow TrainJob named after
+    ``pipeline_run``."""
     import os
 
     from videostar.components.runtime import log_metrics
@@ -20,12 +22,12 @@ def reward_model(config: str, parent_run: str, pipeline_run: str, model: Input[M
 
     os.makedirs(out.path, exist_ok=True)
     cfg = config_from_json(config)
-    if cfg.pipeline.reward.launcher.kind == "trainjob":
+    if cfg.pipeline.reward_model.launcher.kind == "trainjob":
         from videostar.training import trainjob
 
         result = trainjob.reward_model(cfg, pipeline_run, parent_run, model.path, base_model.path,
-                                       preferences.path, reward.path, f"{out.path}/{METRICS}")
+                                       preferences.path, reward_model.path, f"{out.path}/{METRICS}")
     else:
-        result = run(model.path, preferences.path, reward.path, f"{out.path}/{METRICS}", cfg,
+        result = run(model.path, preferences.path, reward_model.path, f"{out.path}/{METRICS}", cfg,
                      adapter_base=base_model.path, parent_run=parent_run, progress=False)
     log_metrics(metrics, result)

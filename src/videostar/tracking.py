@@ -30,12 +30,11 @@ from typing import Any
 
 from videostar.config import RunConfig, TrackingConfig
 from videostar.errors import VideostarError, first_line
-from videostar.layout import BASELINE, RLAIF
+from videostar.layout import BASELINE, CYCLE_TAG, RLAIF
 from videostar.store import Store, open_store, scoped_key
 
 PARENT_TAG = "videostar.pipeline_run"
 NESTED_TAG = "mlflow.parentRunId"
-CYCLE_TAG = "videostar.cycle"
 PARENT_RUN_TAG = "videostar.parent_run"
 """On every LoggedModel: the parent run it belongs to, which :func:`ranked_models` filters on."""
 SFT_MODEL, REWARD_MODEL, POLICY_MODEL = "sft-adapter", "reward-model", "rl-policy"
@@ -384,9 +383,9 @@ def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_
     model_id = _logged_model(client, run_id, parent, REWARD_MODEL, REWARD_MODEL, model_dir, 0,
                              {"stage": RLAIF})
     dataset = _run_dataset(client, run_id, PREFERENCES)
-    _log_on_both(client, run_id, parent, _numbers(result, "reward."), model_id, dataset)
+    _log_on_both(client, run_id, parent, _numbers(result, "reward_model."), model_id, dataset)
     for i, loss in enumerate(result.get("loss_history", [])):
-        _log_metrics(client, run_id, {"reward.loss": loss}, i, model_id, dataset)
+        _log_metrics(client, run_id, {"reward_model.loss": loss}, i, model_id, dataset)
     return model_id
 
 

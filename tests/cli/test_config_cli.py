@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.fast, pytest.mark.faults]
         ("rlaif: {ppo: {minibatch_size: 32, batch_size: 4}}", "rlaif.ppo.minibatch_size",
          "at most batch_size (4)"),
         ("rlaif: {ppo: {gamma: 1.5}}", "rlaif.ppo.gamma", "[0, 1]"),
-        ("rlaif: {reward: {lr: -1}}", "rlaif.reward.lr", "> 0"),
-        ("evaluation: {limit: 0}", "evaluation.limit", ">= 1 or null"),
+        ("rlaif: {reward_model: {lr: -1}}", "rlaif.reward_model.lr", "> 0"),
+        ("evaluate: {limit: 0}", "evaluate.limit", ">= 1 or null"),
         ("pipeline: {verify: {retries: -1}}", "pipeline.verify.retries", "from 0 to 20"),
     ],
 )

@@ -11,7 +11,7 @@ from hostile import assert_reported, write_hostile
 
 from videostar.cli import main
 from videostar.data.records import read_records
-from videostar.rlaif.reward import read_pairs
+from videostar.rlaif.reward_model import read_pairs
 
 pytestmark = [pytest.mark.fast, pytest.mark.faults]
 

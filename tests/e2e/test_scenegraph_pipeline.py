@@ -36,8 +36,8 @@ def test_two_cycles_on_synthetic_scene_graph_videos(step_base: Path, tmp_path: P
     # This shorter-trained base rarely states a whole path (the path rule has its own tests):
     # one step in three is required here, so cycle 0 has data to train on.
     cfg["verify"]["graph_path_steps"] = 0.34
-    cfg["evaluation"] |= {"max_new_tokens": 64, "limit": 12}
-    cfg["evaluation"]["suites"][0]["data"]["records"] = str(tmp_path / "heldout/records.jsonl")
+    cfg["evaluate"] |= {"max_new_tokens": 64, "limit": 12}
+    cfg["evaluate"]["suites"][0]["data"]["records"] = str(tmp_path / "heldout/records.jsonl")
     cfg["tracking"] = {"mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "step-test"}
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -210,9 +210,9 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
                         "images": IMAGES}
     cfg["decide"]["max_cycles"] = 1
     cfg["sft"]["epochs"] = 1
-    cfg["rlaif"]["reward"]["epochs"] = 1
+    cfg["rlaif"]["reward_model"]["epochs"] = 1
     cfg["rlaif"]["ppo"] |= {"steps": 2, "save_every": 0}
-    cfg["evaluation"]["suites"][0]["data"] = {"csv": "heldout/validate.csv", "videos": "heldout/videos"}
+    cfg["evaluate"]["suites"][0]["data"] = {"csv": "heldout/validate.csv", "videos": "heldout/videos"}
     cfg["tracking"] = {"mlflow_uri": "sqlite:///star/mlflow.db", "experiment": "shipped",
                        "store": "star/store"}
     (w / "star.yaml").write_text(yaml.safe_dump(cfg))
@@ -229,8 +229,8 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     step["decide"]["max_cycles"] = 1
     step["sft"]["epochs"] = 1
     step["verify"]["graph_path_steps"] = 0.34
-    step["evaluation"] |= {"max_new_tokens": 32, "limit": 4}
-    step["evaluation"]["suites"][0]["data"]["records"] = "step-heldout/records.jsonl"
+    step["evaluate"] |= {"max_new_tokens": 32, "limit": 4}
+    step["evaluate"]["suites"][0]["data"]["records"] = "step-heldout/records.jsonl"
     step["tracking"] = {"mlflow_uri": "sqlite:///stepruns/mlflow.db", "experiment": "shipped-step",
                         "store": "stepruns/store"}
     (w / "step.yaml").write_text(yaml.safe_dump(step))

@@ -111,7 +111,7 @@ def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
         tasks = {t["taskInfo"]["name"]: t for t in dag["tasks"].values()}
         if "rlaif-ppo" in tasks:
             ppo = tasks["rlaif-ppo"]["inputs"]["artifacts"]
-            assert ppo["reward"]["taskOutputArtifact"]["producerTask"].startswith("reward-model")
+            assert ppo["reward_model"]["taskOutputArtifact"]["producerTask"].startswith("reward-model")
             ev = tasks["rlaif-evaluate"]["inputs"]
             assert ev["parameters"]["stage"]["runtimeValue"]["constant"] == "rlaif"
 
@@ -266,7 +266,7 @@ def test_pipeline_runs_locally_with_tracking(
                         "registered_model": "pipeline-test-sft", "registered_policy": "pipeline-test-policy",
                         "store": "s3://videostar-runs"}
     heldout = write_kinetics_split(tmp_path / "heldout", 6, seed=1)
-    tiny["evaluation"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
+    tiny["evaluate"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
     config.write_text(yaml.safe_dump(tiny))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
@@ -301,11 +301,11 @@ def _check_rlaif(run, tiny_base: Path) -> None:
     assert pairs and {"prompt", "chosen", "rejected", "narrative", "judge_outputs"} <= set(pairs[0])
     assert pairs[0]["narrative"].startswith("Clip 1: ")
     (rm_card,) = [c for c in map(lambda p: json.loads(p.read_text()), run.root.rglob(MODEL_CARD))
-                  if c["kind"] == "reward"]
+                  if c["kind"] == "reward_model"]
     card = json.loads((Path(r["ppo"]["model"]) / MODEL_CARD).read_text())
-    assert rm_card["kind"] == "reward" and card["kind"] == "lora"
+    assert rm_card["kind"] == "reward_model" and card["kind"] == "lora"
     assert card["base"] == rm_card["base"] == str(run.models[-1])  # the last cycle's model
-    assert r["ppo"]["steps"] == 3 and r["reward"]["heldout_accuracy"] is not None
+    assert r["ppo"]["steps"] == 3 and r["reward_model"]["heldout_accuracy"] is not None
     assert "eval.kinetics700.accuracy" in r["scores"] and r["seconds"] > 0
     assert run.baseline and run.baseline != r["scores"]
 
@@ -363,7 +363,7 @@ def _check_mlflow_rlaif(client, parent, aligned, rlaif: dict) -> None:
     for name in ("ppo.reward", "ppo.entropy", "ppo.clipfrac", "ppo.value_loss"):
         assert len(client.get_metric_history(aligned.info.run_id, name)) == 3
     metrics = aligned.data.metrics
-    assert metrics["reward.heldout_accuracy"] == rlaif["reward"]["heldout_accuracy"]
+    assert metrics["reward_model.heldout_accuracy"] == rlaif["reward_model"]["heldout_accuracy"]
     assert metrics["ppo.heldout_reward_after"] == pytest.approx(rlaif["ppo"]["heldout_reward_after"])
     assert "eval.kinetics700.accuracy" in metrics
     assert parent.data.metrics["rlaif.preferences.kept"] == rlaif["preferences"]["kept"]

@@ -119,7 +119,7 @@ def _trainer(tiny_base: Path, reward, **cfg):
     from videostar.config import LoraConfig, PPOConfig
     from videostar.model import add_lora, load_model
     from videostar.rlaif.ppo import PPOTrainer
-    from videostar.rlaif.reward import RewardModel
+    from videostar.rlaif.reward_model import RewardModel
 
     torch.manual_seed(0)
     lora = LoraConfig(r=8, alpha=16, dropout=0.0)
@@ -134,7 +134,7 @@ def _trainer(tiny_base: Path, reward, **cfg):
 def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward_model, synthetic_data):
     from conftest import colour_preferences
 
-    from videostar.rlaif.reward import load_reward_and_value
+    from videostar.rlaif.reward_model import load_reward_and_value
     from videostar.video import read_frames
 
     path, _ = colour_reward_model

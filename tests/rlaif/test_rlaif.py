@@ -39,7 +39,7 @@ def rlaif_config(tmp_path: Path) -> Path:
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg.pop("tracking")
     cfg["rlaif"]["ppo"] |= {"steps": 2, "batch_size": 8, "max_new_tokens": 16, "save_every": 1}
-    cfg["rlaif"]["reward"]["epochs"] = 2
+    cfg["rlaif"]["reward_model"]["epochs"] = 2
     # Every record a prompt, three pairs each: one pair kept 2-4 of the 24 prompts under the three
     # CPU kernel levels (once none of them in the training split); three keep 22-32 as fast.
     cfg["rlaif"] |= {"tasks": [], "pairs_per_prompt": 3}
@@ -76,12 +76,12 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
         held_labels = [o.endswith("holds the labels") for o in pair["judge_outputs"]]
         assert sorted(held_labels) == [False, True] and pair["narrative"].startswith("Clip 1: ")
 
-    assert main([*common, "reward", "--model", str(tiny_base), "--preferences", str(prefs),
+    assert main([*common, "reward-model", "--model", str(tiny_base), "--preferences", str(prefs),
                  "--out", str(rm)]) == 0
-    assert read_card(rm / "model")["kind"] == "reward"
+    assert read_card(rm / "model")["kind"] == "reward_model"
     assert json.loads((rm / "metrics.json").read_text())["steps"] > 0
 
-    assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
+    assert main([*common, "ppo", "--model", str(tiny_base), "--reward-model", str(rm / "model"),
                  "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 0
     result = json.loads((ppo / "metrics.json").read_text())
     assert len(result["input_errors"]) == 1 and f"bad row: {data}:26: " in capsys.readouterr().err
@@ -91,7 +91,7 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     assert result["heldout_reward_after"] == result["heldout_reward_after"]  # measured, not NaN
     # a second run (a retried step) never trains or overwrites the saved policy: it completes from its card
     policy = {p.name: p.read_bytes() for p in (ppo / "model").iterdir()}
-    assert main([*common, "ppo", "--model", str(tiny_base), "--reward", str(rm / "model"),
+    assert main([*common, "ppo", "--model", str(tiny_base), "--reward-model", str(rm / "model"),
                  "--records", str(data), "--preferences", str(prefs), "--out", str(ppo)]) == 0
     assert "already holds this run's model (saved before its metrics); completing" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (ppo / "model").iterdir()} == policy

@@ -573,7 +573,7 @@ def test_step_config_compiles(tmp_path):
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
     assert config["scenegraph"]["split"] == "training"
     assert config["scenegraph"]["max_questions"] == 192 and config["verify"]["graph_path_steps"] == 1.0
-    assert [s["name"] for s in config["evaluation"]["suites"]] == ["scenegraph"]  # held-out, by steps
+    assert [s["name"] for s in config["evaluate"]["suites"]] == ["scenegraph"]  # held-out, by steps
     assert "step_relation_chain" in config["templates"]
     names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
              for t in c["dag"]["tasks"].values()]

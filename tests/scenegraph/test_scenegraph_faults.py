@@ -44,7 +44,7 @@ def config(tmp_path: Path) -> Path:
     cfg["generate"] |= {"batch_size": 1, "max_new_tokens": 8}
     cfg["sft"] |= {"epochs": 1}
     cfg["rlaif"] |= {"num_clips": 1, "frames_per_clip": 2}
-    cfg["rlaif"]["reward"] |= {"epochs": 1, "heldout_fraction": 0.5}
+    cfg["rlaif"]["reward_model"] |= {"epochs": 1, "heldout_fraction": 0.5}
     cfg["rlaif"]["ppo"] |= {"steps": 1, "batch_size": 2, "minibatch_size": 2, "max_new_tokens": 4,
                             "heldout_samples": 1}
     path = tmp_path / "run.yaml"
@@ -103,12 +103,12 @@ def test_hostile_rows_in_every_model_step(tiny_base: Path, synthetic_data: Path,
     bad = {**train[0], "id": "bad-pair", "video": 3}
     (folder / "pairs.jsonl").write_bytes(b"".join(json.dumps(p).encode() + b"\n" for p in [*train, bad])
                                          + b'{"id": "torn-pair", "vid')
-    assert main([*common, "reward", *model, "--preferences", str(folder), "--out", str(rm)]) == 0
+    assert main([*common, "reward-model", *model, "--preferences", str(folder), "--out", str(rm)]) == 0
     errors = _metrics(rm)["input_errors"]
     assert [e.split(": ", 1)[0] for e in errors] == [f"{folder / 'pairs.jsonl'}:{n}" for n in (5, 6)]
     assert "video must be a string" in errors[0] and "torn last line" in errors[1]
     assert capsys.readouterr().err.count("bad row: ") == 2
-    assert main([*common, "ppo", *model, "--reward", str(rm / "model"), "--records", str(records),
+    assert main([*common, "ppo", *model, "--reward-model", str(rm / "model"), "--records", str(records),
                  "--preferences", str(folder), "--out", str(ppo)]) == 0
     assert_reported(records, expected_records, _metrics(ppo)["input_errors"], capsys.readouterr().err)
     assert _metrics(ppo)["prompts"] == 4

@@ -35,8 +35,8 @@ def config(folder: Path, procs: int) -> Path:
     launcher = ({"kind": "torchrun", "procs_per_node": procs} if procs > 1 else {"kind": "local"})
     path = folder / f"config-{procs}.yaml"
     path.write_text(yaml.safe_dump({
-        "video": {"num_frames": 4}, "sft": SFT, "rlaif": {"reward": REWARD},
-        "pipeline": {"sft": {"launcher": launcher}, "reward": {"launcher": launcher}}}))
+        "video": {"num_frames": 4}, "sft": SFT, "rlaif": {"reward_model": REWARD},
+        "pipeline": {"sft": {"launcher": launcher}, "reward_model": {"launcher": launcher}}}))
     return path
 
 

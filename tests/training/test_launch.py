@@ -12,15 +12,15 @@ import torch
 
 from videostar.config.platform import Launcher
 from videostar.errors import VideostarError
-from videostar.rlaif.reward import bradley_terry_loss, bradley_terry_share
+from videostar.rlaif.reward_model import bradley_terry_loss, bradley_terry_share
 from videostar.training.checkpoints import Checkpoints, folder_for
-from videostar.training.launch import RewardStep, SftStep, delegates, step_argv, training_command
+from videostar.training.launch import RewardModelStep, SftStep, delegates, step_argv, training_command
 
 pytestmark = pytest.mark.fast
 
 
 SFT = SftStep("b", ["d0.jsonl", Path("d1.jsonl")], Path("o/model"), "o/metrics.json", "parent-1", 2)
-REWARD = RewardStep("m", "prefs", "r/model", "r/metrics.json", base="b", parent_run="parent-1")
+REWARD = RewardModelStep("m", "prefs", "r/model", "r/metrics.json", base="b", parent_run="parent-1")
 
 
 def test_torchrun_command_runs_the_step_cli_on_this_machine():
@@ -64,9 +64,9 @@ def test_the_sft_command_line_reads_back_into_the_values_given(parent_run, cycle
 
 @pytest.mark.parametrize("base, parent_run", [("/b", "parent-1"), (None, "")])
 def test_the_reward_command_line_reads_back_into_the_values_given(base, parent_run):
-    step = RewardStep("/m", Path("/prefs"), "/r/model", "/r/metrics.json", base, parent_run)
+    step = RewardModelStep("/m", Path("/prefs"), "/r/model", "/r/metrics.json", base, parent_run)
     assert parsed(step_argv(step)) == {
-        "command": "reward", "model": "/m", "preferences": "/prefs", "base": base,
+        "command": "reward-model", "model": "/m", "preferences": "/prefs", "base": base,
         "model_out": "/r/model", "metrics_out": "/r/metrics.json", "parent_run": parent_run,
         "out": None}
 

@@ -65,7 +65,7 @@ def _stubborn(lm: LoadedModel) -> LoadedModel:
 
 
 def test_sampling_follows_our_config_not_the_checkpoints():
-    from videostar.star.generate import generate_batch
+    from videostar.generation import generate_batch
 
     lm = _stubborn(build_random(0))
     frames = [gradient_video(8, 56)] * 6
@@ -93,7 +93,7 @@ def test_rlaif_samples_differ_on_a_top_k_1_checkpoint(synthetic_data: Path):
 
 def _trainer(lm: LoadedModel, lora: LoraConfig, **cfg) -> object:
     from videostar.rlaif.ppo import PPOTrainer
-    from videostar.rlaif.reward import RewardModel
+    from videostar.rlaif.reward_model import RewardModel
 
     torch.manual_seed(0)
     critic = RewardModel(add_lora(build_random(0), lora))

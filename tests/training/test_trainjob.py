@@ -40,7 +40,7 @@ def config(shared: Path | str = "/data", nodes: int = 1, procs: int = 1, **launc
               **launcher}
     return config_from_dict({"pipeline": {
         "pvc": "videostar-videos", "pvc_mount": str(shared), "num_shards": 2,
-        "sft": {**GPU_SFT, "launcher": launch}, "reward": {**GPU_SFT, "launcher": launch}}})
+        "sft": {**GPU_SFT, "launcher": launch}, "reward_model": {**GPU_SFT, "launcher": launch}}})
 
 
 def node_pod(job: dict[str, Any], replicated_job: str = "node") -> dict[str, Any]:
@@ -128,7 +128,8 @@ def test_job_names_are_stable_dns_labels_per_run_cycle_and_step():
     name = tj.job_name("sft", run, 12)
     assert name == tj.job_name("sft", run, 12) == "vs-sft-c12-" + name[-10:]
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 40
-    others = {tj.job_name("sft", "another-run", 12), tj.job_name("sft", run, 11), tj.job_name("reward", run)}
+    others = {tj.job_name("sft", "another-run", 12), tj.job_name("sft", run, 11),
+              tj.job_name("reward-model", run)}
     assert name not in others and len(others) == 3
 
 
@@ -161,8 +162,8 @@ def test_cli_renders_the_example(capsys, tmp_path):
     ({"pipeline": {"sft": {"launcher": {"kind": "trainjob"}}}}, "pipeline.pvc: invalid value"),
     ({"pipeline": {"pvc": "v", "sft": {"launcher": {"kind": "trainjob", "runtime": "mpi"}}}},
      "pipeline.sft.launcher.runtime: invalid value"),
-    ({"pipeline": {"pvc": "v", "reward": {"launcher": {"kind": "trainjob", "keep": "sometimes"}}}},
-     "pipeline.reward.launcher.keep: invalid value"),
+    ({"pipeline": {"pvc": "v", "reward_model": {"launcher": {"kind": "trainjob", "keep": "sometimes"}}}},
+     "pipeline.reward_model.launcher.keep: invalid value"),
     ({"pipeline": {"pvc": "v", "sft": {"launcher": {"kind": "trainjob", "poll_seconds": 0}}}},
      "pipeline.sft.launcher.poll_seconds: invalid value"),
     ({"pipeline": {"pvc": "v", "ppo": {"launcher": {"kind": "trainjob"}}}}, "pipeline.ppo.launcher.kind"),
@@ -443,7 +444,7 @@ def test_reward_model_runs_as_a_trainjob(api, tmp_path):
 
     def complete(api, name):
         command = api.jobs[name]["spec"]["trainer"]["command"]
-        assert command[command.index("--config") + 2] == "reward"
+        assert command[command.index("--config") + 2] == "reward-model"
         for flag, staged in (("--model", "model"), ("--preferences", "preferences"), ("--base", "base")):
             assert command[command.index(flag) + 1].endswith(f"/inputs/{staged}")
         node_writes_outputs(api.jobs[name], {"heldout_accuracy": 0.75, "loss_history": [0.7, 0.6]})
@@ -553,23 +554,23 @@ def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monk
     for folder in (model, base, prefs):
         folder.mkdir()
         (folder / "x.json").write_text("{}")
-    name = tj.job_name("reward", "run-1")
+    name = tj.job_name("reward-model", "run-1")
     job = run_job(api, name, lambda **kw: tj.reward_model(
         cfg, "run-1", "parent-9", str(model), str(base), str(prefs), tmp_path / "kfp" / "reward",
         tmp_path / "kfp" / "metrics.json", **kw))
-    here = torchrun_command(monkeypatch, "reward", lambda cfg: steps.reward_model(
+    here = torchrun_command(monkeypatch, "reward_model", lambda cfg: steps.reward_model(
         str(model), str(prefs), tmp_path / "t" / "reward", tmp_path / "t" / "metrics.json", cfg,
         adapter_base=str(base), parent_run="parent-9"))
 
-    assert flags(job[job.index("reward"):]) == flags(here[here.index("reward"):])
+    assert flags(job[job.index("reward-model"):]) == flags(here[here.index("reward-model"):])
     folder = tj.job_folder(cfg, name)
     staged = folder.staged({"model": model, "base": base, "preferences": prefs})
     assert videostar_args(job) == {
-        "config": str(folder.config), "command": "reward", "model": staged["model"],
+        "config": str(folder.config), "command": "reward-model", "model": staged["model"],
         "preferences": staged["preferences"], "base": staged["base"],
         "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json",
         "parent_run": "parent-9", "out": None}
     assert videostar_args(here) == {
-        "config": here[here.index("--config") + 1], "command": "reward", "model": str(model),
+        "config": here[here.index("--config") + 1], "command": "reward-model", "model": str(model),
         "preferences": str(prefs), "base": str(base), "model_out": str(tmp_path / "t" / "reward"),
         "metrics_out": str(tmp_path / "t" / "metrics.json"), "parent_run": "parent-9", "out": None}

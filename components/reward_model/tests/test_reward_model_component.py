@@ -6,4 +6,4 @@ pytestmark = pytest.mark.fast
 
 def test_reward_model_interface(interface):
     inputs = {"config", "parent_run", "pipeline_run", "model", "base_model", "preferences"}
-    assert interface(reward_model) == (inputs, {"reward", "out", "metrics"}, "gpu")
+    assert interface(reward_model) == (inputs, {"reward_model", "out", "metrics"}, "gpu")

@@ -159,7 +159,7 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
     return 0
 
 
-def cmd_reward(args: argparse.Namespace, cfg: RunConfig) -> int:
+def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
     model_out, metrics_out = _training_outputs(args)
@@ -176,8 +176,8 @@ def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
     out = Path(args.out)
-    metrics = rlaif.ppo(args.model, args.reward, args.records, args.preferences, out / "model", out, cfg,
-                        adapter_base=args.base, fresh=args.fresh)
+    metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, out / "model", out,
+                        cfg, adapter_base=args.base, fresh=args.fresh)
     _report_problems("video error", metrics["video_errors"])
     _print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
     return 0
@@ -259,7 +259,7 @@ def cmd_eval(args: argparse.Namespace, cfg: RunConfig) -> int:
     data = {k: getattr(args, k) for k in (*EVAL_SUITES[args.suite], "videos") if getattr(args, k, None)}
     suite = EvalSuite(args.suite, data, getattr(args, "split", None))
     if args.limit is not None:
-        cfg.evaluation.limit = args.limit
+        cfg.evaluate.limit = args.limit
     print_report(steps.evaluate_suite(load_model(args.model, adapter_base=args.base), suite, args.out, cfg))
     return 0
 
@@ -519,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     prefs.add_argument("--model", required=True, help="the SFT model")
     prefs.add_argument("--records", required=True)
     prefs.add_argument("--out", required=True, help="folder for pairs.jsonl, heldout.jsonl, split.json")
-    rew = sub.add_parser("reward", help="RLAIF: train the reward model on preference pairs")
+    rew = sub.add_parser("reward-model", help="RLAIF: train the reward model on preference pairs")
     rew.add_argument("--model", required=True, help="the SFT model")
     rew.add_argument("--preferences", required=True, help="a 'videostar preferences' output folder")
     for p in (sft, rew):
@@ -530,13 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--parent-run", default="", help="the pipeline's parent MLflow run")
     ppo = sub.add_parser("ppo", help="RLAIF: align the SFT model with PPO against the reward model")
     ppo.add_argument("--model", required=True, help="the SFT model")
-    ppo.add_argument("--reward", required=True, help="the reward model folder")
+    ppo.add_argument("--reward-model", required=True, help="the reward model folder")
     ppo.add_argument("--records", required=True)
     ppo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
     ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
     ppo.add_argument("--fresh", action="store_true",
                      help="discard checkpoints of other work in --out instead of refusing")
-    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward), (ppo, cmd_ppo)):
+    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward_model), (ppo, cmd_ppo)):
         p.add_argument("--base", help="the SFT adapter's base (default: its model card's)")
         p.set_defaults(func=func)
 

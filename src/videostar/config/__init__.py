@@ -32,8 +32,8 @@ from videostar.config.platform import (
 from videostar.config.recipe import (
     EVAL_SUITES,
     DecideConfig,
-    EvalConfig,
     EvalSuite,
+    EvaluateConfig,
     GenerateConfig,
     LoraConfig,
     RationalizeConfig,
@@ -41,14 +41,14 @@ from videostar.config.recipe import (
     VerifyConfig,
     VideoConfig,
 )
-from videostar.config.rlaif import PPOConfig, RewardConfig, RLAIFConfig
+from videostar.config.rlaif import PPOConfig, RewardModelConfig, RLAIFConfig
 from videostar.config.scenegraph import ScenegraphConfig
 from videostar.errors import ConfigError, first_line
 from videostar.prompts import DEFAULT_TEMPLATES, TEMPLATE_FIELDS
 
 __all__ = [
-    "EVAL_SUITES", "DecideConfig", "EvalConfig", "EvalSuite", "GenerateConfig", "Images", "Launcher",
-    "LoraConfig", "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardConfig",
+    "EVAL_SUITES", "DecideConfig", "EvaluateConfig", "EvalSuite", "GenerateConfig", "Images", "Launcher",
+    "LoraConfig", "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardModelConfig",
     "RunConfig", "SFTConfig", "ScenegraphConfig", "SecretEnv", "StepResources", "Toleration",
     "TrackingConfig",
     "VerifyConfig", "VideoConfig", "config_from_dict", "config_from_json", "config_to_json", "load_config",
@@ -65,13 +65,13 @@ class RunConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     decide: DecideConfig = field(default_factory=DecideConfig)
-    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
     scenegraph: ScenegraphConfig = field(default_factory=ScenegraphConfig)
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
     def validate(self, where: str) -> None:
-        self.decide.check_metric("decide", [s.name for s in self.evaluation.suites])
+        self.decide.check_metric("decide", [s.name for s in self.evaluate.suites])
         for task, options in self.templates.items():
             require("templates", task, bool(options), "at least one question template")
             for i, text in enumerate(options):

@@ -52,7 +52,7 @@ class Toleration:
 
 
 LAUNCHERS = ("local", "torchrun", "trainjob")
-TRAINING_STEPS = ("sft", "reward", "ppo")
+TRAINING_STEPS = ("sft", "reward_model", "ppo")
 """The pipeline steps that train, and so may run past one process (issue 12)."""
 
 
@@ -223,7 +223,7 @@ class PipelineConfig:
     rationalize: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
     sft: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
     preferences: StepResources = field(default_factory=lambda: _gpu_step("64Gi"))
-    reward: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
+    reward_model: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
     ppo: StepResources = field(default_factory=lambda: _gpu_step("128Gi"))
     verify: StepResources = field(default_factory=_cpu_step)
     decide: StepResources = field(default_factory=_cpu_step)
@@ -241,7 +241,7 @@ class PipelineConfig:
                     f"local (only {', '.join(TRAINING_STEPS)} train)")
         require(f"{where}.ppo.launcher", "kind", self.ppo.launcher.kind != "trainjob",
                 "local or torchrun (PPO is not distributed across nodes)")
-        if "trainjob" in (self.sft.launcher.kind, self.reward.launcher.kind):
+        if "trainjob" in (self.sft.launcher.kind, self.reward_model.launcher.kind):
             require(where, "pvc", bool(self.pvc),
                     "a ReadWriteMany PVC when a launcher is trainjob (the job's inputs and outputs "
                     "pass through it)")

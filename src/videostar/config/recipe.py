@@ -218,7 +218,7 @@ class EvalSuite:
 
 
 @dataclass
-class EvalConfig:
+class EvaluateConfig:
     """Benchmark generation (greedy, shorter than self-training's step-by-step answers), and
     the suites the pipeline evaluates every cycle on; ``decide.metric`` may name one of their
     numbers, e.g. ``eval.kinetics700.accuracy``."""
@@ -260,7 +260,7 @@ class DecideConfig:
             require(where, "metric", False, f"{self.metric} falls as a model improves; decide "
                     f"follows a metric that rises (e.g. eval.{suite}.spearman)")
         if self.metric.startswith("eval.") and suite in EVAL_METRICS and suite not in suites:
-            require(where, "metric", False, f"{self.metric} needs the {suite} suite in evaluation.suites")
+            require(where, "metric", False, f"{self.metric} needs the {suite} suite in evaluate.suites")
         allowed = decide_metrics(suites)
         require(where, "metric", self.metric in allowed,
                 f"one of {', '.join(allowed)}, got {self.metric!r}")

@@ -10,7 +10,7 @@ from videostar.config.recipe import LoraConfig
 
 
 @dataclass
-class RewardConfig:
+class RewardModelConfig:
     """Reward-model training on the preference pairs; ``heldout_fraction`` of the videos is kept
     out to measure pairwise accuracy."""
 
@@ -129,7 +129,7 @@ class RLAIFConfig:
     the same prompts when prompts are few or the judge keeps few of them."""
     judge: str = "sft"
     quantize: str | None = None
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def validate(self, where: str) -> None:

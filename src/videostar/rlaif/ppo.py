@@ -48,7 +48,7 @@ from videostar.rlaif.ppo_math import (
     value_loss,
     whiten,
 )
-from videostar.rlaif.reward import RewardModel, load_reward_and_value
+from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
 from videostar.star.sft import decode_batch
 from videostar.training import state as ckpt
 from videostar.training.checkpoints import fsync_tree
@@ -314,7 +314,7 @@ def ppo_stamp(model: str, adapter_base: str | None, reward_model: str | Path, in
     settings = {k: v for k, v in asdict(cfg.rlaif.ppo).items()
                 if k not in ("steps", "save_every", "keep_checkpoints")}
     return {"step": "ppo", "model": model_content(model, adapter_base),
-            "reward": model_content(reward_model), "inputs": [file_hash(p) for p in inputs],
+            "reward_model": model_content(reward_model), "inputs": [file_hash(p) for p in inputs],
             "heldout_videos": sorted(heldout_videos), "ppo": settings,
             "prompts": {"tasks": list(cfg.rlaif.tasks), "count": cfg.rlaif.prompts,
                         "instruction": cfg.generate.instruction},

@@ -71,7 +71,8 @@ def preferences(
     out_dir = Path(out_dir)
     errors: list[str] = []
     records = rlaif_prompts(read_records(records_path, errors), cfg)
-    heldout_videos = split_videos(records, cfg.rlaif.reward.heldout_fraction, cfg.rlaif.reward.seed)
+    rm = cfg.rlaif.reward_model
+    heldout_videos = split_videos(records, rm.heldout_fraction, rm.seed)
     lm = load_model(model, adapter_base=adapter_base)
     sampling = dataclasses.replace(cfg.generate, temperature=cfg.rlaif.temperature)
     pairs, counts = build_preferences(
@@ -101,15 +102,16 @@ def reward_model(
 ) -> dict[str, Any]:
     """Train the reward model on the pairs; its held-out pairwise accuracy is the metric.
 
-    With ``pipeline.reward.launcher.kind: torchrun`` the same step runs as ``videostar reward``
+    With ``pipeline.reward_model.launcher.kind: torchrun`` the same step runs as ``videostar reward-model``
     under ``torchrun`` (:mod:`videostar.training.launch`); there, rank 0 alone logs and writes.
     """
-    from videostar.rlaif.reward import read_pairs, train_reward_model
+    from videostar.rlaif.reward_model import read_pairs, train_reward_model
 
-    launcher = cfg.pipeline.reward.launcher
+    launcher = cfg.pipeline.reward_model.launcher
     if launch.delegates(launcher):
-        launch.run_torchrun(launch.RewardStep(model, preferences_dir, model_out, metrics_out, adapter_base,
-                                              parent_run), launcher, cfg)
+        step = launch.RewardModelStep(model, preferences_dir, model_out, metrics_out, adapter_base,
+                                      parent_run)
+        launch.run_torchrun(step, launcher, cfg)
         return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
     main = distributed.is_main()
     folder = Path(preferences_dir)
@@ -120,7 +122,7 @@ def reward_model(
     tracker = tracking.tracker(cfg, parent_run if main else "")
     with tracker.step_run(layout.RLAIF):
         result = train_reward_model(
-            model, train, heldout, model_out, cfg.rlaif.reward,
+            model, train, heldout, model_out, cfg.rlaif.reward_model,
             cfg.video, progress=progress, adapter_base=adapter_base, quantize=cfg.rlaif.quantize)
     if not main:
         return result

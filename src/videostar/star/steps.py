@@ -57,9 +57,8 @@ def generate(
 ) -> dict[str, Any]:
     """Answer the questions of one shard into ``answers.jsonl``; a rerun into the same folder
     resumes the same work only (:func:`videostar.resume.claim`)."""
-    from videostar.generation import load_generator
+    from videostar.generation import generate_answers, load_generator
     from videostar.prompts import answer_prompt
-    from videostar.star.generate import generate_answers
 
     out_dir = Path(out_dir)
     errors: list[str] = []
@@ -173,9 +172,9 @@ def training_files(verification_dir: str | Path, rationale_dirs: list[str | Path
 def evaluate_suite(lm: Any, suite: EvalSuite, out_dir: str | Path, cfg: RunConfig,
                    progress: bool = True) -> dict[str, Any]:
     """Run one benchmark suite on a loaded model; writes ``report.json`` into ``out_dir``."""
-    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluation.temperature,
-                              max_new_tokens=cfg.evaluation.max_new_tokens)
-    d, limit = suite.data, cfg.evaluation.limit
+    gen = dataclasses.replace(cfg.generate, temperature=cfg.evaluate.temperature,
+                              max_new_tokens=cfg.evaluate.max_new_tokens)
+    d, limit = suite.data, cfg.evaluate.limit
     if suite.name == "tempcompass":
         from videostar.eval.tempcompass import evaluate_tempcompass
 
@@ -214,7 +213,7 @@ def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, stage: str, cycle:
         raise ValueError(f"stage {stage!r} with cycle {cycle!r}: a cycle number belongs to stage 'cycle'")
     lm = load_model(model, adapter_base=adapter_base)
     scores: dict[str, float] = {}
-    for suite in cfg.evaluation.suites:
+    for suite in cfg.evaluate.suites:
         report = evaluate_suite(lm, suite, Path(out_dir) / suite.name, cfg, progress)
         scores |= {f"eval.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}

@@ -6,7 +6,7 @@ with the same arguments and the run's configuration (a YAML file), rank 0 logs t
 writes the model and the metrics where the step's outputs expect them. A ``trainjob`` launcher
 runs the same command on every node of a Kubeflow Trainer ``TrainJob``.
 
-:class:`SftStep` and :class:`RewardStep` are a step's typed inputs; :func:`step_argv` is the one
+:class:`SftStep` and :class:`RewardModelStep` are a step's typed inputs; :func:`step_argv` is the one
 place their ``videostar`` command line is written, and :func:`training_command` the one place
 a launcher's command around it is: ``torchrun`` here, ``torchrun`` or ``mpirun`` on a TrainJob's
 nodes (:mod:`videostar.training.trainjob`).
@@ -49,8 +49,8 @@ class SftStep:
 
 
 @dataclass(frozen=True)
-class RewardStep:
-    """``videostar reward``: the reward model on ``preferences`` from the SFT ``model`` (an
+class RewardModelStep:
+    """``videostar reward-model``: the reward model on ``preferences`` from the SFT ``model`` (an
     adapter on ``base``) into ``model_out``/``metrics_out``, logged under the RLAIF run of
     ``parent_run``."""
 
@@ -60,10 +60,10 @@ class RewardStep:
     metrics_out: str | Path
     base: str | Path | None = None
     parent_run: str = ""
-    name: ClassVar[str] = "reward"
+    name: ClassVar[str] = "reward-model"
 
 
-TrainingStep = SftStep | RewardStep
+TrainingStep = SftStep | RewardModelStep
 
 
 def step_argv(step: TrainingStep) -> list[str]:
@@ -73,7 +73,7 @@ def step_argv(step: TrainingStep) -> list[str]:
     parser's defaults."""
     if isinstance(step, SftStep):
         args = ["--base", step.base, "--data", *step.data, "--cycle", step.cycle]
-    elif isinstance(step, RewardStep):
+    elif isinstance(step, RewardModelStep):
         args = ["--model", step.model, "--preferences", step.preferences,
                 *(["--base", step.base] if step.base else [])]
     else:

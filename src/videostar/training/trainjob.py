@@ -285,7 +285,7 @@ class JobFolder:
         import yaml
 
         data = json.loads(config_to_json(cfg))
-        for step in ("sft", "reward", "ppo"):
+        for step in ("sft", "reward_model", "ppo"):
             data["pipeline"][step]["launcher"]["kind"] = "local"
             data["pipeline"][step]["launcher"]["num_nodes"] = 1
         self.root.mkdir(parents=True, exist_ok=True)
@@ -440,10 +440,10 @@ def sft_step(staged: dict[str, Any], parent_run: str, cycle: int) -> launch.SftS
     return launch.SftStep(staged["base"], staged["data"], out / MODEL, out / METRICS, parent_run, cycle)
 
 
-def reward_step(staged: dict[str, Any], parent_run: str) -> launch.RewardStep:
+def reward_step(staged: dict[str, Any], parent_run: str) -> launch.RewardModelStep:
     """The reward model the job trains on the ``staged`` inputs, into ``out/``."""
     out = Path(staged["out"])
-    return launch.RewardStep(staged["model"], staged["preferences"], out / MODEL, out / METRICS,
+    return launch.RewardModelStep(staged["model"], staged["preferences"], out / MODEL, out / METRICS,
                              staged["base"], parent_run)
 
 
@@ -472,9 +472,9 @@ def sft_job(cfg: RunConfig, pipeline_run: str, cycle: int, parent_run: str = "")
 def reward_model(cfg: RunConfig, pipeline_run: str, parent_run: str, model: str, adapter_base: str,
                  preferences_dir: str, model_out: str | Path, metrics_out: str | Path,
                  **kw: Any) -> dict[str, Any]:
-    """The RLAIF reward model as a TrainJob (``pipeline.reward.launcher``); the job's rank 0 logs
+    """The RLAIF reward model as a TrainJob (``pipeline.reward_model.launcher``); the job's rank 0 logs
     it to MLflow, as :func:`videostar.rlaif.steps.reward_model` does in process or on torchrun."""
-    run_trainjob(cfg, cfg.pipeline.reward, job_name("reward", pipeline_run),
+    run_trainjob(cfg, cfg.pipeline.reward_model, job_name("reward-model", pipeline_run),
                  {"model": model, "base": adapter_base, "preferences": preferences_dir},
                  lambda staged: reward_step(staged, parent_run),
                  {MODEL: model_out, METRICS: metrics_out}, **kw)

@@ -12,7 +12,7 @@ from conftest import colour_preferences, colour_reward_config
 
 from videostar.config import LoraConfig, VideoConfig
 from videostar.model import add_lora, load_model, read_card
-from videostar.rlaif.reward import (
+from videostar.rlaif.reward_model import (
     HEAD_FILE,
     Pair,
     RewardModel,
@@ -161,7 +161,7 @@ def test_trained_reward_model_reloads(tiny_base: Path, synthetic_data: Path, col
     heldout = colour_preferences(synthetic_data)[32:]
     out, metrics = colour_reward_model
     card = read_card(out)
-    assert card["kind"] == "reward" and card["base"] == str(tiny_base)
+    assert card["kind"] == "reward_model" and card["base"] == str(tiny_base)
     assert (out / HEAD_FILE).exists() and (out / "adapter_config.json").exists()
 
     loaded = load_reward_model(out)
@@ -200,13 +200,13 @@ def test_the_first_reward_step_learns(synthetic_data: Path, tmp_path: Path):
     has lr > 0; ``get_cosine_schedule_with_warmup`` gave it lr 0 at any warmup)."""
     from safetensors.torch import load_file
 
-    from videostar.config import RewardConfig
+    from videostar.config import RewardModelConfig
     from videostar.model import save_model
     from videostar.tiny import build_random
 
     save_model(build_random(0), tmp_path / "base", "pretrained", {})
     pairs = colour_preferences(synthetic_data)[:4]
-    cfg = RewardConfig(lr=1e-3, epochs=1, batch_size=4, checkpoint_steps=0, lora=LORA)
+    cfg = RewardModelConfig(lr=1e-3, epochs=1, batch_size=4, checkpoint_steps=0, lora=LORA)
     metrics = train_reward_model(str(tmp_path / "base"), pairs, pairs[:1], tmp_path / "rm", cfg, VIDEO,
                                  progress=False)
     assert metrics["steps"] == 1
