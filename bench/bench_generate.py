@@ -37,9 +37,9 @@ import torch
 from videostar.config import GenerateConfig
 from videostar.data.records import Record, read_records, write_json
 from videostar.data.synthetic import build_synthetic
+from videostar.generation import generate_batch
 from videostar.model import LoadedModel, load_model
 from videostar.prompts import DEFAULT_TEMPLATES, answer_prompt
-from videostar.star.generate import generate_batch
 from videostar.video import read_frames
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -137,9 +137,8 @@ def test_hf_generator_is_the_default_path(tiny_base: Path, synthetic_data: Path,
     """A loaded model and its HF generator write the same answers; metrics name the backend."""
     from videostar.config import VideoConfig
     from videostar.data.records import read_records
-    from videostar.generation import HFGenerator, load_generator
+    from videostar.generation import HFGenerator, generate_answers, load_generator
     from videostar.prompts import answer_prompt
-    from videostar.star.generate import generate_answers
 
     cfg, video = GenerateConfig(max_new_tokens=6, batch_size=2, temperature=0.7), VideoConfig(num_frames=4)
     records = read_records(synthetic_data, [])[:3]

@@ -132,19 +132,18 @@ def read_mlflow_cycle(tracking_uri: str, run_id: str, cycle: int | None,
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from videostar.tracking import CYCLE_TAG
-
     client = MlflowClient(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise VideostarError(f"MLflow at {tracking_uri}: {first_line(exc)}") from exc
-    parent = run.data.tags.get("mlflow.parentRunId", run_id) if CYCLE_TAG in run.data.tags else run_id
-    if CYCLE_TAG in run.data.tags and cycle is None:
-        cycle = int(run.data.tags[CYCLE_TAG])
+    parent = run.data.tags.get("mlflow.parentRunId", run_id) if layout.CYCLE_TAG in run.data.tags else run_id
+    if layout.CYCLE_TAG in run.data.tags and cycle is None:
+        cycle = int(run.data.tags[layout.CYCLE_TAG])
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-    cycles = {int(r.data.tags[CYCLE_TAG]): r for r in children if r.data.tags.get(CYCLE_TAG, "").isdigit()}
+    cycles = {int(r.data.tags[layout.CYCLE_TAG]): r for r in children
+              if r.data.tags.get(layout.CYCLE_TAG, "").isdigit()}
     if not cycles:
         raise VideostarError(f"MLflow run {parent}: no cycle runs")
     k = max(cycles) if cycle is None else cycle

@@ -1,4 +1,4 @@
-"""The names of the files each step writes into its output folder.
+"""The names of the files each step writes into its output folder, and the tag its run is found by.
 
 One contract for the library (which writes them), the components (which hand folders from step
 to step), the local runner and the export (which find a run's results by these names, never by
@@ -44,6 +44,10 @@ SPLIT = "split.json"
 
 MODEL_CARD = "videostar_model.json"
 """Next to every checkpoint videostar saves: its kind and the model it was tuned from (``base``)."""
+
+CYCLE_TAG = "videostar.cycle"
+"""The MLflow tag on a cycle's run and models: its cycle number (tracking writes it, export reads
+runs back by it)."""
 
 BASELINE, CYCLE_STAGE, RLAIF = "baseline", "cycle", "rlaif"
 """The stages a model is evaluated at: the base model, a cycle's SFT model, the PPO policy."""

@@ -24,9 +24,10 @@ from typing import Any
 from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import Record, read_rows, write_json, write_jsonl
 from videostar.errors import VideostarError
+from videostar.generation import generate_answers
 from videostar.model import LoadedModel
+from videostar.prompts import PromptFn
 from videostar.resume import model_content
-from videostar.star.generate import PromptFn, generate_answers
 
 PREDICTIONS = "predictions.jsonl"
 GENERATION = "generation.json"

@@ -20,9 +20,9 @@ import numpy as np
 from videostar.config import GenerateConfig, VerifyConfig
 from videostar.data.records import Record
 from videostar.errors import VideoError
+from videostar.generation import generate_batch, row_seed
 from videostar.model import LoadedModel
 from videostar.prompts import CAPTION_PROMPT, judge_prompt
-from videostar.star.generate import generate_batch, row_seed
 from videostar.verify import verify_record
 from videostar.video import read_clips, read_frames
 

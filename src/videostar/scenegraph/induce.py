@@ -21,10 +21,10 @@ from videostar.config import GenerateConfig, VideoConfig
 from videostar.data._common import index_videos
 from videostar.data.records import write_jsonl
 from videostar.errors import VideoError
+from videostar.generation import generate_batch, row_seed
 from videostar.model import LoadedModel
 from videostar.prompts import INDUCE_PROMPT
 from videostar.scenegraph.graph import Entity, Relation, SceneGraph
-from videostar.star.generate import generate_batch, row_seed
 from videostar.video import probe, read_frames
 
 INDUCED = "induced.jsonl"

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_jsonl
+from videostar.generation import Generator, generate_answers
 from videostar.layout import RATIONALES, REJECTED, VERIFIED
 from videostar.model import LoadedModel
 from videostar.prompts import hint_prompt, label_text
-from videostar.star.generate import generate_answers
 from videostar.verify import verify_rows
-
-if TYPE_CHECKING:
-    from videostar.generation import Generator
 
 ECHO_SIMILARITY = 90.0
 """rapidfuzz ``partial_ratio`` from which an answer is taken to repeat a fixed part of the hint."""
