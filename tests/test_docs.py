@@ -1,4 +1,4 @@
-"""Every relative link in the README and docs/ leads to a file that exists, and to a heading in it."""
+"""Every relative link in the READMEs and docs/ leads to a file that exists, and to a heading in it."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,8 @@ import pytest
 pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = sorted({ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *ROOT.glob("*/README.md"),
+                *ROOT.glob("components/*/README.md")})
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
