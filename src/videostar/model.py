@@ -24,6 +24,7 @@ from videostar.config import LoraConfig
 from videostar.errors import VideostarError
 from videostar.families import lora_target_modules, processor_kwargs, projector_modules
 from videostar.layout import MODEL_CARD
+from videostar.store import resolve
 from videostar.video import frame_metadata
 
 log = logging.getLogger(__name__)
@@ -210,18 +211,6 @@ class LoadedModel:
                     other.setdefault(key, []).append(value)
         out = {k: torch.cat(v, dim=0) for k, v in {**batch, **other}.items()}
         return {k: v.to(self.device) for k, v in out.items()}
-
-
-def resolve(uri: str, cache_dir: str | Path | None = None) -> Path:
-    """A local folder for ``uri``: a path, ``file://`` URI, or ``s3://bucket/prefix`` (downloaded)."""
-    if uri.startswith("s3://"):
-        from videostar.store import download_prefix
-
-        return download_prefix(uri, cache_dir)
-    path = Path(uri.removeprefix("file://"))
-    if not path.is_dir():
-        raise VideostarError(f"{uri}: model folder not found")
-    return path
 
 
 def read_card(path: Path) -> dict[str, Any]:

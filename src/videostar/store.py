@@ -170,6 +170,20 @@ def download_prefix(uri: str, cache_dir: str | Path | None = None) -> Path:
     return target
 
 
+def resolve(uri: str, cache_dir: str | Path | None = None) -> Path:
+    """A local model folder for ``uri``: a path, ``file://`` URI, or ``s3://bucket/prefix`` (downloaded).
+
+    Here, below every loader (the video LMMs, the verifier's sentence encoder), so none of them
+    imports another's module to reach a folder.
+    """
+    if uri.startswith("s3://"):
+        return download_prefix(uri, cache_dir)
+    path = Path(uri.removeprefix("file://"))
+    if not path.is_dir():
+        raise VideostarError(f"{uri}: model folder not found")
+    return path
+
+
 def download_object(uri: str) -> Path:
     """One published object (``S3Store.publish`` of a file) at ``<cache_root>/s3/<bucket>/<key>``,
     fetched to a temp file beside it, checked (size; the SHA-256 it was published with, or its

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from videostar.errors import VideostarError
-from videostar.verify import final_answer
+from videostar.verify.text import final_answer
 
 
 def conclusion_start(answer: str) -> int:
