@@ -65,22 +65,28 @@ KEEP = ("never", "failed", "always")
 class Launcher:
     """How a training step runs: in the step's own process (``local``), as ``torchrun`` on the
     step's machine (one node, ``procs_per_node`` processes), or as a Kubeflow Trainer
-    ``TrainJob`` of ``num_nodes`` x ``procs_per_node`` that the step creates and waits for.
-
-    The rest is for ``trainjob`` only: the ClusterTrainingRuntime, each node's resources (empty:
-    ``procs_per_node`` of the step's accelerator and the step's CPU and memory), which finished
-    jobs to keep for their logs, how often the step polls the job, and the namespace (empty:
-    the step pod's own).
+    ``TrainJob`` of ``num_nodes`` x ``procs_per_node`` that the step creates and waits for; the
+    fields after ``procs_per_node`` are for ``trainjob`` only.
     """
 
     kind: str = "local"
+    """``local``: in the step's own process; ``torchrun``: ``procs_per_node`` processes on the
+    step's machine; ``trainjob``: a Kubeflow Trainer v2 ``TrainJob`` the step creates and waits for."""
     num_nodes: int = 1
+    """Nodes (more than 1 only with ``trainjob``)."""
     procs_per_node: int = 1
+    """Processes per node (one per GPU); the TrainJob's ``numProcPerNode``."""
     runtime: str = "torch-distributed"
+    """The ClusterTrainingRuntime (``trainjob`` only)."""
     resources_per_node: dict[str, str] = field(default_factory=dict)
+    """Each node's requests = limits, e.g. ``{nvidia.com/gpu: "8", cpu: "96", memory: 1600Gi}``;
+    empty: ``procs_per_node`` of the step's ``accelerator_type`` plus the step's ``cpu`` and ``memory``."""
     keep: str = "failed"
+    """Which finished TrainJobs stay for their pods' logs (a completed one is deleted with ``failed``)."""
     poll_seconds: float = 10.0
+    """How often the step reads the job's status."""
     namespace: str | None = None
+    """Where the TrainJob is created (None: the step pod's own namespace)."""
 
     def validate(self, where: str) -> None:
         require(where, "kind", self.kind in LAUNCHERS, " | ".join(LAUNCHERS))
@@ -103,15 +109,25 @@ class StepResources:
     """Where and how one pipeline step runs on the cluster (ignored by the local runner)."""
 
     accelerator_type: str | None = None
+    """The accelerator the step's pod asks for, e.g. ``nvidia.com/gpu``."""
     accelerator_count: int = 0
+    """How many of ``accelerator_type`` (0: none)."""
     cpu: str | None = None
+    """The pod's CPU request and limit (a Kubernetes quantity)."""
     memory: str | None = None
+    """The pod's memory request and limit."""
     node_selector: dict[str, str] = field(default_factory=dict)
+    """Node labels the pod must land on: the node pool (``videostar.ai/pool: gpu``)."""
     tolerations: list[Toleration] = field(default_factory=list)
+    """Taints the pod tolerates (the GPU pool's ``nvidia.com/gpu``)."""
     shm_size: str | None = None
+    """A memory-backed ``/dev/shm`` of this size (None: the container's default)."""
     retries: int = 0
+    """How often KFP retries the step when it fails."""
     backoff: str = "60s"
+    """The wait before the first retry, doubled for each one after."""
     cache: bool = True
+    """Let KFP reuse the outputs of an earlier task with the same inputs."""
     launcher: Launcher = field(default_factory=Launcher)
 
     def validate(self, where: str) -> None:
@@ -206,12 +222,19 @@ class PipelineConfig:
     """
 
     name: str = "videostar-self-training"
+    """The pipeline's name in KFP."""
     base_model: str = ""
+    """The base model's URI (e.g. ``s3://models/Qwen2.5-VL-7B-Instruct``); ``pipeline submit`` needs it."""
     dataset: str = ""
+    """The records' URI (e.g. ``s3://datasets/k700/records.jsonl``); ``pipeline submit`` needs it."""
     num_shards: int = 2
+    """Generation and rationalization run as this many parallel tasks."""
     experiment: str = "videostar"
+    """The KFP experiment runs are submitted to."""
     pvc: str | None = None
+    """A PersistentVolumeClaim mounted into every step: where the videos named in the records live."""
     pvc_mount: str = "/data"
+    """Where ``pvc`` is mounted."""
     images: Images = field(default_factory=Images)
     secrets: list[SecretEnv] = field(default_factory=lambda: [
         SecretEnv("videostar-s3", {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
