@@ -181,11 +181,9 @@ def test_settings_from_env() -> None:
 
 
 def test_model_resolve_downloads(bucket: str, folder: Path, tmp_path: Path) -> None:
-    from videostar.model import resolve
-
     uri = f"s3://{bucket}/models/tiny"
     store.upload_folder(folder, uri)
-    out = resolve(uri)
+    out = store.resolve(uri)
     assert out == tmp_path / "cache" / "s3" / bucket / "models" / "tiny"
     assert files_of(out) == files_of(folder)
 

@@ -38,8 +38,9 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from videostar.config import GenerateConfig, VideoConfig
 from videostar.data.records import JsonlAppender, Record
 from videostar.errors import VideoError, VideostarError
-from videostar.model import LoadedModel, read_card, resolve, video_chat_prompt
+from videostar.model import LoadedModel, read_card, video_chat_prompt
 from videostar.prompts import PromptFn
+from videostar.store import resolve
 from videostar.video import frame_metadata, read_frames
 
 INSTALL_VLLM = "run it in the images/vllm.Dockerfile image on a CUDA machine; see docs/generation.md"

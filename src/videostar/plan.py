@@ -145,7 +145,7 @@ def meta_model(path: str) -> torch.nn.Module:
     """A model folder's architecture on the meta device: every shape, no memory, no weights."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from videostar.model import resolve
+    from videostar.store import resolve
 
     try:
         config = AutoConfig.from_pretrained(resolve(path))
