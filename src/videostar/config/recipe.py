@@ -25,8 +25,11 @@ class VideoConfig:
     """Frame sampling: ``num_frames`` uniform frames, or frames at ``fps`` when set."""
 
     num_frames: int = 8
+    """Frames sampled uniformly from each video (or its segment) when ``fps`` is unset."""
     fps: float | None = None
+    """Sample this many frames per second instead (None: ``num_frames`` uniform frames)."""
     max_frames: int = 32
+    """The most frames ``fps`` sampling takes from one video."""
     max_pixels: int | None = None
     """Per-frame pixel cap: larger frames are downscaled (aspect kept), one line per video."""
     backend: str = "auto"
@@ -51,10 +54,14 @@ class GenerateConfig:
     """Answer generation (the released recipe: temperature 0.2, one sample, 1024 new tokens)."""
 
     temperature: float = 0.2
+    """Sampling temperature (0: greedy)."""
     max_new_tokens: int = 1024
     batch_size: int = 8
+    """Prompts answered together, in one left-padded batch."""
     seed: int = 0
+    """Sampling is seeded per row from this and the row's id, so a rerun draws the same answers."""
     instruction: str = INSTRUCTION
+    """Appended to every question (Video-STaR's step-by-step instruction)."""
     backend: str = "hf"
     """hf: transformers' generate; vllm: a vLLM engine (pip install 'videostar[vllm]', GPU)."""
 
@@ -213,8 +220,11 @@ class EvalSuite:
     """One benchmark the pipeline runs on the base model and after every cycle."""
 
     name: str
+    """The benchmark: a key of ``EVAL_SUITES``."""
     data: dict[str, str]
+    """The benchmark's files, under the names ``EVAL_SUITES`` gives it (the ``videostar eval`` options)."""
     split: str | None = None
+    """The benchmark split to evaluate, e.g. Kinetics-700's ``validate``."""
 
 
 @dataclass
@@ -224,8 +234,10 @@ class EvaluateConfig:
     numbers, e.g. ``eval.kinetics700.accuracy``."""
 
     temperature: float = 0.0
+    """Sampling temperature (0: greedy)."""
     max_new_tokens: int = 256
     limit: int | None = None
+    """Evaluate only each suite's first this many records (smoke runs; None: all)."""
     suites: list[EvalSuite] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
@@ -245,8 +257,11 @@ class DecideConfig:
     """When the cycle stops: budget reached, or the metric improved by less than ``min_delta``."""
 
     max_cycles: int = 3
+    """The cycle budget: the pipeline is unrolled to this many cycles."""
     min_delta: float = 0.01
     metric: str = "total_yield"
+    """A number of the cycle's summary, or ``eval.<suite>.<metric>`` of a configured suite (one that
+    rises as the model improves)."""
 
     def validate(self, where: str) -> None:
         at_least(where, "max_cycles", self.max_cycles, 1)
