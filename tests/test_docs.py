@@ -42,3 +42,9 @@ def test_relative_links_exist(page: Path) -> None:
 
 def test_the_readme_is_a_front_door() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def test_the_docs_index_lists_every_page() -> None:
+    listed = set(relative_links(ROOT / "docs" / "README.md"))
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    assert pages - listed == set(), "docs/README.md: add a line for each new page"
