@@ -1,9 +1,7 @@
-"""Parser-Verifier: accept/reject tables per label type, properties, the step's metrics, and
-the package's place below the code that uses it."""
+"""Parser-Verifier: accept/reject tables per label type, properties, and the step's metrics."""
 
 from __future__ import annotations
 
-import ast
 import copy
 from pathlib import Path
 from typing import Any
@@ -761,26 +759,3 @@ def test_verify_rows_empty_and_custom_answer_key() -> None:
     row["rationale"] = "Yes, it is."
     result = verify_rows([row], CFG, answer_key="rationale")
     assert result.metrics["passed"] == 1 and result.metrics["errors"] == []
-
-
-# --------------------------------------------------------------------------- package
-
-
-def test_verify_imports_only_the_layers_below_it() -> None:
-    """verify is used by the model's loss weights, the steps, the trainers and the evaluations,
-    so none of them may be imported back by it, even inside a function (the circle model ->
-    loss_weights -> verify -> model was one)."""
-    package = Path(V.__file__).parent
-    used = set()
-    for path in package.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                assert not node.level, f"{path.name}: a relative import"
-                names = [node.module or ""]
-            else:
-                continue
-            used |= {n for n in names if n.split(".")[0] == "videostar" and not n.startswith(V.__name__)}
-    assert len(list(package.glob("*.py"))) > 1
-    assert used == {"videostar.config", "videostar.data.records", "videostar.errors", "videostar.store"}
