@@ -40,9 +40,10 @@ from videostar.config.recipe import DEEPSPEED_DIR
 from videostar.data.records import Record, read_records
 from videostar.errors import VideoError, VideostarError
 from videostar.families import freeze_for_full_finetune
-from videostar.model import LoadedModel, add_lora, load_model, read_card, resolve, save_model
+from videostar.model import LoadedModel, add_lora, load_model, read_card, save_model
 from videostar.prompts import answer_prompt
 from videostar.resume import file_hash, model_content, published_result, stamp_digest
+from videostar.store import resolve
 from videostar.training import distributed as dist
 from videostar.training import state as state
 from videostar.training.checkpoints import Checkpoints, folder_for, load_shard, trainable
