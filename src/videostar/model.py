@@ -40,6 +40,36 @@ def video_chat_prompt(processor: Any, text: str) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def conclusion_start(answer: str) -> int:
+    """Character offset where the answer's conclusion starts (``len(answer)``: none): what
+    ``final_answer`` reads as the final answer (after the last "answer is", else the last
+    sentence), the very span the verifiers judge; everything before it is rationale."""
+    from videostar.verify.text import final_answer
+
+    final = final_answer(answer).strip()
+    at = answer.rfind(final) if final else -1
+    return at if at >= 0 else len(answer)
+
+
+def answer_token_weights(tokenizer: Any, answer: str, n_tokens: int, rationale_weight: float
+                         ) -> torch.Tensor:
+    """``(1, n_tokens)`` loss weights for the tokens of ``answer`` + end-of-turn (as encoded for
+    training): ``rationale_weight`` (``sft.rationale_weight``: STEP trains on both) on tokens that
+    end before the conclusion, 1 on the rest; the end of turn counts as answer, since stopping
+    is part of answering."""
+    weights = torch.ones((1, n_tokens))
+    if rationale_weight == 1.0 or n_tokens < 2:
+        return weights
+    if not getattr(tokenizer, "is_fast", False):
+        raise VideostarError("sft.rationale_weight != 1 needs a fast tokenizer (character offsets)")
+    start = conclusion_start(answer)
+    offsets = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    for i, (_, end) in enumerate(offsets[: n_tokens - 1]):  # the last token is the end of turn
+        if end <= start:
+            weights[0, i] = rationale_weight
+    return weights
+
+
 @dataclass
 class LoadedModel:
     """A model with its processor, and the helpers that turn text + frames into model inputs."""
@@ -159,10 +189,8 @@ class LoadedModel:
         an answer is cut so prompt + answer fit; each cut item adds one line to ``clipped``
         (named by ``names``) and to the log. With ``rationale_weight`` the batch also carries
         ``loss_weights`` (labels' shape): that weight on rationale tokens, 1 on the final answer
-        (videostar.training.loss_weights), 0 off the answer.
+        (:func:`answer_token_weights`), 0 off the answer.
         """
-        if rationale_weight is not None:
-            from videostar.training.loss_weights import answer_token_weights
         eos = self.turn_end
         parts: list[dict[str, Any]] = []
         for prompt, answer, frames in zip(prompts, answers, videos, strict=True):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import gradient_video
 
+from videostar.model import conclusion_start
 from videostar.star.sft import answer_loss_sum, answer_tokens
 from videostar.tiny import build_random
-from videostar.training.loss_weights import conclusion_start
 
 ANSWER = "Step 1: the red circle touching the blue square (0-1 s). The answer is blue square."
 
