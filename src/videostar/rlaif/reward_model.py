@@ -35,12 +35,12 @@ from videostar.model import (
     load_model,
     plain_model,
     read_card,
-    resolve,
     save_model,
 )
 from videostar.resume import model_content, published_result, stamp_digest
 from videostar.rlaif.ppo_math import logprobs_from_logits
 from videostar.star.sft import decode_batch, schedule
+from videostar.store import resolve
 from videostar.training import distributed as dist
 from videostar.training.checkpoints import Checkpoints, folder_for, trainable
 
