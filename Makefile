@@ -66,7 +66,7 @@ demo-seeds: $(STAMP)
 
 # STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
 demo-scenegraph: $(STAMP)
-	test -f demo/scenegraph-base/videostar_model.json || $(VENV)/bin/videostar model tiny --scenegraph-videos 200 --steps 3000 --out demo/scenegraph-base
+	test -f demo/scenegraph-base/videostar_model.json || $(VENV)/bin/videostar model tiny --scenegraph-videos 200 --pretrain-steps 3000 --out demo/scenegraph-base
 	test -f demo/scenegraph/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 96 --seed 0 --out demo/scenegraph
 	test -f demo/scenegraph-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 48 --seed 1 --min-steps 1 --out demo/scenegraph-heldout
 	$(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml run --local --root demo/runs

@@ -17,7 +17,7 @@ for ((k = 0; k < CYCLES; k++)); do
   $VS --config "$CONFIG" generate --model "$model" --data "$W/data/records.jsonl" --out "$c/generate"
   $VS --config "$CONFIG" verify --answers "$c/generate/answers.jsonl" --out "$c/verify"
   $VS --config "$CONFIG" rationalize --model "$model" --rejected "$c/verify/rejected.jsonl" --out "$c/rationalize"
-  $VS --config "$CONFIG" sft --base "$W/base" --data "$c/verify/verified.jsonl" "$c/rationalize/verified.jsonl" --out "$c/sft"
+  $VS --config "$CONFIG" sft --base-model "$W/base" --data "$c/verify/verified.jsonl" "$c/rationalize/verified.jsonl" --out "$c/sft"
   $VS summarize --cycle "$k" --verify "$c/verify/metrics.json" --rationalize "$c/rationalize/metrics.json" --out "$c/summary.json"
   history+=("$c/summary.json")
   $VS --config "$CONFIG" decide --history "${history[@]}" --out "$c/decision.json"

@@ -92,7 +92,7 @@ def _sft(base: Path, data: Path, config: Path, out: Path, lora: bool) -> dict:
     cfg["sft"]["lr"] = 5e-3 if lora else 3e-3
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert main(["--config", str(path), "sft", "--base", str(base), "--data", str(data),
+    assert main(["--config", str(path), "sft", "--base-model", str(base), "--data", str(data),
                  "--out", str(out)]) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -185,7 +185,7 @@ def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_pa
 
     base = tmp_path / "base"
     # 250 steps: the base answers 4-8 of the 24 right (base seeds 0-2); 150 steps: 2-7
-    assert main(["model", "tiny", "--arch", arch, "--steps", "250", "--out", str(base)]) == 0
+    assert main(["model", "tiny", "--arch", arch, "--pretrain-steps", "250", "--out", str(base)]) == 0
     data = tmp_path / "records.jsonl"
     write_jsonl(data, read_records(synthetic_data)[:24])
     heldout = write_kinetics_split(tmp_path / "heldout", 4, seed=1)

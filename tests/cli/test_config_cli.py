@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from videostar.cli import _int_at_least, build_parser, main
+from videostar.cli import build_parser, main
+from videostar.cli.common import int_at_least
 
 pytestmark = [pytest.mark.fast, pytest.mark.faults]
 
@@ -85,7 +86,7 @@ def _valid_args(parser: argparse.ArgumentParser) -> list[str]:
     args: list[str] = []
     for a in parser._actions:
         if a.required or (not a.option_strings and a.dest != "help"):
-            value = "1" if isinstance(a.type, type(_int_at_least(0))) else "x"
+            value = "1" if isinstance(a.type, type(int_at_least(0))) else "x"
             args += [*a.option_strings[:1], next(iter(a.choices)) if a.choices else value]
     return args
 

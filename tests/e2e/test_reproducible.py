@@ -31,14 +31,14 @@ def test_same_seed_same_bytes(tmp_path: Path):
     for run, hash_seed in (("a", "1"), ("b", "2")):
         _cli(["data", "synthetic", "--count", "4", "--seed", "3", "--out", str(tmp_path / run / "data")],
              hash_seed)
-        _cli(["model", "tiny", "--steps", "6", "--videos", "8", "--seed", "3",
+        _cli(["model", "tiny", "--pretrain-steps", "6", "--videos", "8", "--seed", "3",
               "--out", str(tmp_path / run / "base")], hash_seed)
     for part in ("data", "base"):
         a, b = _digest(tmp_path / "a" / part), _digest(tmp_path / "b" / part)
         assert a and a.keys() == b.keys()
         assert a == b, [name for name in a if a[name] != b[name]]
     other = tmp_path / "c"
-    _cli(["model", "tiny", "--steps", "6", "--videos", "8", "--seed", "4", "--out", str(other)], "1")
+    _cli(["model", "tiny", "--pretrain-steps", "6", "--videos", "8", "--seed", "4", "--out", str(other)], "1")
     assert _digest(other)["model.safetensors"] != _digest(tmp_path / "a" / "base")["model.safetensors"]
 
 

@@ -152,7 +152,7 @@ def test_every_command_and_subcommand_prints_its_help(shipped: Shipped):
 def test_tiny_model_to_verified_answers_through_the_install(shipped: Shipped):
     shipped.videostar("config", "example", "tiny", "-o", "tiny.yaml")
     assert (shipped.work / "tiny.yaml").read_text() == (REPO / "configs/tiny.yaml").read_text()
-    shipped.videostar("model", "tiny", "--steps", "60", "--out", "cli/base")
+    shipped.videostar("model", "tiny", "--pretrain-steps", "60", "--out", "cli/base")
     shipped.videostar("data", "synthetic", "--count", "4", "--seed", "0", "--out", "cli/data")
     shipped.videostar("--config", "tiny.yaml", "generate", "--model", "cli/base",
                       "--data", "cli/data/records.jsonl", "--out", "cli/answers")
@@ -202,7 +202,8 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     """One Video-STaR cycle + the RLAIF stage + evaluation, then a STEP cycle with its suite."""
     w = shipped.work
     # pretrained enough that the STEP cycle has verified answers (rationalized ones, mostly) to train on
-    shipped.videostar("model", "tiny", "--steps", "300", "--scenegraph-videos", "40", "--out", "base")
+    shipped.videostar("model", "tiny", "--pretrain-steps", "300", "--scenegraph-videos", "40",
+                      "--out", "base")
     shipped.videostar("data", "synthetic", "--count", "6", "--seed", "0", "--out", "data")
     shipped.videostar("data", "synthetic", "--kinetics", "--count", "4", "--seed", "1", "--out", "heldout")
     cfg = yaml.safe_load(shipped.videostar("config", "example", "tiny"))

@@ -18,7 +18,7 @@ def _cycle(k: int, model: Path, base: Path, data: Path, work: Path, history: lis
         ["verify", "--answers", str(c / "generate/answers.jsonl"), "--out", str(c / "verify")],
         ["rationalize", "--model", str(model), "--rejected", str(c / "verify/rejected.jsonl"),
          "--out", str(c / "rationalize")],
-        ["sft", "--base", str(base), "--data", str(c / "verify/verified.jsonl"),
+        ["sft", "--base-model", str(base), "--data", str(c / "verify/verified.jsonl"),
          str(c / "rationalize/verified.jsonl"), "--out", str(c / "sft")],
         ["summarize", "--cycle", str(k), "--verify", str(c / "verify/metrics.json"),
          "--rationalize", str(c / "rationalize/metrics.json"), "--out", str(c / "summary.json")],

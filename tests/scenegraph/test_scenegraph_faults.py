@@ -82,7 +82,8 @@ def test_hostile_rows_in_every_model_step(tiny_base: Path, synthetic_data: Path,
     expected = write_hostile(verified, _good(synthetic_data, 4, answer="I see a shape."))
     out = tmp_path / "sft"
     (tmp_path / "sft" / ".model.k1ll3d").mkdir(parents=True)  # a save killed last time
-    assert main([*common, "sft", "--base", str(tiny_base), "--data", str(verified), "--out", str(out)]) == 0
+    assert main([*common, "sft", "--base-model", str(tiny_base), "--data", str(verified),
+                 "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert f"cleanup: removed the temp folder of an interrupted save: {out / '.model.k1ll3d'}" in err
     assert_reported(verified, expected, _metrics(out)["input_errors"], err)

@@ -55,7 +55,7 @@ def args(setup: dict[str, Path], name: str, procs: int, deepspeed: str | None, *
     cfg = setup["tmp"] / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"video": {"num_frames": 4}, "pipeline": {"sft": {"launcher": launcher}},
                                    "sft": {**SFT, "deepspeed": deepspeed, **sft}}))
-    return ["--config", str(cfg), "sft", "--base", str(setup["base"]), "--data", str(setup["data"]),
+    return ["--config", str(cfg), "sft", "--base-model", str(setup["base"]), "--data", str(setup["data"]),
             "--out", str(setup["tmp"] / name)]
 
 

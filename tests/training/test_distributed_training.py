@@ -52,7 +52,7 @@ def sft_data(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def sft_args(cfg: Path, base: Path, data: Path, out: Path) -> list[str]:
-    return ["--config", str(cfg), "sft", "--base", str(base), "--data", str(data), "--out", str(out)]
+    return ["--config", str(cfg), "sft", "--base-model", str(base), "--data", str(data), "--out", str(out)]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_reward_model_on_two_processes_matches_one(
     results = {}
     for procs in (1, 2):
         out = tmp_path / f"reward-{procs}"
-        assert main(["--config", str(config(tmp_path, procs)), "reward", "--model", str(tiny_base),
+        assert main(["--config", str(config(tmp_path, procs)), "reward-model", "--model", str(tiny_base),
                      "--preferences", str(prefs), "--out", str(out)]) == 0
         results[procs] = metrics(out)
     one, two = results[1], results[2]

@@ -322,7 +322,7 @@ def test_inputs_and_config_are_staged_for_the_job(api, inputs, tmp_path):
     assert api.calls("DELETE") == []
     command = job["spec"]["trainer"]["command"]
     folder = tmp_path / "shared" / "trainjobs" / name
-    base = Path(command[command.index("--base") + 1])
+    base = Path(command[command.index("--base-model") + 1])
     assert base == folder / "inputs" / "base" and (base / "config.json").exists()
     data = command[command.index("--data") + 1:command.index("--cycle")]
     assert [Path(p).read_text() for p in data] == [f'{{"id": {i}}}\n' for i in range(3)]
@@ -445,7 +445,8 @@ def test_reward_model_runs_as_a_trainjob(api, tmp_path):
     def complete(api, name):
         command = api.jobs[name]["spec"]["trainer"]["command"]
         assert command[command.index("--config") + 2] == "reward-model"
-        for flag, staged in (("--model", "model"), ("--preferences", "preferences"), ("--base", "base")):
+        for flag, staged in (("--model", "model"), ("--preferences", "preferences"),
+                             ("--adapter-base", "base")):
             assert command[command.index(flag) + 1].endswith(f"/inputs/{staged}")
         node_writes_outputs(api.jobs[name], {"heldout_accuracy": 0.75, "loss_history": [0.7, 0.6]})
         api.set_condition(name, "Complete")
@@ -537,11 +538,11 @@ def test_the_sft_job_carries_every_argument_torchrun_does(api, inputs, tmp_path,
     folder = tj.job_folder(cfg, name)
     staged = folder.staged({"base": base, "data": data})
     assert videostar_args(job) == {
-        "config": str(folder.config), "command": "sft", "base": staged["base"], "data": staged["data"],
+        "config": str(folder.config), "command": "sft", "base_model": staged["base"], "data": staged["data"],
         "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json",
         "parent_run": "parent-9", "cycle": 2, "out": None}
     assert videostar_args(here) == {
-        "config": here[here.index("--config") + 1], "command": "sft", "base": str(base), "data": data,
+        "config": here[here.index("--config") + 1], "command": "sft", "base_model": str(base), "data": data,
         "model_out": str(tmp_path / "t" / "model"), "metrics_out": str(tmp_path / "t" / "metrics.json"),
         "parent_run": "parent-9", "cycle": 2, "out": None}
 
@@ -567,10 +568,10 @@ def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monk
     staged = folder.staged({"model": model, "base": base, "preferences": prefs})
     assert videostar_args(job) == {
         "config": str(folder.config), "command": "reward-model", "model": staged["model"],
-        "preferences": staged["preferences"], "base": staged["base"],
+        "preferences": staged["preferences"], "adapter_base": staged["base"],
         "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json",
         "parent_run": "parent-9", "out": None}
     assert videostar_args(here) == {
         "config": here[here.index("--config") + 1], "command": "reward-model", "model": str(model),
-        "preferences": str(prefs), "base": str(base), "model_out": str(tmp_path / "t" / "reward"),
+        "preferences": str(prefs), "adapter_base": str(base), "model_out": str(tmp_path / "t" / "reward"),
         "metrics_out": str(tmp_path / "t" / "metrics.json"), "parent_run": "parent-9", "out": None}

@@ -4,7 +4,7 @@ Each one is the family's real model class, processor class, video placeholder an
 (the template text of the official checkpoint), built from the family's config class at a few
 hundred thousand parameters with a locally trained tokenizer, and written like a hub download,
 so it loads through ``AutoProcessor`` + ``AutoModelForImageTextToText``. Weights are random
-(``--steps N`` pretrains them as ``videostar.tiny.base`` does the demo base): these exist to prove
+(``--pretrain-steps N`` pretrains them as ``videostar.tiny.base`` does the demo base): these exist to prove
 every step runs on every family.
 """
 

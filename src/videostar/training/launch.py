@@ -72,10 +72,10 @@ def step_argv(step: TrainingStep) -> list[str]:
     values. An empty ``parent_run`` (tracking off) and a missing ``base`` are left out: the
     parser's defaults."""
     if isinstance(step, SftStep):
-        args = ["--base", step.base, "--data", *step.data, "--cycle", step.cycle]
+        args = ["--base-model", step.base, "--data", *step.data, "--cycle", step.cycle]
     elif isinstance(step, RewardModelStep):
         args = ["--model", step.model, "--preferences", step.preferences,
-                *(["--base", step.base] if step.base else [])]
+                *(["--adapter-base", step.base] if step.base else [])]
     else:
         raise TypeError(f"not a training step: {step!r}")
     args += ["--model-out", step.model_out, "--metrics-out", step.metrics_out]

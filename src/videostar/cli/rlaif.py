@@ -1,0 +1,74 @@
+"""The RLAIF stage after the cycles: ``preferences``, ``reward-model`` and ``ppo``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from videostar.cli.common import (
+    Subcommands,
+    add_adapter_base,
+    add_training_outputs,
+    print_metrics,
+    report_problems,
+    training_outputs,
+)
+from videostar.config import RunConfig
+from videostar.training import distributed
+
+
+def add_parsers(sub: Subcommands) -> None:
+    prefs = sub.add_parser("preferences", help="RLAIF: sample two answers per prompt and judge them")
+    prefs.add_argument("--model", required=True, help="the SFT model")
+    prefs.add_argument("--records", required=True)
+    prefs.add_argument("--out", required=True, help="folder for pairs.jsonl, heldout.jsonl, split.json")
+
+    rew = sub.add_parser("reward-model", help="RLAIF: train the reward model on preference pairs")
+    rew.add_argument("--model", required=True, help="the SFT model")
+    rew.add_argument("--preferences", required=True, help="a 'videostar preferences' output folder")
+    add_training_outputs(rew)
+
+    ppo = sub.add_parser("ppo", help="RLAIF: align the SFT model with PPO against the reward model")
+    ppo.add_argument("--model", required=True, help="the SFT model")
+    ppo.add_argument("--reward-model", required=True, help="the reward model folder")
+    ppo.add_argument("--records", required=True)
+    ppo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
+    ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
+    ppo.add_argument("--fresh", action="store_true",
+                     help="discard checkpoints of other work in --out instead of refusing")
+    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward_model), (ppo, cmd_ppo)):
+        add_adapter_base(p)
+        p.set_defaults(func=func)
+
+
+def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.rlaif import steps as rlaif
+
+    metrics = rlaif.preferences(args.model, args.records, args.out, cfg, adapter_base=args.adapter_base)
+    report_problems("video error", metrics["video_errors"])
+    print_metrics("preferences", metrics)
+    return 0
+
+
+def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.rlaif import steps as rlaif
+
+    model_out, metrics_out = training_outputs(args)
+    metrics = rlaif.reward_model(args.model, args.preferences, model_out, metrics_out, cfg,
+                                 adapter_base=args.adapter_base, parent_run=args.parent_run)
+    if not distributed.is_main():
+        return 0
+    report_problems("video error", metrics["video_errors"])
+    print_metrics("reward model", {k: v for k, v in metrics.items() if k != "loss_history"})
+    return 0
+
+
+def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.rlaif import steps as rlaif
+
+    out = Path(args.out)
+    metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, out / "model", out,
+                        cfg, adapter_base=args.adapter_base, fresh=args.fresh)
+    report_problems("video error", metrics["video_errors"])
+    print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
+    return 0
