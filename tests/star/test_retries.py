@@ -49,7 +49,7 @@ def test_sft_killed_after_saving_its_model_completes_on_retry(tiny_base: Path, s
     run's model in that place is refused in one line."""
     data = _verified(synthetic_data, tmp_path / "verified.jsonl")
     out = tmp_path / "sft"
-    args = ["sft", "--base", str(tiny_base), "--data", str(data), "--out", str(out)]
+    args = ["sft", "--base-model", str(tiny_base), "--data", str(data), "--out", str(out)]
     assert main(["--config", str(_config(tmp_path)), *args]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     (out / "metrics.json").unlink()

@@ -27,7 +27,7 @@ def test_torchrun_command_runs_the_step_cli_on_this_machine():
     cmd = training_command(SFT, Launcher("torchrun", 1, 4), "/c.yaml")
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                    "--nproc-per-node", "4", "-m", "videostar.cli", "--config", "/c.yaml", "sft",
-                   "--base", "b", "--data", "d0.jsonl", "d1.jsonl", "--cycle", "2",
+                   "--base-model", "b", "--data", "d0.jsonl", "d1.jsonl", "--cycle", "2",
                    "--model-out", "o/model", "--metrics-out", "o/metrics.json",
                    "--parent-run", "parent-1"]
 
@@ -57,7 +57,7 @@ def test_the_sft_command_line_reads_back_into_the_values_given(parent_run, cycle
     step = SftStep(Path("/b"), ["/d0.jsonl", "/d1.jsonl"], "/o/model", Path("/o/metrics.json"),
                    parent_run, cycle)
     assert parsed(step_argv(step)) == {
-        "command": "sft", "base": "/b", "data": ["/d0.jsonl", "/d1.jsonl"], "cycle": cycle,
+        "command": "sft", "base_model": "/b", "data": ["/d0.jsonl", "/d1.jsonl"], "cycle": cycle,
         "model_out": "/o/model", "metrics_out": "/o/metrics.json", "parent_run": parent_run,
         "out": None}
 
@@ -66,7 +66,7 @@ def test_the_sft_command_line_reads_back_into_the_values_given(parent_run, cycle
 def test_the_reward_command_line_reads_back_into_the_values_given(base, parent_run):
     step = RewardModelStep("/m", Path("/prefs"), "/r/model", "/r/metrics.json", base, parent_run)
     assert parsed(step_argv(step)) == {
-        "command": "reward-model", "model": "/m", "preferences": "/prefs", "base": base,
+        "command": "reward-model", "model": "/m", "preferences": "/prefs", "adapter_base": base,
         "model_out": "/r/model", "metrics_out": "/r/metrics.json", "parent_run": parent_run,
         "out": None}
 
