@@ -23,7 +23,7 @@ from videostar import layout
 from videostar.config import RunConfig
 from videostar.data.records import read_rows, write_json, write_jsonl
 from videostar.errors import VideostarError
-from videostar.resume import FINGERPRINT, claim, file_hash, model_content
+from videostar.resume import STAMP, claim, file_hash, model_content
 from videostar.rlaif import steps as rlaif_steps
 from videostar.star import steps
 from videostar.star.sft import sft_stamp
@@ -104,11 +104,13 @@ def _assert_covered(reads: set[str], stamp_of: Callable[[RunConfig], dict[str, A
 
 
 def _fingerprint_after(run: Callable[[Path], Any], out: Path) -> dict[str, Any]:
-    """The fingerprint a step writes into ``out`` (the step then fails on its missing model)."""
+    """The stamp a step writes into ``out`` or its checkpoints folder (the step then fails on its
+    missing model)."""
     shutil.rmtree(out, ignore_errors=True)
     with pytest.raises(VideostarError):
         run(out)
-    return json.loads((out / FINGERPRINT).read_text())
+    (stamp,) = out.rglob(STAMP)
+    return json.loads(stamp.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +162,14 @@ def test_verify_and_sft_fingerprints_cover_every_setting_they_read(tmp_path: Pat
     def verify_stamp(c: RunConfig) -> dict[str, Any]:
         shutil.rmtree(tmp_path / "v2", ignore_errors=True)
         steps.verify([answers], tmp_path / "v2", c)
-        return json.loads((tmp_path / "v2" / FINGERPRINT).read_text())
+        return json.loads((tmp_path / "v2" / STAMP).read_text())
 
     _assert_covered(reads, verify_stamp, cfg, {"verify.class_ratio"})
 
     recorded, reads = _recording(cfg)
     with pytest.raises(VideostarError):  # no such base: everything up to loading it ran
-        steps.sft(str(tmp_path / "no-model"), [answers], tmp_path / "m", tmp_path / "m.json", recorded,
-                  progress=False)
+        steps.run_sft_step(str(tmp_path / "no-model"), [answers], tmp_path / "m", tmp_path / "m.json",
+                           recorded, progress=False)
     _assert_covered(reads, lambda c: sft_stamp("base", [answers], c.sft, c.video, c.generate.instruction),
                     cfg, {"sft.lr", "sft.lora.r", "generate.instruction"})
 

@@ -15,8 +15,8 @@ from videostar.config import VerifyConfig
 from videostar.data.records import JsonlAppender, write_json, write_jsonl
 from videostar.errors import VideostarError
 from videostar.outputs import clean_debris, clean_save_debris, publish_mode
-from videostar.rlaif.ppo import _latest_checkpoint
 from videostar.training import state as ckpt
+from videostar.training.checkpoints import Checkpoints
 from videostar.verify import get_verifier
 
 pytestmark = [pytest.mark.fast, pytest.mark.faults]
@@ -42,7 +42,7 @@ def test_planted_pickle_checkpoint_is_refused_without_running(tmp_path: Path):
     checkpoints = tmp_path / "out" / "checkpoints"
     _plant(checkpoints / "step-99" / "ppo_state.pt", marker)
     with pytest.raises(VideostarError, match=r"step-99: holds a pickle \(ppo_state.pt\), which is never"):
-        _latest_checkpoint(checkpoints)
+        Checkpoints(checkpoints, {}, 1).latest()
     assert not marker.exists()
     # The pickle's own proof that it would have run, had it been unpickled:
     torch.load(checkpoints / "step-99" / "ppo_state.pt", weights_only=False)

@@ -1,11 +1,14 @@
 """Resume only the same work: a step's output folder records what produced it.
 
-A resumable step (generate, rationalize, verify, PPO) writes ``fingerprint.json`` beside its
-outputs: the model's content (:func:`model_content`: a hash of its files, so a model replaced
-at the same path is other work), a hash of every input file and the config sections that
-decide the result. A rerun into the folder with the same fingerprint continues (or redoes) that work;
-with another one it is refused in one line, unless ``fresh`` is asked for, which removes the
-folder's earlier outputs first. Two models' or two inputs' rows never end up in one file.
+A resumable step (generate, rationalize, verify) and a training run's checkpoints (SFT, reward
+model, PPO: :mod:`videostar.training.checkpoints`) record the work in :data:`STAMP` beside
+their outputs, through the one :func:`claim`: the model's content (:func:`model_content`: a
+hash of its files, so a model replaced at the same path is other work), a hash of every input
+file and the config sections that decide the result. A rerun into the folder with the same
+stamp continues (or redoes) that work; with another one it is refused in one line, unless
+``fresh`` is asked for, which removes the folder's earlier outputs first. Two models' or two
+inputs' rows never end up in one file. A saved model's card records the stamp's hash, its
+fingerprint (:func:`stamp_digest`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from videostar.data.records import write_json
 from videostar.errors import VideostarError
 from videostar.layout import MODEL_CARD
 
-FINGERPRINT = "fingerprint.json"
+STAMP = "stamp.json"
+"""The stamp file: what produced a folder's outputs (its hash is the fingerprint a model card records)."""
 HASH_CACHE_ENV = "VIDEOSTAR_HASH_CACHE"
 CACHED_FROM = 1 << 20
 """Files from this size on have their hash cached; smaller ones are quicker to hash again."""
@@ -113,35 +117,41 @@ def model_content(uri: str | Path, adapter_base: str | Path | None = None) -> di
     return out
 
 
-def claim(folder: str | Path, stamp: dict[str, Any], outputs: tuple[str, ...], fresh: bool = False
-          ) -> None:
+def claim(folder: str | Path, stamp: dict[str, Any], outputs: tuple[str, ...], fresh: bool | None = False,
+          context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Make ``folder`` the home of the work ``stamp`` describes, or refuse.
 
-    ``outputs``: the step's file/folder names (a ``.partial`` file counts); when any exists and
-    the recorded fingerprint differs (or is absent), the folder holds other work.
+    ``outputs``: the glob patterns of the work's files and folders (a ``.partial`` one counts);
+    when any exists and the recorded stamp differs (or is absent), the folder holds other work:
+    refused in one line, or with ``fresh`` its outputs are removed first (None: the step has no
+    ``--fresh``, so the line says to remove the folder). ``context`` (a training run's world size)
+    is recorded beside the stamp without deciding whether the work is the same; returns the
+    context recorded before ({} when none).
     """
     folder = Path(folder)
+    context = context or {}
     stamp = json.loads(json.dumps(stamp, sort_keys=True, default=str))  # as it reads back
-    present = [folder / n for n in outputs] + [folder / f"{n}.partial" for n in outputs]
-    present = [p for p in present if p.exists()]
-    path = folder / FINGERPRINT
+    present = sorted({p for n in outputs for pattern in (n, f"{n}.partial") for p in folder.glob(pattern)})
+    path = folder / STAMP
     recorded = json.loads(path.read_text()) if path.is_file() else None
+    before = {k: recorded.pop(k) for k in context if k in recorded} if recorded is not None else {}
     if present and recorded != stamp:
         if not fresh:
-            what = ("no fingerprint" if recorded is None else "different " + ", ".join(
+            what = ("no stamp" if recorded is None else "different " + ", ".join(
                 sorted(k for k in {*stamp, *recorded} if stamp.get(k) != recorded.get(k))))
-            raise VideostarError(
-                f"{folder}: holds the output of other work ({what}); use another folder, "
-                "or pass --fresh to discard it")
+            remedy = "or pass --fresh to discard it" if fresh is False else "or remove it to start over"
+            raise VideostarError(f"{folder}: holds the output of other work ({what}); use another folder, "
+                                 + remedy)
         for p in present:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
         print(f"fresh: removed the earlier outputs of {folder}: "
               f"{', '.join(p.name for p in present)}", file=sys.stderr)
-    write_json(path, stamp)
+    write_json(path, {**stamp, **context})
+    return before
 
 
 def stamp_digest(stamp: dict[str, Any]) -> str:
-    """One hash of a fingerprint (what a saved model's card records of the work that made it)."""
+    """The fingerprint: one hash of a stamp (what a saved model's card records of the work that made it)."""
     return hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from videostar.resume import STAMP
+
 pytestmark = pytest.mark.slow
 
 
@@ -130,7 +132,7 @@ def test_steps_same_bytes_under_any_hash_seed_and_resume_after_kills(tmp_path: P
         cut = len(lines) // 2  # within the first batch of 4: its rows torn
         (b_dir / step / f"{name}.partial").write_bytes(b"".join(lines[:cut]) + lines[cut][:20])
         for p in (b_dir / step).iterdir():
-            if p.name not in (f"{name}.partial", "fingerprint.json"):
+            if p.name not in (f"{name}.partial", STAMP):
                 p.unlink()
     (b_dir / "ver" / "rejected.jsonl").unlink()  # verify killed mid-write too
     _steps(b_dir, tiny_base, "3", "generate,verify,rationalize,decide")

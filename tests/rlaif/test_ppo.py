@@ -131,6 +131,13 @@ def _trainer(tiny_base: Path, reward, **cfg):
                       PPOConfig(**{"max_new_tokens": 16, "minibatch_size": 4, **cfg}))
 
 
+def _checkpoints(out: Path, cfg) -> object:
+    """A PPO run's checkpoints in ``out``, as the ppo step makes them (without its stamp)."""
+    from videostar.training.checkpoints import Checkpoints
+
+    return Checkpoints(out / "checkpoints", {}, cfg.save_every, cfg.keep_checkpoints)
+
+
 def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward_model, synthetic_data):
     from conftest import colour_preferences
 
@@ -170,8 +177,8 @@ def test_ppo_against_the_reward_model_raises_held_out_reward(
                     lora=LoraConfig(r=8, alpha=16, dropout=0.0), save_every=10)
     logged = []
     result = train_ppo(str(tiny_base), str(rm_path), recs[:32], recs[32:], tmp_path / "policy",
-                       tmp_path / "out", cfg, VideoConfig(num_frames=8), lambda r: r.question,
-                       on_step=logged.append, progress=False)
+                       _checkpoints(tmp_path / "out", cfg), cfg, VideoConfig(num_frames=8),
+                       lambda r: r.question, on_step=logged.append, progress=False)
     assert [r["step"] for r in logged] == list(range(1, STEPS + 1))
     for rec in logged:
         assert math.isfinite(rec["kl"]) and math.isfinite(rec["value_loss"])
@@ -180,7 +187,7 @@ def test_ppo_against_the_reward_model_raises_held_out_reward(
     print(f"held-out reward before {before:.3f}, after {after:.3f}")
     assert after > before, (before, after, logged)
     # the newest rlaif.ppo.keep_checkpoints (2) are kept, the final step's among them
-    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir()) == ["step-20", "step-24"]
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").glob("step-*")) == ["step-20", "step-24"]
     card = read_card(tmp_path / "policy")
     assert card["kind"] == "lora" and card["base"] == str(tiny_base)
     load_model(str(tmp_path / "policy"))  # the aligned policy loads like any videostar model
@@ -197,16 +204,17 @@ def test_ppo_run_resumes_from_its_last_checkpoint(
     cfg = PPOConfig(steps=2, batch_size=4, lr=1e-3, max_new_tokens=8, heldout_samples=1,
                     lora=LoraConfig(r=8, alpha=16, dropout=0.0), save_every=1, ppo_epochs=1)
     args = (str(tiny_base), str(rm_path), recs[:8], recs[40:44])
-    first = train_ppo(*args, tmp_path / "a", tmp_path / "out", cfg, VideoConfig(num_frames=8),
+    video = VideoConfig(num_frames=8)
+    first = train_ppo(*args, tmp_path / "a", _checkpoints(tmp_path / "out", cfg), cfg, video,
                       lambda r: r.question, progress=False)
     cfg.steps = 3  # a retried (or extended) run: continues at step 3, not from scratch
     logged = []
-    again = train_ppo(*args, tmp_path / "b", tmp_path / "out", cfg, VideoConfig(num_frames=8),
+    again = train_ppo(*args, tmp_path / "b", _checkpoints(tmp_path / "out", cfg), cfg, video,
                       lambda r: r.question, on_step=logged.append, progress=False)
-    assert again["resumed_from"] == "step-2" and [r["step"] for r in logged] == [3]
+    assert again["resumed_from"] == 2 and [r["step"] for r in logged] == [3]
     assert again["heldout_reward_before"] == first["heldout_reward_before"]
     assert [h["step"] for h in again["history"]] == [1, 2, 3]
-    straight = train_ppo(*args, tmp_path / "c", tmp_path / "out-straight", cfg,
+    straight = train_ppo(*args, tmp_path / "c", _checkpoints(tmp_path / "out-straight", cfg), cfg,
                          VideoConfig(num_frames=8), lambda r: r.question, progress=False)
     # the resumed step 3 drew the prompts (and so the reward) of the uninterrupted run's step 3
     assert [h["reward"] for h in again["history"]] == [h["reward"] for h in straight["history"]]
@@ -219,14 +227,15 @@ def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path,
     reward = _colour_reward({id(frames[r.id]): r.meta["colour"] for r in recs})
     prompts, vids = [r.question for r in batch], [frames[r.id] for r in batch]
     trainer = _trainer(tiny_base, reward, lr=1e-3, ppo_epochs=1)
+    checkpoints = _checkpoints(tmp_path, trainer.cfg)
     trainer.step(prompts, vids)
     trainer.step(prompts, vids)
-    trainer.save_checkpoint(tmp_path / "ckpt")
+    trainer.save(checkpoints)
     head = {k: v.clone() for k, v in trainer.critic.head.state_dict().items()}
     expected = trainer.step(prompts, vids)  # step 3 from the saved state
 
     resumed = _trainer(tiny_base, reward, lr=1e-3, ppo_epochs=1)
-    assert resumed.load_checkpoint(tmp_path / "ckpt") == 2
+    assert resumed.resume(checkpoints) == 2
     assert resumed.step_count == 2 and len(resumed.history) == 2
     for k, v in resumed.critic.head.state_dict().items():
         assert torch.equal(v, head[k])

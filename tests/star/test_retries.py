@@ -144,31 +144,32 @@ def test_ppo_keeps_its_newest_checkpoints_and_resumes_past_a_corrupt_one(
     cfg = PPOConfig(steps=3, batch_size=2, minibatch_size=2, lr=1e-3, max_new_tokens=4, heldout_samples=1,
                     lora=LoraConfig(r=8, alpha=16, dropout=0.0), save_every=1, ppo_epochs=1)
     args = (str(tiny_base), str(rm_path), recs[:4], recs[40:42])
-    out = tmp_path / "out"
-    train_ppo(*args, tmp_path / "a", out, cfg, VideoConfig(num_frames=4), lambda r: r.question,
-              progress=False)
-    folder = out / "checkpoints"
+    folder = tmp_path / "out" / "checkpoints"
+
+    def run(model_out: str, steps: int) -> dict:
+        cfg.steps = steps
+        checkpoints = Checkpoints(folder, {}, cfg.save_every, cfg.keep_checkpoints)
+        return train_ppo(*args, tmp_path / model_out, checkpoints, cfg, VideoConfig(num_frames=4),
+                         lambda r: r.question, progress=False)
+
+    run("a", 3)
     assert sorted(p.name for p in folder.iterdir()) == ["step-2", "step-3"]  # keep_checkpoints: 2
 
     meta_path = folder / "step-3" / ckpt.META
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps(meta | {"optimizer": {"lr_lambdas": [None]}}))
-    cfg.steps = 4
     capsys.readouterr()
-    again = train_ppo(*args, tmp_path / "b", out, cfg, VideoConfig(num_frames=4), lambda r: r.question,
-                      progress=False)
-    assert again["resumed_from"] == "step-2" and again["steps"] == 4
+    again = run("b", 4)
+    assert again["resumed_from"] == 2 and again["steps"] == 4
     assert f"checkpoint: {meta_path}: does not hold a checkpoint of this run (KeyError: " \
            in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["step-3", "step-4"]
 
     for step in ("step-3", "step-4"):
         (folder / step / ckpt.META).write_text(json.dumps({"step": "x"}))
-    cfg.steps = 5
     newest = re.escape(f"{folder / 'step-4' / ckpt.META}: does not hold")
     with pytest.raises(VideostarError, match="^" + newest):
-        train_ppo(*args, tmp_path / "c", out, cfg, VideoConfig(num_frames=4), lambda r: r.question,
-                  progress=False)
+        run("c", 5)
 
 
 def test_decide_retried_after_publishing_completes(tmp_path: Path):

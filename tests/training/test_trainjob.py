@@ -23,7 +23,9 @@ from manifest_policy import policy_violations, repo_root, validate
 
 from videostar.config import config_from_dict, load_config
 from videostar.errors import ConfigError, VideostarError
+from videostar.training import launch
 from videostar.training import trainjob as tj
+from videostar.training.launch import RewardModelStep, SftStep
 
 pytestmark = pytest.mark.fast  # no model, no server but the loopback stand-in
 
@@ -67,7 +69,7 @@ def test_trainjob_validates_against_the_trainer_v2_api(nodes, procs):
     from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
 
     cfg = config(nodes=nodes, procs=procs)
-    job = tj.sft_job(cfg, "run-7f3a", 1)
+    job = launch.sft_trainjob(cfg, "run-7f3a", 1)
     parsed = TrainerV1alpha1TrainJob.from_dict(job)
     assert parsed.to_dict() == job  # every field is one the API has, with the API's type
     spec = parsed.spec
@@ -102,7 +104,7 @@ def test_trainjob_validates_against_the_trainer_v2_api(nodes, procs):
 
 
 def test_deepspeed_runtime_runs_mpirun_on_the_launcher_and_patches_both_jobs():
-    job = tj.sft_job(config(nodes=2, procs=8, runtime="deepspeed-distributed"), "run", 0)
+    job = launch.sft_trainjob(config(nodes=2, procs=8, runtime="deepspeed-distributed"), "run", 0)
     assert job["spec"]["runtimeRef"]["name"] == "deepspeed-distributed"
     assert job["spec"]["trainer"]["command"][:5] == ["mpirun", "--hostfile", "/etc/mpi/hostfile",
                                                      "python", "-m"]
@@ -112,7 +114,7 @@ def test_deepspeed_runtime_runs_mpirun_on_the_launcher_and_patches_both_jobs():
 
 
 def test_the_api_models_refuse_what_the_api_does_not_have():
-    job = tj.sft_job(config(), "run", 0)
+    job = launch.sft_trainjob(config(), "run", 0)
     typo = copy.deepcopy(job)
     typo["spec"]["trainer"]["numProcsPerNode"] = 8
     with pytest.raises(VideostarError, match=r"fields the Trainer v2 API does not have: .*numProcsPerNode"):
@@ -135,7 +137,7 @@ def test_job_names_are_stable_dns_labels_per_run_cycle_and_step():
 
 def test_committed_example_is_what_the_code_renders():
     cfg = load_config(EXAMPLE_CONFIG)
-    job = tj.sft_job(cfg, "example", 0)
+    job = launch.sft_trainjob(cfg, "example", 0)
     assert yaml.safe_load(EXAMPLE_JOB.read_text()) == job, (
         "regenerate: videostar --config configs/trainjob-sft-2x8.yaml pipeline trainjob "
         "-o manifests/examples/trainjob-sft-2x8.yaml")
@@ -262,12 +264,17 @@ def scripted(*steps: Any) -> Any:
     return on_get
 
 
+def on_trainjob(step: SftStep | RewardModelStep, cfg: Any, **kw: Any) -> dict[str, Any]:
+    """``step`` run as the TrainJob of pipeline run ``run-1``: the metrics it handed back."""
+    launch.run_trainjob(step, cfg, "run-1", **kw)
+    return json.loads(Path(step.metrics_out).read_text())
+
+
 def run_sft(cfg: Any, api: FakeKubeAPI, inputs: Any, tmp_path: Path, lines: list[str]) -> dict[str, Any]:
     base, data = inputs
     cluster = tj.Cluster(api.namespace, api.configuration())
-    return tj.sft(cfg, "run-1", 0, str(base), data, tmp_path / "kfp" / "model",
-                  tmp_path / "kfp" / "out" / "metrics.json", cluster=cluster, log=lines.append,
-                  sleep=lambda s: None)
+    step = SftStep(str(base), data, tmp_path / "kfp" / "model", tmp_path / "kfp" / "out" / "metrics.json")
+    return on_trainjob(step, cfg, cluster=cluster, log=lines.append, sleep=lambda s: None)
 
 
 def test_creates_waits_streams_node0_once_and_copies_the_outputs(api, inputs, tmp_path):
@@ -334,7 +341,7 @@ def test_inputs_and_config_are_staged_for_the_job(api, inputs, tmp_path):
 def test_a_retry_reattaches_to_the_running_job(api, inputs, tmp_path):
     cfg = config(tmp_path / "shared")
     name = tj.job_name("sft", "run-1", 0)
-    api.add_job(tj.sft_job(cfg, "run-1", 0))  # created by the attempt that was killed
+    api.add_job(launch.sft_trainjob(cfg, "run-1", 0))  # created by the attempt that was killed
     api.add_pod(f"{name}-node-0-0-a", name, lines=["step 40 loss 0.9"])
 
     def complete(api, name):
@@ -395,7 +402,7 @@ def test_a_failed_job_fails_the_step_with_its_reason(api, inputs, tmp_path, keep
 def test_a_retry_replaces_a_failed_job_and_keeps_its_folder(api, inputs, tmp_path):
     cfg = config(tmp_path / "shared")
     name = tj.job_name("sft", "run-1", 0)
-    api.add_job(tj.sft_job(cfg, "run-1", 0))
+    api.add_job(launch.sft_trainjob(cfg, "run-1", 0))
     api.set_condition(name, "Failed", "DeadlineExceeded", "")
     checkpoint = tmp_path / "shared" / "trainjobs" / name / "out" / "checkpoints" / "step-40"
     checkpoint.mkdir(parents=True)
@@ -431,8 +438,8 @@ def test_an_api_refusal_is_one_line(inputs, tmp_path):
     with FakeKubeAPI("elsewhere") as other:  # serves another namespace: 404 on every path
         cluster = tj.Cluster("videostar", other.configuration())
         with pytest.raises(VideostarError, match=r"could not create it \(POST .* not served here\)"):
-            tj.sft(cfg, "run-1", 0, str(base), data, tmp_path / "m", tmp_path / "o.json", cluster=cluster,
-                   log=lambda line: None, sleep=lambda s: None)
+            on_trainjob(SftStep(str(base), data, tmp_path / "m", tmp_path / "o.json"), cfg, cluster=cluster,
+                        log=lambda line: None, sleep=lambda s: None)
 
 
 def test_reward_model_runs_as_a_trainjob(api, tmp_path):
@@ -453,9 +460,9 @@ def test_reward_model_runs_as_a_trainjob(api, tmp_path):
 
     api.on_get = scripted(complete)
     cluster = tj.Cluster(api.namespace, api.configuration())
-    result = tj.reward_model(cfg, "run-1", "", str(model), str(base), str(prefs), tmp_path / "kfp" / "reward",
-                             tmp_path / "kfp" / "metrics.json", cluster=cluster, log=lambda line: None,
-                             sleep=lambda s: None)
+    step = RewardModelStep(str(model), str(prefs), tmp_path / "kfp" / "reward",
+                           tmp_path / "kfp" / "metrics.json", str(base))
+    result = on_trainjob(step, cfg, cluster=cluster, log=lambda line: None, sleep=lambda s: None)
     assert result["heldout_accuracy"] == 0.75
     assert (tmp_path / "kfp" / "reward" / "adapter_model.safetensors").exists()
 
@@ -527,10 +534,10 @@ def test_the_sft_job_carries_every_argument_torchrun_does(api, inputs, tmp_path,
     base, data = inputs
     cfg = config(tmp_path / "shared", keep="always", runtime=runtime)
     name = tj.job_name("sft", "run-1", 2)
-    job = run_job(api, name, lambda **kw: tj.sft(
-        cfg, "run-1", 2, str(base), data, tmp_path / "kfp" / "model", tmp_path / "kfp" / "metrics.json",
-        parent_run="parent-9", **kw))
-    here = torchrun_command(monkeypatch, "sft", lambda cfg: steps.sft(
+    job = run_job(api, name, lambda **kw: on_trainjob(SftStep(
+        str(base), data, tmp_path / "kfp" / "model", tmp_path / "kfp" / "metrics.json", "parent-9", 2),
+        cfg, **kw))
+    here = torchrun_command(monkeypatch, "sft", lambda cfg: steps.run_sft_step(
         str(base), data, tmp_path / "t" / "model", tmp_path / "t" / "metrics.json", cfg,
         parent_run="parent-9", cycle=2))
 
@@ -556,10 +563,10 @@ def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monk
         folder.mkdir()
         (folder / "x.json").write_text("{}")
     name = tj.job_name("reward-model", "run-1")
-    job = run_job(api, name, lambda **kw: tj.reward_model(
-        cfg, "run-1", "parent-9", str(model), str(base), str(prefs), tmp_path / "kfp" / "reward",
-        tmp_path / "kfp" / "metrics.json", **kw))
-    here = torchrun_command(monkeypatch, "reward_model", lambda cfg: steps.reward_model(
+    job = run_job(api, name, lambda **kw: on_trainjob(RewardModelStep(
+        str(model), str(prefs), tmp_path / "kfp" / "reward", tmp_path / "kfp" / "metrics.json", str(base),
+        "parent-9"), cfg, **kw))
+    here = torchrun_command(monkeypatch, "reward_model", lambda cfg: steps.run_reward_model_step(
         str(model), str(prefs), tmp_path / "t" / "reward", tmp_path / "t" / "metrics.json", cfg,
         adapter_base=str(base), parent_run="parent-9"))
 
@@ -575,3 +582,19 @@ def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monk
         "config": here[here.index("--config") + 1], "command": "reward-model", "model": str(model),
         "preferences": str(prefs), "adapter_base": str(base), "model_out": str(tmp_path / "t" / "reward"),
         "metrics_out": str(tmp_path / "t" / "metrics.json"), "parent_run": "parent-9", "out": None}
+
+
+@pytest.mark.parametrize("kind", ["local", "torchrun", "trainjob"])
+def test_one_place_decides_where_a_training_step_runs(monkeypatch, tmp_path, kind):
+    """``launch.run``: here, under torchrun or as a TrainJob, from ``pipeline.<step>.launcher``;
+    launched, the step's metrics are read back from where it wrote them."""
+    ran: list[str] = []
+    monkeypatch.setattr(launch, "run_torchrun", lambda step, launcher, cfg: ran.append("torchrun"))
+    monkeypatch.setattr(launch, "run_trainjob", lambda step, cfg, run: ran.append(f"trainjob of {run}"))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    (tmp_path / "metrics.json").write_text('{"launched": true}')
+    step = RewardModelStep("/m", "/prefs", tmp_path / "model", tmp_path / "metrics.json")
+    result = launch.run(step, config(kind=kind), lambda: {"here": True}, "run-1")
+    assert result == ({"here": True} if kind == "local" else {"launched": True})
+    assert ran == {"local": [], "torchrun": ["torchrun"], "trainjob": ["trainjob of run-1"]}[kind]

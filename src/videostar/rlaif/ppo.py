@@ -10,8 +10,9 @@ its base: the reward model's adapter is loaded twice); the reward is any callabl
 model or a rule). The math is in :mod:`videostar.rlaif.ppo_math`.
 
 A run (:func:`train_ppo`) writes a resumable checkpoint every ``save_every`` steps and at the
-end, keeping the newest ``keep_checkpoints`` (older ones go once the new one is on disk); a run
-that finds one continues from it (a retried pipeline step loses no finished step), from the one
+end, in the one format of every trainer (:mod:`videostar.training.checkpoints`: the adapters,
+value head, optimizer, history and RNG), keeping the newest ``keep_checkpoints``; a run that
+finds one continues from it (a retried pipeline step loses no finished step), from the one
 before when the newest cannot be read.
 Mean reward on held-out prompts is measured before and after, with the same sampling seed,
 which is the number that says whether PPO helped.
@@ -20,8 +21,6 @@ which is the number that says whether PPO helped.
 from __future__ import annotations
 
 import random
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ from videostar.config import PPOConfig, RunConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
-from videostar.resume import file_hash, model_content
+from videostar.resume import file_hash, model_content, stamp_digest
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
@@ -50,14 +49,11 @@ from videostar.rlaif.ppo_math import (
 )
 from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
 from videostar.star.sft import decode_batch
-from videostar.training import state as ckpt
-from videostar.training.checkpoints import fsync_tree
+from videostar.training.checkpoints import Checkpoints, trainable
+from videostar.training.state import restoring
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
-
-STATE_FILE = ckpt.TENSORS
-
 
 
 @dataclass
@@ -227,54 +223,28 @@ class PPOTrainer:
 
     # -- checkpoints
 
-    @property
-    def _critic_adapter(self) -> str:
-        return self.critic.adapter or "default"
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        """What a checkpoint holds of the models: the policy's adapter, the value model's
+        adapter and head."""
+        return {**{f"policy.{k}": p for k, p in trainable(self.lm.model).items()},
+                **{f"value.{k}": p for k, p in trainable(self.critic).items()}}
 
-    def save_checkpoint(self, out: str | Path) -> Path:
-        """Policy and value adapters, value head, optimizer, RNG states and step, so a resumed run
-        continues exactly.
+    def save(self, checkpoints: Checkpoints) -> Path:
+        """A checkpoint of this step: the trainable weights, optimizer, RNG and history."""
+        return checkpoints.save(self.step_count, self.trainable(), self.optimizer, None,
+                                {"history": self.history})
 
-        The adapter is also written with ``save_pretrained`` under ``adapter/`` for loading as
-        a model; the resumable state is safetensors + JSON (:mod:`videostar.training.state`).
-        """
-        from peft import get_peft_model_state_dict
+    def resume(self, checkpoints: Checkpoints) -> int | None:
+        """Continue from the newest checkpoint that reads back; returns its step (None: none)."""
+        def load(path: Path) -> dict[str, Any]:
+            meta = checkpoints.load(path, self.trainable(), self.optimizer, None)
+            with restoring(path):
+                return {"step": int(meta["step"]), "history": list(meta["history"])}
 
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self.lm.model.save_pretrained(out / "adapter")
-        optim, optim_meta = ckpt.pack_optimizer(self.optimizer.state_dict())
-        rng, rng_meta = ckpt.pack_rng()
-        parts = {
-            "adapter": get_peft_model_state_dict(self.lm.model),
-            "value_adapter": get_peft_model_state_dict(self.critic.backbone,
-                                                       adapter_name=self._critic_adapter),
-            "value_head": self.critic.head.state_dict(),
-            "optimizer": optim,
-            "rng": rng,
-        }
-        tensors = {f"{part}.{k}": v for part, named in parts.items() for k, v in named.items()}
-        ckpt.write_state(out, tensors, {"step": self.step_count, "history": self.history,
-                                        "config": asdict(self.cfg), "optimizer": optim_meta,
-                                        "rng": rng_meta})
-        return out
-
-    def load_checkpoint(self, path: str | Path) -> int:
-        """Restore everything ``save_checkpoint`` wrote; returns the step to continue from. A
-        file that does not hold what it should is refused in one line naming it."""
-        from peft import set_peft_model_state_dict
-
-        tensors, meta = ckpt.read_state(path)
-        with ckpt.restoring(Path(path)):
-            set_peft_model_state_dict(self.lm.model, ckpt.prefixed(tensors, "adapter"))
-            set_peft_model_state_dict(self.critic.backbone, ckpt.prefixed(tensors, "value_adapter"),
-                                      adapter_name=self._critic_adapter)
-            self.critic.head.load_state_dict(ckpt.prefixed(tensors, "value_head"))
-            self.optimizer.load_state_dict(
-                ckpt.unpack_optimizer(ckpt.prefixed(tensors, "optimizer"), meta["optimizer"]))
-            ckpt.unpack_rng(ckpt.prefixed(tensors, "rng"), meta["rng"])
-            self.step_count = int(meta["step"])
-            self.history = list(meta["history"])
+        meta = checkpoints.resume(load)
+        if meta is None:
+            return None
+        self.step_count, self.history = meta["step"], meta["history"]
         return self.step_count
 
 
@@ -321,55 +291,23 @@ def ppo_stamp(model: str, adapter_base: str | None, reward_model: str | Path, in
             "video": asdict(cfg.video), "quantize": cfg.rlaif.quantize}
 
 
-def _checkpoints(folder: Path) -> list[Path]:
-    """The complete ``step-N`` checkpoints, newest first; one holding a pickle is refused
-    (never opened)."""
-    steps = [p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
-    for step in steps:
-        ckpt.refuse_pickles(step)
-    return sorted((p for p in steps if (p / STATE_FILE).exists()), key=lambda p: -int(p.name[5:]))
-
-
-def _latest_checkpoint(folder: Path) -> Path | None:
-    """The last complete ``step-N`` checkpoint; one holding a pickle is refused (never opened)."""
-    found = _checkpoints(folder)
-    return found[0] if found else None
-
-
-def _resume(trainer: PPOTrainer, folder: Path) -> Path | None:
-    """Load the newest checkpoint that reads back; an unreadable one is named with its reason
-    and the one before it is tried. None when there is none; when none reads, the newest's
-    reason is raised."""
-    found = _checkpoints(folder)
-    first: VideostarError | None = None
-    for path in found:
-        try:
-            trainer.load_checkpoint(path)
-            return path
-        except VideostarError as exc:
-            first = first or exc
-            print(f"checkpoint: {exc}; trying the one before it", file=sys.stderr)
-    if first is not None:
-        raise first
-    return None
-
-
 def train_ppo(
     sft_model: str, reward_model: str, train: list[Record], heldout: list[Record],
-    model_out: str | Path, out: str | Path, cfg: PPOConfig, video: VideoConfig,
+    model_out: str | Path, checkpoints: Checkpoints, cfg: PPOConfig, video: VideoConfig,
     prompt: Callable[[Record], str], adapter_base: str | None = None,
     quantize: str | None = None, on_step: Callable[[dict[str, float]], None] | None = None,
-    progress: bool = True, fingerprint: str = "",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """PPO from ``sft_model`` against ``reward_model``; the policy is saved to ``model_out``,
-    checkpoints under ``out/checkpoints``.
+    the run resumes from and saves into ``checkpoints`` (every ``cfg.save_every`` steps, the
+    newest ``cfg.keep_checkpoints`` kept, the caller claims them).
 
-    ``base`` is where the SFT model's own base is (a pipeline step gets it as an input);
-    ``on_step`` receives every step's statistics (MLflow logging); ``fingerprint`` (of
-    :func:`ppo_stamp`) goes into the policy's card with the result, so a retry after a kill
+    ``adapter_base`` is where the SFT model's own base is (a pipeline step gets it as an input);
+    ``on_step`` receives every step's statistics (MLflow logging). The checkpoints' stamp
+    (:func:`ppo_stamp`) goes into the policy's card with the result, so a retry after a kill
     before ``metrics.json`` completes (:func:`videostar.resume.published_result`).
     """
-    out, model_out = Path(out), Path(model_out)
+    model_out = Path(model_out)
     if model_out.exists():
         raise VideostarError(f"{model_out}: already exists; refusing to overwrite a saved model")
     skipped: list[dict[str, str]] = []
@@ -387,10 +325,8 @@ def train_ppo(
                                           sft_adapter_base=adapter_base)
     trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg)
     held_prompts = [prompt(r) for r in heldout]
-    checkpoints = out / "checkpoints"
-    resume = _resume(trainer, checkpoints)
-    saved = trainer.step_count if resume is not None else None  # the step whose checkpoint is on disk
-    if resume is not None:
+    resumed = saved = trainer.resume(checkpoints)  # saved: the step whose checkpoint is on disk
+    if resumed is not None:
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
         before = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
@@ -407,11 +343,12 @@ def train_ppo(
             on_step(record)
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
-        if cfg.save_every and trainer.step_count % cfg.save_every == 0:
-            saved = _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
+        if checkpoints.due(trainer.step_count, cfg.steps):
+            trainer.save(checkpoints)
+            saved = trainer.step_count
     bar.close()
-    if saved != trainer.step_count:
-        _save(trainer, checkpoints, trainer.step_count, cfg.keep_checkpoints)
+    if saved != trainer.step_count:  # the last step's, so a kill in the held-out pass loses none
+        trainer.save(checkpoints)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     metrics = {
         "steps": trainer.step_count,
@@ -422,28 +359,12 @@ def train_ppo(
         "reward_gain": after - before,
         "final_kl": trainer.history[-1]["kl"],
         "mean_reward_last": float(np.mean([h["reward"] for h in trainer.history[-5:]])),
-        "resumed_from": resume.name if resume is not None else None,
+        "resumed_from": resumed,
         "video_errors": skipped,
         "seconds": round(time.perf_counter() - started, 3),
     }
     result = {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
     save_model(policy, model_out, "lora", {"stage": "ppo", "reward_model": reward_model,
-                                           "heldout_reward": after, "fingerprint": fingerprint,
-                                           "result": result})
+                                           "heldout_reward": after,
+                                           "fingerprint": stamp_digest(checkpoints.stamp), "result": result})
     return result
-
-
-def _save(trainer: PPOTrainer, folder: Path, step: int, keep: int) -> int:
-    """A checkpoint under ``step-N`` (replacing one a resume passed over as unreadable), written
-    beside, flushed to disk and renamed into place (never half-written); then all but the
-    newest ``keep`` are removed. Returns ``step``."""
-    final, tmp = folder / f"step-{step}", folder / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_checkpoint(tmp)
-    fsync_tree(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    fsync_tree(folder, recurse=False)  # the rename itself, before older ones go
-    for old in _checkpoints(folder)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    return step

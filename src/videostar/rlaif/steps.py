@@ -1,7 +1,7 @@
 """Each VLM-RLAIF step as one call from paths to paths: what the CLI and the KFP components run.
 
 ``preferences`` samples and judges (its folder: ``pairs.jsonl``, ``heldout.jsonl``, the
-video split), ``reward_model`` trains the reward model on those pairs, ``ppo`` aligns the SFT
+video split), ``run_reward_model_step`` trains the reward model on those pairs, ``ppo`` aligns the SFT
 model against it. Prompts and videos are split once, in ``preferences``: the videos held out
 from reward training are the ones PPO's held-out reward is measured on.
 """
@@ -19,9 +19,9 @@ from videostar import layout, tracking
 from videostar.config import RunConfig
 from videostar.data.records import Record, read_records, write_json, write_jsonl
 from videostar.errors import ConfigError
-from videostar.outputs import clean_debris, clean_save_debris
+from videostar.outputs import clean_save_debris
 from videostar.prompts import answer_prompt
-from videostar.resume import claim, published_result, stamp_digest
+from videostar.resume import published_result
 from videostar.training import distributed, launch
 
 
@@ -96,39 +96,41 @@ def preferences(
     return metrics
 
 
-def reward_model(
+def run_reward_model_step(
     model: str, preferences_dir: str | Path, model_out: str | Path, metrics_out: str | Path,
     cfg: RunConfig, adapter_base: str | None = None, parent_run: str = "", progress: bool = True,
+    pipeline_run: str = "",
 ) -> dict[str, Any]:
-    """Train the reward model on the pairs; its held-out pairwise accuracy is the metric.
-
-    With ``pipeline.reward_model.launcher.kind: torchrun`` the same step runs as ``videostar reward-model``
-    under ``torchrun`` (:mod:`videostar.training.launch`); there, rank 0 alone logs and writes.
+    """Train the reward model on the pairs, where ``pipeline.reward_model.launcher`` says
+    (:func:`videostar.training.launch.run`: here, under ``torchrun``, or as a TrainJob of
+    ``pipeline_run``); its held-out pairwise accuracy is the metric. Under ``torchrun`` rank 0
+    alone logs and writes.
     """
+    step = launch.RewardModelStep(model, preferences_dir, model_out, metrics_out, adapter_base, parent_run)
+    return launch.run(step, cfg, lambda: _reward_model_here(step, cfg, progress), pipeline_run)
+
+
+def _reward_model_here(step: launch.RewardModelStep, cfg: RunConfig, progress: bool) -> dict[str, Any]:
+    """The reward model trained in this process (every rank, under torchrun)."""
     from videostar.rlaif.reward_model import read_pairs, train_reward_model
 
-    launcher = cfg.pipeline.reward_model.launcher
-    if launch.delegates(launcher):
-        step = launch.RewardModelStep(model, preferences_dir, model_out, metrics_out, adapter_base,
-                                      parent_run)
-        launch.run_torchrun(step, launcher, cfg)
-        return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
     main = distributed.is_main()
-    folder = Path(preferences_dir)
+    folder = Path(step.preferences)
     errors: list[str] = []
     train, heldout = (read_pairs(folder / name, errors) for name in (layout.PAIRS, layout.HELDOUT))
     if main:
-        clean_save_debris(model_out)
-    tracker = tracking.tracker(cfg, parent_run if main else "")
+        clean_save_debris(step.model_out)
+    tracker = tracking.tracker(cfg, step.parent_run if main else "")
     with tracker.step_run(layout.RLAIF):
         result = train_reward_model(
-            model, train, heldout, model_out, cfg.rlaif.reward_model,
-            cfg.video, progress=progress, adapter_base=adapter_base, quantize=cfg.rlaif.quantize)
+            str(step.model), train, heldout, step.model_out, cfg.rlaif.reward_model, cfg.video,
+            progress=progress, adapter_base=None if step.base is None else str(step.base),
+            quantize=cfg.rlaif.quantize)
     if not main:
         return result
     result["input_errors"] = errors
-    write_json(metrics_out, result)
-    tracker.log_reward_model(result, str(model_out))
+    write_json(step.metrics_out, result)
+    tracker.log_reward_model(result, str(step.model_out))
     return result
 
 
@@ -143,6 +145,7 @@ def ppo(
     Every step's reward, KL, entropy, clip fraction and losses go to MLflow as they happen.
     """
     from videostar.rlaif.ppo import ppo_stamp, train_ppo
+    from videostar.training.checkpoints import Checkpoints
 
     out_dir = Path(out_dir)
     errors: list[str] = []
@@ -150,20 +153,20 @@ def ppo(
     held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
     # Checkpoints resume only the same run (ppo_stamp); a policy it saved before a kill is its result.
     stamp = ppo_stamp(model, adapter_base, reward_dir, [records_path], sorted(held), cfg)
-    claim(out_dir, stamp, ("checkpoints",), fresh)
+    checkpoints = Checkpoints(out_dir / "checkpoints", stamp, cfg.rlaif.ppo.save_every,
+                              cfg.rlaif.ppo.keep_checkpoints)
+    checkpoints.claim(fresh)
     clean_save_debris(model_out)
-    clean_debris(out_dir / "checkpoints", (".step-*.tmp",))
     train = [r for r in records if r.video not in held]
     heldout = [r for r in records if r.video in held]
     tracker = tracking.tracker(cfg, parent_run)
     result = published_result(model_out, stamp)
     if result is None:
         with tracker.step_run(layout.RLAIF) as run_id:
-            result = train_ppo(model, str(reward_dir), train, heldout, model_out, out_dir, cfg.rlaif.ppo,
+            result = train_ppo(model, str(reward_dir), train, heldout, model_out, checkpoints, cfg.rlaif.ppo,
                                cfg.video, answer_prompt(cfg.generate.instruction),
                                adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
-                               on_step=tracker.ppo_logger(run_id), progress=progress,
-                               fingerprint=stamp_digest(stamp))
+                               on_step=tracker.ppo_logger(run_id), progress=progress)
     result["input_errors"] = errors
     write_json(out_dir / layout.METRICS, result)
     tracker.log_ppo(result, str(model_out))

@@ -114,31 +114,33 @@ def rationalize(
     return metrics
 
 
-def sft(
+def run_sft_step(
     base_model: str, data_paths: list[str | Path], model_out: str | Path, metrics_out: str | Path,
-    cfg: RunConfig, progress: bool = True, parent_run: str = "", cycle: int = 0,
+    cfg: RunConfig, progress: bool = True, parent_run: str = "", cycle: int = 0, pipeline_run: str = "",
 ) -> dict[str, Any]:
-    """Instruction-tune ``base_model`` on all verified answers and rationales of a cycle.
+    """Instruction-tune ``base_model`` on all verified answers and rationales of a cycle, where
+    ``pipeline.sft.launcher`` says (:func:`videostar.training.launch.run`: here, under
+    ``torchrun``, or as a TrainJob of ``pipeline_run``).
 
-    With tracking on, the cycle's MLflow run is active meanwhile and records system metrics.
-    With ``pipeline.sft.launcher.kind: torchrun`` the same step runs as ``videostar sft`` under
-    ``torchrun`` (:mod:`videostar.training.launch`); there, rank 0 alone logs and writes the metrics.
+    With tracking on, the cycle's MLflow run is active meanwhile and records system metrics;
+    under ``torchrun`` rank 0 alone logs and writes the metrics.
     """
-    from videostar.star.sft import sft as run
+    step = launch.SftStep(base_model, data_paths, model_out, metrics_out, parent_run, cycle)
+    return launch.run(step, cfg, lambda: _sft_here(step, cfg, progress), pipeline_run)
 
-    launcher = cfg.pipeline.sft.launcher
-    if launch.delegates(launcher):
-        launch.run_torchrun(launch.SftStep(base_model, data_paths, model_out, metrics_out, parent_run,
-                                           cycle), launcher, cfg)
-        return layout.read_json(Path(metrics_out).parent, Path(metrics_out).name)
+
+def _sft_here(step: launch.SftStep, cfg: RunConfig, progress: bool) -> dict[str, Any]:
+    """The SFT step trained in this process (every rank, under torchrun)."""
+    from videostar.star.sft import sft as train
+
     main = distributed.is_main()
     if main:
-        clean_save_debris(model_out)
-    with tracking.tracker(cfg, parent_run if main else "").step_run(cycle):
-        metrics = run(base_model, data_paths, model_out, cfg.sft, cfg.video, cfg.generate.instruction,
-                      progress)
+        clean_save_debris(step.model_out)
+    with tracking.tracker(cfg, step.parent_run if main else "").step_run(step.cycle):
+        metrics = train(str(step.base), list(step.data), step.model_out, cfg.sft, cfg.video,
+                        cfg.generate.instruction, progress)
     if main:
-        write_json(metrics_out, metrics)
+        write_json(step.metrics_out, metrics)
     return metrics
 
 

@@ -1,19 +1,22 @@
-"""How a training step runs past one process: its command line, built once, and running it here.
+"""How a training step runs: here, under ``torchrun``, or as a Kubeflow TrainJob; its command
+line, built once.
 
-A training step (sft, reward) whose launcher is ``torchrun`` runs the very CLI command of the
-step under ``torchrun`` instead of in its own process: every rank runs ``videostar <step>``
-with the same arguments and the run's configuration (a YAML file), rank 0 logs to MLflow and
-writes the model and the metrics where the step's outputs expect them. A ``trainjob`` launcher
-runs the same command on every node of a Kubeflow Trainer ``TrainJob``.
+:func:`run` is the one place that decides, from the step's ``pipeline.<step>.launcher``: a
+``local`` step (or one of torchrun's workers) trains in this process; a ``torchrun`` one runs
+the very CLI command of the step under ``torchrun`` (every rank runs ``videostar <step>`` with
+the same arguments and the run's configuration, a YAML file; rank 0 logs to MLflow and writes
+the model and the metrics where the step's outputs expect them); a ``trainjob`` one runs the
+same command on every node of a Kubeflow Trainer ``TrainJob`` (:mod:`videostar.training.trainjob`).
 
 :class:`SftStep` and :class:`RewardModelStep` are a step's typed inputs; :func:`step_argv` is the one
 place their ``videostar`` command line is written, and :func:`training_command` the one place
 a launcher's command around it is: ``torchrun`` here, ``torchrun`` or ``mpirun`` on a TrainJob's
-nodes (:mod:`videostar.training.trainjob`).
+nodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -21,17 +24,18 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import yaml
 
-from videostar.config import RunConfig, config_to_json
+from videostar.config import RunConfig, StepResources, config_to_json
 from videostar.config.platform import Launcher
 from videostar.errors import VideostarError
-from videostar.training import distributed
+from videostar.layout import METRICS
+from videostar.training import distributed, trainjob
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ class SftStep:
     parent_run: str = ""
     cycle: int = 0
     name: ClassVar[str] = "sft"
+    """Its ``videostar`` command."""
+    section: ClassVar[str] = "sft"
+    """Its ``pipeline`` section: the launcher and resources."""
+    inputs: ClassVar[tuple[str, ...]] = ("base", "data")
+    """The fields a TrainJob stages on the shared volume."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class RewardModelStep:
     base: str | Path | None = None
     parent_run: str = ""
     name: ClassVar[str] = "reward-model"
+    section: ClassVar[str] = "reward_model"
+    inputs: ClassVar[tuple[str, ...]] = ("model", "preferences", "base")
+    cycle: ClassVar[int | None] = None
+    """Once per pipeline run, not per cycle (its TrainJob's name)."""
 
 
 TrainingStep = SftStep | RewardModelStep
@@ -139,3 +152,59 @@ def run_torchrun(step: TrainingStep, launcher: Launcher, cfg: RunConfig) -> None
         ours = [line for line in tail if line.startswith(("error:", "config error:"))]
         last = (ours or list(tail) or ["no output"])[-1]
         raise VideostarError(f"{step.name}: torchrun exited with status {status} (last line: {last})")
+
+
+def resources(step: TrainingStep, cfg: RunConfig) -> StepResources:
+    """``pipeline.<step>``: where the step runs and with what."""
+    return getattr(cfg.pipeline, step.section)
+
+
+def run(step: TrainingStep, cfg: RunConfig, here: Callable[[], dict[str, Any]], pipeline_run: str = ""
+        ) -> dict[str, Any]:
+    """Run ``step`` where its launcher says and return its metrics: ``here()`` trains in this
+    process (``local``, or as one of torchrun's workers); ``torchrun`` and ``trainjob`` (named
+    after ``pipeline_run``) run its command and read back the metrics it wrote."""
+    launcher = resources(step, cfg).launcher
+    if launcher.kind == "trainjob":
+        run_trainjob(step, cfg, pipeline_run)
+    elif delegates(launcher):
+        run_torchrun(step, launcher, cfg)
+    else:
+        return here()
+    return json.loads(Path(step.metrics_out).read_text())
+
+
+def _staged(step: TrainingStep, folder: trainjob.JobFolder, inputs: dict[str, Any]) -> TrainingStep:
+    """``step`` on a TrainJob: its inputs where ``folder`` stages them, its outputs in ``out/``."""
+    staged = folder.staged(inputs)
+    return dataclasses.replace(step, **{k: staged[k] for k in inputs},
+                               model_out=folder.out / trainjob.MODEL, metrics_out=folder.out / METRICS)
+
+
+def _job(step: TrainingStep, cfg: RunConfig, pipeline_run: str, inputs: dict[str, Any]
+         ) -> tuple[StepResources, str, trainjob.JobFolder, dict[str, Any]]:
+    """The TrainJob of ``step`` in ``pipeline_run`` (its resources, name and folder), without
+    staging anything."""
+    res = resources(step, cfg)
+    name = trainjob.job_name(step.name, pipeline_run, step.cycle)
+    folder = trainjob.job_folder(cfg, name)
+    command = training_command(_staged(step, folder, inputs), res.launcher, folder.config)
+    return res, name, folder, trainjob.step_job(cfg, res, name, folder, command, step.name)
+
+
+def run_trainjob(step: TrainingStep, cfg: RunConfig, pipeline_run: str, **kw: Any) -> None:
+    """Run ``step`` as the Kubeflow TrainJob of ``pipeline_run`` (and its cycle): its inputs
+    staged on the shared volume, its ``out/`` copied to the step's own outputs. The job's rank 0
+    logs as an in-process step does. ``kw``: :func:`videostar.training.trainjob.run_job`'s."""
+    inputs = {k: v if isinstance(v, str | Path) else [str(x) for x in v]
+              for k in step.inputs if (v := getattr(step, k)) is not None}
+    res, name, folder, job = _job(step, cfg, pipeline_run, inputs)
+    trainjob.run_job(cfg, res, name, folder, inputs, job,
+                     {trainjob.MODEL: step.model_out, METRICS: step.metrics_out}, **kw)
+
+
+def sft_trainjob(cfg: RunConfig, pipeline_run: str, cycle: int, parent_run: str = "") -> dict[str, Any]:
+    """The TrainJob a cycle's SFT creates (its training files: the verified answers and one
+    rationale file per shard), without staging anything: the committed example."""
+    step = SftStep("base", ["verified.jsonl"] * (1 + cfg.pipeline.num_shards), "", "", parent_run, cycle)
+    return _job(step, cfg, pipeline_run, {"base": step.base, "data": list(step.data)})[3]

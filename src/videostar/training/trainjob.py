@@ -34,8 +34,6 @@ from typing import Any
 from videostar.config import RunConfig, StepResources, config_to_json
 from videostar.config.platform import trainjob_resources
 from videostar.errors import VideostarError
-from videostar.layout import METRICS
-from videostar.training import launch
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 MANAGER = "videostar.ai/pipeline-step"
@@ -393,12 +391,11 @@ class TrainJobStep:
                  + ("" if keep == "always" else ", job and its folder deleted"))
 
 
-def step_job(cfg: RunConfig, res: StepResources, name: str, folder: JobFolder,
-             step: launch.TrainingStep) -> dict[str, Any]:
-    """The TrainJob that runs ``step`` on the files in ``folder``: its command is
-    :func:`videostar.training.launch.training_command`'s, the one torchrun runs too."""
-    command = launch.training_command(step, res.launcher, folder.config)
-    return trainjob_manifest(name, cfg, res, command, labels=job_labels(step.name),
+def step_job(cfg: RunConfig, res: StepResources, name: str, folder: JobFolder, command: list[str],
+             step: str) -> dict[str, Any]:
+    """The TrainJob that runs training step ``step``'s ``command`` on the files in ``folder``
+    (:func:`videostar.training.launch.training_command`'s, the one torchrun runs too)."""
+    return trainjob_manifest(name, cfg, res, command, labels=job_labels(step),
                              annotations={"videostar.ai/job-folder": str(folder.root)})
 
 
@@ -406,21 +403,19 @@ def job_folder(cfg: RunConfig, name: str) -> JobFolder:
     return JobFolder(Path(cfg.pipeline.pvc_mount) / "trainjobs" / name)
 
 
-def run_trainjob(cfg: RunConfig, res: StepResources, name: str, inputs: dict[str, Any],
-                 step: Callable[[dict[str, Any]], launch.TrainingStep], outputs: dict[str, str | Path],
-                 cluster: Cluster | None = None, log: Log = _stderr,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-    """Run a training step as the TrainJob ``name`` and copy its ``out/`` entries to ``outputs``.
-    ``inputs`` (paths, or lists of paths) are staged on the shared volume; ``step`` gets their
-    staged paths and ``out`` and returns the step to run on them."""
+def run_job(cfg: RunConfig, res: StepResources, name: str, folder: JobFolder, inputs: dict[str, Any],
+            job: dict[str, Any], outputs: dict[str, str | Path], cluster: Cluster | None = None,
+            log: Log = _stderr, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run ``job`` as the TrainJob ``name`` and copy its ``out/`` entries to ``outputs``. Only
+    when it creates the job (not when it reattaches) are ``inputs`` (paths, or lists of paths)
+    staged in ``folder`` on the shared volume and the configuration written beside."""
     cluster = cluster or Cluster.in_cluster(res.launcher.namespace)
-    folder = job_folder(cfg, name)
     runner = TrainJobStep(cluster, name, res, folder, log, sleep)
 
     def build() -> dict[str, Any]:
-        staged = folder.stage(inputs)
+        folder.stage(inputs)
         folder.write_config(cfg)
-        return step_job(cfg, res, name, folder, step(staged))
+        return job
 
     runner.launch(build)
     runner.finish(runner.wait(), outputs)
@@ -432,50 +427,3 @@ def job_labels(step: str) -> dict[str, str]:
 
 MODEL = "model"
 """The model folder the job writes under ``out/`` (beside :data:`~videostar.layout.METRICS`)."""
-
-
-def sft_step(staged: dict[str, Any], parent_run: str, cycle: int) -> launch.SftStep:
-    """The SFT the job runs on the ``staged`` inputs, into ``out/``."""
-    out = Path(staged["out"])
-    return launch.SftStep(staged["base"], staged["data"], out / MODEL, out / METRICS, parent_run, cycle)
-
-
-def reward_step(staged: dict[str, Any], parent_run: str) -> launch.RewardModelStep:
-    """The reward model the job trains on the ``staged`` inputs, into ``out/``."""
-    out = Path(staged["out"])
-    return launch.RewardModelStep(staged["model"], staged["preferences"], out / MODEL, out / METRICS,
-                             staged["base"], parent_run)
-
-
-def sft(cfg: RunConfig, pipeline_run: str, cycle: int, base_model: str, data_paths: list[str],
-        model_out: str | Path, metrics_out: str | Path, parent_run: str = "", **kw: Any
-        ) -> dict[str, Any]:
-    """A cycle's SFT as a TrainJob (``pipeline.sft.launcher``): the model into ``model_out``.
-    The job's rank 0 logs under ``cycle``'s run of ``parent_run``, as an in-process SFT does."""
-    run_trainjob(cfg, cfg.pipeline.sft, job_name("sft", pipeline_run, cycle),
-                 {"base": base_model, "data": list(data_paths)},
-                 lambda staged: sft_step(staged, parent_run, cycle),
-                 {MODEL: model_out, METRICS: metrics_out}, **kw)
-    return json.loads(Path(metrics_out).read_text())
-
-
-def sft_job(cfg: RunConfig, pipeline_run: str, cycle: int, parent_run: str = "") -> dict[str, Any]:
-    """The TrainJob :func:`sft` creates for ``cycle`` (its training files: the verified answers
-    and one rationale file per shard), without staging anything: the committed example."""
-    name = job_name("sft", pipeline_run, cycle)
-    folder = job_folder(cfg, name)
-    data = ["verified.jsonl"] * (1 + cfg.pipeline.num_shards)
-    return step_job(cfg, cfg.pipeline.sft, name, folder,
-                    sft_step(folder.staged({"base": "base", "data": data}), parent_run, cycle))
-
-
-def reward_model(cfg: RunConfig, pipeline_run: str, parent_run: str, model: str, adapter_base: str,
-                 preferences_dir: str, model_out: str | Path, metrics_out: str | Path,
-                 **kw: Any) -> dict[str, Any]:
-    """The RLAIF reward model as a TrainJob (``pipeline.reward_model.launcher``); the job's rank 0 logs
-    it to MLflow, as :func:`videostar.rlaif.steps.reward_model` does in process or on torchrun."""
-    run_trainjob(cfg, cfg.pipeline.reward_model, job_name("reward-model", pipeline_run),
-                 {"model": model, "base": adapter_base, "preferences": preferences_dir},
-                 lambda staged: reward_step(staged, parent_run),
-                 {MODEL: model_out, METRICS: metrics_out}, **kw)
-    return json.loads(Path(metrics_out).read_text())
