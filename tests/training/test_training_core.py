@@ -386,7 +386,7 @@ def _state_bytes(model: torch.nn.Module, optim: torch.optim.Optimizer) -> int:
 def test_the_memory_plan_matches_what_a_training_step_holds(method: str):
     from videostar import plan
     from videostar.families import freeze_for_full_finetune
-    from videostar.star.sft import fp32_master
+    from videostar.training.loop import fp32_master
 
     lm = build_random(0)
     counts = plan.count(lm.model, method, r=8)
@@ -394,7 +394,7 @@ def test_the_memory_plan_matches_what_a_training_step_holds(method: str):
         freeze_for_full_finetune(lm.model)
     else:
         lm = add_lora(lm, LoraConfig(r=8, dropout=0.0))
-    fp32_master(lm)
+    fp32_master(lm.model)
     params = [p for p in lm.model.parameters() if p.requires_grad]
     assert sum(p.numel() for p in params) == counts.trained  # the adapter (or unfrozen) count, exactly
     optim = torch.optim.AdamW(params)

@@ -17,14 +17,13 @@ import dataclasses
 import math
 import random
 import shutil
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from videostar.config import RewardModelConfig, VideoConfig
 from videostar.data.records import is_finite_number, read_valid
@@ -39,10 +38,11 @@ from videostar.model import (
 )
 from videostar.resume import model_content, published_result, stamp_digest
 from videostar.rlaif.ppo_math import logprobs_from_logits
-from videostar.star.sft import decode_batch, schedule
 from videostar.store import resolve
 from videostar.training import distributed as dist
-from videostar.training.checkpoints import Checkpoints, folder_for, trainable
+from videostar.training import loop
+from videostar.training.checkpoints import Checkpoints, folder_for
+from videostar.training.loop import MicroBatch, decode_batch
 
 HEAD_FILE = "reward_head.safetensors"
 """The scalar head, next to the adapter: PEFT saves only the adapter, never extra modules."""
@@ -62,26 +62,24 @@ def bradley_terry_loss(
 
 
 def bradley_terry_share(
-    r_chosen: torch.Tensor, r_rejected: torch.Tensor, center_coef: float
-) -> tuple[torch.Tensor | None, float]:
-    """This rank's part of :func:`bradley_terry_loss` over the pairs of all ranks -> (the term to
-    backpropagate, or None when the rank has no pairs; the whole batch's loss value).
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, center_coef: float, pairs: float
+) -> torch.Tensor | None:
+    """This rank's part of :func:`bradley_terry_loss` over the ``pairs`` pairs of all ranks (None
+    when the rank has none); every rank calls it, to sum the rewards.
 
     The BT mean splits into per-rank sums over the global pair count. The centering term is not
     a sum (|mean| of all rewards), so each rank backpropagates ``sign(global mean) * its rewards'
-    sum / 2n``: the same gradient. The summed gradients of all ranks are the gradient of
-    :func:`bradley_terry_loss` on the whole batch; alone, it is that loss's gradient.
+    sum / 2n``: the same gradient. The summed parts of all ranks are :func:`bradley_terry_loss`
+    on the whole batch, and so are their summed gradients; alone, it is that loss.
     """
     margin = r_chosen - r_rejected
     bt = torch.nn.functional.binary_cross_entropy_with_logits(
         margin, torch.ones_like(margin), reduction="sum")
     rewards = torch.cat([r_chosen, r_rejected]).sum()
-    n, bt_total, reward_total = dist.all_sum([len(margin), float(bt.detach()), float(rewards.detach())])
-    if n == 0:
-        return None, float("nan")
-    mean = reward_total / (2 * n)
-    share = bt / n + center_coef * math.copysign(1.0, mean) * (mean != 0) * rewards / (2 * n)
-    return (share if len(margin) else None), bt_total / n + center_coef * abs(mean)
+    mean = dist.all_sum([float(rewards.detach())])[0] / (2 * pairs)
+    if not len(margin):
+        return None
+    return bt / pairs + center_coef * math.copysign(1.0, mean) * (mean != 0) * rewards / (2 * pairs)
 
 
 def mean_response_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -219,14 +217,17 @@ def read_pairs(path: str | Path, errors: list[str] | None = None) -> list[Pair]:
     return read_valid(path, pair_from_json, errors)
 
 
+def pair_inputs(rm: RewardModel, pairs: list[Pair], frames: list[np.ndarray]) -> dict[str, Any]:
+    """One batch of 2B rows: each pair's chosen response, then each one's rejected."""
+    return rm.encode([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                     frames * 2)
+
+
 def pair_rewards(
     rm: RewardModel, pairs: list[Pair], frames: list[np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r_chosen, r_rejected) from one forward over chosen and rejected stacked as 2B rows."""
-    prompts = [p.prompt for p in pairs]
-    inputs = rm.encode(prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                       frames * 2)
-    rewards = rm(**inputs)
+    """(r_chosen, r_rejected) from one forward over :func:`pair_inputs`."""
+    rewards = rm(**pair_inputs(rm, pairs, frames))
     return rewards[:len(pairs)], rewards[len(pairs):]
 
 
@@ -255,16 +256,18 @@ def train_reward_model(
     cfg: RewardModelConfig, video: VideoConfig, progress: bool = True, adapter_base: str | None = None,
     quantize: str | None = None,
 ) -> dict[str, Any]:
-    """Train a reward model from ``sft_model`` on preference pairs and save it.
+    """Train a reward model from ``sft_model`` on preference pairs through the training loop
+    (:mod:`videostar.training.loop`) and save it.
 
     ``sft_model`` may be a pretrained folder or an SFT folder (full or LoRA; ``adapter_base`` is
     where a LoRA SFT model's own base is); a LoRA SFT model is merged first so the reward adapter
     sits on the SFT weights. The card records ``sft_model`` as the reward model's base.
 
-    Under ``torchrun`` every rank calls this (each takes its share of every batch, see
-    :func:`bradley_terry_share`); rank 0 alone measures, saves and returns the metrics. An
-    unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``); a model this
-    same run saved before it was killed is its result (:func:`videostar.resume.published_result`).
+    Under ``torchrun`` every rank calls this (rank r of W takes pairs r, r+W, ... of each global
+    batch, see :func:`bradley_terry_share`); rank 0 alone measures, saves and returns the
+    metrics. An unfinished ``out`` continues from its newest checkpoint (``<out>-checkpoints``); a
+    model this same run saved before it was killed is its result
+    (:func:`videostar.resume.published_result`).
     """
     stamp = {"step": "reward_model", "model": model_content(sft_model, adapter_base),
              "quantize": quantize, "pairs": [dataclasses.asdict(p) for p in train_pairs],
@@ -282,68 +285,40 @@ def train_reward_model(
     lm.tuned_from = sft_model  # the reward adapter sits on exactly this model, whatever it was tuned from
     torch.manual_seed(cfg.seed)  # adapter and head initial weights are part of the recipe
     rm = RewardModel(add_lora(lm, cfg.lora), likelihood_weight=cfg.likelihood_weight)
-    params = [p for p in rm.parameters() if p.requires_grad]
-    dist.broadcast_parameters(params)
-    optim = torch.optim.AdamW(params, lr=cfg.lr)
     ordered = list(train_pairs)
     random.Random(cfg.seed).shuffle(ordered)
     batches = [ordered[i:i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
-    steps = max(1, math.ceil(len(batches) * cfg.epochs))
-    sched = schedule(optim, cfg.warmup_ratio, steps)
-    rm.train()
-    losses: list[float] = []
-    skipped: list[dict[str, str]] = []
-    first, seconds, resume = 0, 0.0, None
-    checkpoints = None
-    if cfg.checkpoint_steps:
-        checkpoints = Checkpoints(folder_for(out), stamp, cfg.checkpoint_steps)
-        checkpoints.claim()
-        resume = checkpoints.latest()
-        if resume is not None:
-            meta = checkpoints.load(resume, trainable(rm), optim, sched)
-            first, losses, seconds = meta["step"], meta["losses"], meta["seconds"]
-            skipped = meta["video_errors"] if dist.is_main() else []
-    started = time.perf_counter()
-    for step in tqdm(range(first, steps), desc="reward_model", disable=not progress or not dist.is_main(),
-                     unit="batch", initial=first, total=steps):
-        # rank r of W takes pairs r, r+W, ... of the global batch (batch_size whatever W)
+
+    def micro_batch(step: int, skipped: list[dict[str, str]], _clipped: list[str]) -> MicroBatch:
+        """Always a micro-batch, empty or not: every rank joins :func:`bradley_terry_share`'s sum."""
         kept, frames = decode_batch(batches[step % len(batches)][rank::world], video, skipped)
-        rewards = pair_rewards(rm, kept, frames) if kept else (torch.zeros(0), torch.zeros(0))
-        share, loss = bradley_terry_share(*rewards, center_coef=cfg.center_coef)
-        if math.isnan(loss):  # no readable pair on any rank
-            continue
-        if share is not None:
-            share.backward()
-        dist.sum_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optim.step()
-        sched.step()
-        optim.zero_grad(set_to_none=True)
-        losses.append(loss)
-        if checkpoints is not None and checkpoints.due(step + 1, steps):
-            checkpoints.save(step + 1, trainable(rm), optim, sched, {
-                "losses": losses, "seconds": seconds + time.perf_counter() - started,
-                "video_errors": [x for s in dist.gather_objects(skipped) for x in s]})
-    seconds += time.perf_counter() - started
-    skipped = [x for s in dist.gather_objects(skipped) for x in s]
-    rm.eval()
+        if not kept:
+            return MicroBatch(None, 0.0)
+        inputs = pair_inputs(rm, kept, frames)
+        return MicroBatch(inputs, len(kept), int(inputs["attention_mask"].sum()))
+
+    def loss(forward: Callable[..., Any], inputs: dict[str, Any] | None, pairs: float) -> torch.Tensor | None:
+        rewards = forward(**inputs) if inputs is not None else torch.zeros(0)
+        half = len(rewards) // 2  # chosen, then rejected (pair_inputs)
+        return bradley_terry_share(rewards[:half], rewards[half:], cfg.center_coef, pairs)
+
+    checkpoints = Checkpoints(folder_for(out), stamp, cfg.checkpoint_steps) if cfg.checkpoint_steps else None
+    steps = max(1, math.ceil(len(batches) * cfg.epochs))
+    trained = loop.run(rm, micro_batch, loss, steps, lr=cfg.lr, weight_decay=0.01,  # AdamW's default
+                       warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
+                       checkpoints=checkpoints, progress=progress, desc="reward_model")
     if not dist.is_main():  # rank 0 measures, saves and reports
         return {"step": "reward_model", "model": str(out), "rank": rank}
     heldout = pairwise_accuracy(rm, heldout_pairs, video, cfg.batch_size)
-    tail = losses[-max(1, len(losses) // 4):] if losses else []
     metrics = {
         "pairs": len(train_pairs),
         "heldout_pairs": heldout["pairs"],
-        "steps": steps,
-        "world_size": world,
-        "resumed_from": int(resume.name[5:]) if resume is not None else None,
-        "train_loss": float(np.mean(tail)) if tail else None,
-        "first_loss": losses[0] if losses else None,
-        "loss_history": [round(x, 5) for x in losses],
+        "steps": trained.steps,
+        **trained.curve(),
         "heldout_accuracy": heldout["accuracy"],
         "heldout_margin": heldout["margin"],
-        "video_errors": skipped + heldout["video_errors"],
-        "seconds": round(seconds, 3),
+        "video_errors": trained.video_errors + heldout["video_errors"],
+        "seconds": round(trained.seconds, 3),
     }
     result = {"step": "reward_model", "model": str(out), **metrics}
     save_reward_model(rm, out, {"heldout_accuracy": metrics["heldout_accuracy"], "pairs": len(train_pairs),
