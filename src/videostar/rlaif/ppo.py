@@ -48,8 +48,8 @@ from videostar.rlaif.ppo_math import (
     whiten,
 )
 from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
-from videostar.star.sft import decode_batch
 from videostar.training.checkpoints import Checkpoints, trainable
+from videostar.training.loop import decode_batch
 from videostar.training.state import restoring
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
