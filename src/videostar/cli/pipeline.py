@@ -46,13 +46,13 @@ def cmd_pipeline_compile(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 
 def cmd_pipeline_trainjob(args: argparse.Namespace, cfg: RunConfig) -> int:
-    from videostar.training.trainjob import sft_job
+    from videostar.training.launch import sft_trainjob
 
     if cfg.pipeline.sft.launcher.kind != "trainjob":
         raise ConfigError("pipeline.sft.launcher.kind: trainjob is needed to render its TrainJob")
     import yaml
 
-    job = yaml.safe_dump(sft_job(cfg, args.run, args.cycle), sort_keys=False)
+    job = yaml.safe_dump(sft_trainjob(cfg, args.run, args.cycle), sort_keys=False)
     if args.output:
         Path(args.output).write_text(job)
     else:

@@ -54,8 +54,8 @@ def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
     model_out, metrics_out = training_outputs(args)
-    metrics = rlaif.reward_model(args.model, args.preferences, model_out, metrics_out, cfg,
-                                 adapter_base=args.adapter_base, parent_run=args.parent_run)
+    metrics = rlaif.run_reward_model_step(args.model, args.preferences, model_out, metrics_out, cfg,
+                                          adapter_base=args.adapter_base, parent_run=args.parent_run)
     if not distributed.is_main():
         return 0
     report_problems("video error", metrics["video_errors"])

@@ -97,8 +97,8 @@ def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
 
 def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
     model_out, metrics_out = training_outputs(args)
-    metrics = steps.sft(args.base_model, args.data, model_out, metrics_out, cfg, parent_run=args.parent_run,
-                        cycle=args.cycle)
+    metrics = steps.run_sft_step(args.base_model, args.data, model_out, metrics_out, cfg,
+                                 parent_run=args.parent_run, cycle=args.cycle)
     if not distributed.is_main():
         return 0
     report_problems("video error", metrics["video_errors"])
