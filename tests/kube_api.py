@@ -43,7 +43,8 @@ class FakeKubeAPI:
         self.linger = 1
         self.on_get: Callable[[FakeKubeAPI, str], None] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # polled every 10 ms (not the default 0.5 s), so leaving the `with` does not wait half a second
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
 
     @property
     def url(self) -> str:
