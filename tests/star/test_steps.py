@@ -13,7 +13,7 @@ from videostar.errors import VideostarError
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.decide import decide, summarize_cycle
 from videostar.star.rationalize import hint_echo
-from videostar.star.sft import epoch_batches, examples_from_rows, sft
+from videostar.star.sft import epoch_batches, examples_from_rows, train_sft
 
 
 @pytest.fixture()
@@ -106,19 +106,19 @@ def test_sft_refuses_a_fine_tuned_start(tiny_base: Path, synthetic_data: Path, t
     cfg = load_config(TINY_CONFIG)
     rows = [r.to_json() | {"answer": r.meta["reference"]} for r in read_records(synthetic_data)[:8]]
     write_jsonl(tmp_path / "verified.jsonl", rows)
-    metrics = sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
+    metrics = train_sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
                   cfg.generate.instruction, progress=False)
     assert metrics["kind"] == "lora" and metrics["examples"] == 8
     assert metrics["train_loss"] < metrics["first_loss"]
     with pytest.raises(VideostarError, match="starts from the base checkpoint"):
-        sft(str(tmp_path / "m1"), [tmp_path / "verified.jsonl"], tmp_path / "m2", cfg.sft, cfg.video,
+        train_sft(str(tmp_path / "m1"), [tmp_path / "verified.jsonl"], tmp_path / "m2", cfg.sft, cfg.video,
             cfg.generate.instruction, progress=False)
     # the same work again completes from the saved model's card; other work never overwrites it
-    again = sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
+    again = train_sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
                 cfg.generate.instruction, progress=False)
     assert again == metrics
     with pytest.raises(VideostarError, match="another run's model .* refusing to overwrite"):
-        sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
+        train_sft(str(tiny_base), [tmp_path / "verified.jsonl"], tmp_path / "m1", cfg.sft, cfg.video,
             "Another instruction.", progress=False)
 
 

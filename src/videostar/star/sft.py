@@ -171,7 +171,7 @@ def sft_stamp(base: str, data_paths: list[str | Path], cfg: SFTConfig, video: Vi
             "sft": settings, "video": dataclasses.asdict(video), "instruction": instruction}
 
 
-def sft(
+def train_sft(
     base: str, data_paths: list[str | Path], out: str | Path, cfg: SFTConfig, video: VideoConfig,
     instruction: str, progress: bool = True,
 ) -> dict[str, Any]:

@@ -131,13 +131,13 @@ def run_sft_step(
 
 def _sft_here(step: launch.SftStep, cfg: RunConfig, progress: bool) -> dict[str, Any]:
     """The SFT step trained in this process (every rank, under torchrun)."""
-    from videostar.star.sft import sft as train
+    from videostar.star.sft import train_sft
 
     main = distributed.is_main()
     if main:
         clean_save_debris(step.model_out)
     with tracking.tracker(cfg, step.parent_run if main else "").step_run(step.cycle):
-        metrics = train(str(step.base), list(step.data), step.model_out, cfg.sft, cfg.video,
+        metrics = train_sft(str(step.base), list(step.data), step.model_out, cfg.sft, cfg.video,
                         cfg.generate.instruction, progress)
     if main:
         write_json(step.metrics_out, metrics)
