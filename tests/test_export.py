@@ -207,6 +207,7 @@ def test_unknown_cycles_and_runs_are_one_line(tracked_run: dict, tmp_path: Path,
     assert main(["export", "--run", "no-such-run", "--format", "hf", "--out", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow  # a headless Chromium: the CI tier
 def test_mlflow_ui_opens_on_the_cycles_and_their_examples(tracked_run: dict, tmp_path: Path):
     """The experiment is a model-training one, the run printed a link to its cycles, and headless
     Chromium finds both cycle runs there, each cycle's table of accepted and rejected answers, and

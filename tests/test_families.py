@@ -24,7 +24,7 @@ from videostar.model import MODEL_CARD, load_model, save_model
 from videostar.tiny import BUILDERS
 from videostar.video import read_frames
 
-pytestmark = pytest.mark.families
+pytestmark = [pytest.mark.families, pytest.mark.slow]
 
 ARCHS = list(BUILDERS)
 GREEDY = GenerateConfig(max_new_tokens=8, temperature=0.0)

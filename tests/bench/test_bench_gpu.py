@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark scripts run in the CI tier
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_gpu.py"
 
 

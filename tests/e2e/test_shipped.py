@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import REPO, checkout_files, install_wheel
 
-pytestmark = pytest.mark.shipped
+pytestmark = [pytest.mark.shipped, pytest.mark.slow]
 
 MAPPED = {"src/videostar": "videostar", "components": "videostar/components",
           "pipelines": "videostar/pipelines", "configs": "videostar/configs"}

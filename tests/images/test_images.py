@@ -426,6 +426,7 @@ def test_dockerfile_parsing_reads_the_builder_steps(name):
     assert commands('a "b && c" && d --x=1 >/dev/null; e') == [["a", "b && c"], ["d", "--x=1"], ["e"]]
 
 
+@pytest.mark.slow  # builds three wheels: the CI tier
 @pytest.mark.parametrize("name", NAMES)
 def test_builder_installs_a_complete_wheel_from_its_build_context(name, tmp_path, release_wheel):
     before = _build_leftovers()
@@ -454,7 +455,7 @@ def _build_leftovers() -> dict[str, float]:
                  marks=pytest.mark.fast, id="setup-py-left-out"),
     pytest.param(("add", "configs/*.yaml"),
                  r"(?s)`python -m videostar.install_check` exited with 1.*package data tiny.yaml is missing",
-                 id="package-data-left-out"),
+                 marks=pytest.mark.slow, id="package-data-left-out"),
 ])
 def test_replay_fails_when_the_dockerignore_leaves_out_what_the_build_needs(edit, expected, tmp_path):
     original = IMAGES / "gpu.Dockerfile.dockerignore"
@@ -471,6 +472,7 @@ def test_replay_fails_when_the_dockerignore_leaves_out_what_the_build_needs(edit
         replay("gpu", tmp_path / "replay", broken)
 
 
+@pytest.mark.slow
 def test_a_module_left_out_of_the_context_is_missing_from_the_wheel(tmp_path, release_wheel):
     """A module nothing imports at start-up passes install_check when it is left out; the
     comparison with the release wheel catches it."""

@@ -245,6 +245,7 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
     assert len(json.loads((tmp_path / "decide2/history.json").read_text())) == 2
 
 
+@pytest.mark.slow  # the CI tier: tests/test_export.py runs the tiny pipeline through kfp.local in `make test`
 @pytest.mark.trains
 def test_pipeline_runs_locally_with_tracking(
     tiny_base: Path, synthetic_data: Path, tmp_path: Path, capsys, monkeypatch,
