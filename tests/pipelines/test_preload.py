@@ -11,7 +11,7 @@ import pytest
 from kfp import dsl, local
 from videostar.pipelines import preload
 
-PYTHON = sys.executable  # the fixture swaps sys.executable for the client while a test runs
+PYTHON = sys.executable  # warm_runner swaps sys.executable for the client while a test runs
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -31,17 +31,29 @@ def fail(message: str):
     raise ValueError(message)
 
 
+@pytest.fixture(scope="module")
+def warm_server():
+    """One warm server for this module's tests (each start imports the whole stack: seconds);
+    between the tests that use it, ``sys.executable`` is the real interpreter again."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PROBE_VALUE", "from-the-parent")
+        env.setenv("OMP_NUM_THREADS", "1")
+        with preload.warm_python() as python:
+            assert python != PYTHON, "the warm server did not start"
+            assert sys.executable == python  # what SubprocessRunner(use_venv=False) runs
+            sys.executable = PYTHON
+            yield python
+    assert sys.executable == PYTHON
+
+
 @pytest.fixture()
-def warm_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def warm_runner(warm_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PROBE_VALUE", "from-the-parent")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(sys, "executable", warm_server)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
                raise_on_error=True)
-    with preload.warm_python() as python:
-        assert python != PYTHON, "the warm server did not start"
-        assert sys.executable == python  # what SubprocessRunner(use_venv=False) runs
-        yield python
-    assert sys.executable == PYTHON
+    yield warm_server
 
 
 def test_tasks_fork_from_the_warm_server_one_process_each(warm_runner: str, tmp_path: Path):
