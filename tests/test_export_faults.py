@@ -211,8 +211,7 @@ def _started(out: Path) -> bool:
     return any(p.name.startswith(f".{out.name}.part-") for p in out.parent.iterdir())
 
 
-@pytest.mark.fast
-@pytest.mark.parametrize("fmt", ["hf", "llava"])
+@pytest.mark.parametrize("fmt", ["hf", "llava"])  # two child processes killed: `make test`, not the fast tier
 def test_killed_export_leaves_the_earlier_one_whole(tmp_path: Path, fmt: str, capsys):
     """SIGKILL while the new export is being written over an earlier one: the earlier export is
     still there, whole; the next export sweeps the temp folder and replaces it."""

@@ -26,7 +26,7 @@ def _frames(fps: float = 30.0, indices: tuple[int, ...] = (0, 4, 8, 12, 16, 20, 
     return Frames(pixels, fps, list(indices), span)
 
 
-@pytest.mark.fast
+# a fresh interpreter imports the stack: `make test`, not the fast tier
 def test_the_module_imports_and_builds_requests_without_vllm():
     """No vLLM at import: the request builder is importable where vLLM is not installed."""
     code = ("import sys, videostar.generation as g; assert 'vllm' not in sys.modules; "
