@@ -86,7 +86,7 @@ def test_rlaif_steps_from_the_cli(tiny_base: Path, synthetic_data: Path, tmp_pat
     result = json.loads((ppo / "metrics.json").read_text())
     assert len(result["input_errors"]) == 1 and f"bad row: {data}:26: " in capsys.readouterr().err
     assert result["steps"] == 2 and [h["step"] for h in result["history"]] == [1, 2]
-    assert sorted(p.name for p in (ppo / "checkpoints").iterdir()) == ["step-1", "step-2"]
+    assert sorted(p.name for p in (ppo / "checkpoints").iterdir()) == ["stamp.json", "step-1", "step-2"]
     assert read_card(ppo / "model")["base"] == str(tiny_base)
     assert result["heldout_reward_after"] == result["heldout_reward_after"]  # measured, not NaN
     # a second run (a retried step) never trains or overwrites the saved policy: it completes from its card
