@@ -88,9 +88,13 @@ def test_checkpoints_of_other_work_are_refused(tmp_path: Path):
     folder = folder_for(tmp_path / "model")
     assert folder == tmp_path / "model-checkpoints"
     Checkpoints(folder, {"base": "a", "lr": 1e-3}, 5).claim()
+    (folder / "step-5").mkdir()
     Checkpoints(folder, {"lr": 1e-3, "base": "a"}, 9).claim()  # the same work, another interval
-    with pytest.raises(VideostarError, match="holds checkpoints of other work"):
+    with pytest.raises(VideostarError, match=r"holds the output of other work \(different base\); use "
+                       "another folder, or remove it to start over$"):
         Checkpoints(folder, {"base": "b", "lr": 1e-3}, 5).claim()
+    Checkpoints(folder, {"base": "b", "lr": 1e-3}, 5).claim(fresh=True)  # ppo --fresh
+    assert not (folder / "step-5").exists()
 
 
 @pytest.mark.parametrize("center", [1e-3, 0.5])
