@@ -249,3 +249,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"the tests changed the working tree (git status): {'; '.join(changed)}",
                             red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def finediving(tmp_path: Path) -> dict:
+    """A tiny FineDiving release in its real file formats (tests/finediving_release.py), read by the
+    adapter tests and the benchmark tests."""
+    from finediving_release import write_release
+
+    return write_release(tmp_path)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import gradient_video
+from finediving_release import _dump, _frames
 from scipy import stats
-from test_adapters import _dump, _frames, finediving  # noqa: F401  (fixture reused as is)
 
 from videostar.cli import main
 from videostar.config import GenerateConfig, VerifyConfig, VideoConfig

@@ -14,6 +14,7 @@ from videostar.cli.common import Parser
 from videostar.config import load_config
 from videostar.errors import ConfigError, VideostarError, first_line
 from videostar.star import steps
+from videostar.training import distributed
 
 GROUPS = (config, model, data, star, rlaif, pipeline, eval, export)
 """The command groups, in ``--help`` order: each module registers its commands (``add_parsers``)."""
@@ -42,3 +43,5 @@ def main(argv: list[str] | None = None) -> int:
         # a missing, unreadable or non-JSON file named on the command line: one line, no traceback
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        distributed.shutdown()

@@ -55,6 +55,14 @@ def init() -> None:
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def shutdown() -> None:
+    """Leave the process group, if joined: a gloo rank that exits with its group still open can
+    abort in the group's teardown (SIGABRT, "terminate called without an active exception")
+    after its work is done and written."""
+    if active():
+        torch.distributed.destroy_process_group()
+
+
 def barrier() -> None:
     if active():
         torch.distributed.barrier()
