@@ -87,7 +87,7 @@ lint: $(STAMP)
 # The configuration reference, generated from the config dataclasses (tests/config/test_reference.py
 # fails when the committed copy is stale).
 docs: $(STAMP)
-	$(PY) -m videostar.config.reference -o docs/config-reference.md
+	$(VENV)/bin/videostar config reference -o docs/config-reference.md
 
 bench: $(STAMP)
 	$(PY) bench/bench_generate.py

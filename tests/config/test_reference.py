@@ -31,9 +31,3 @@ def test_rules_are_read_from_validate() -> None:
     assert "a number in [0, 1)" in rows["sft.warmup_ratio"]
     assert "local or torchrun" in rows["pipeline.ppo.launcher.kind"]
     assert "got" not in rows["pipeline.images.gpu"]
-
-
-def test_main_writes_the_file(tmp_path: Path) -> None:
-    out = tmp_path / "reference.md"
-    assert reference.main(["-o", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == reference.render()

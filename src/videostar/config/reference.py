@@ -7,26 +7,23 @@ The rules are read, not restated: each ``require(where, name, ok, rule)`` in a `
 the helpers it calls: ``at_least``, ``fraction``, ``kube.quantity``, ...) is evaluated on the
 field's default, so the reference says what the error message says.
 
-``python -m videostar.config.reference [-o FILE]`` writes it; ``make docs`` regenerates the
+``videostar config reference [-o FILE]`` writes it; ``make docs`` regenerates the
 committed copy and ``tests/config/test_reference.py`` fails when that copy is stale.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import inspect
 import io
 import json
 import re
-import sys
 import textwrap
 import tokenize
 import typing
 from collections.abc import Callable, Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from videostar.config import RunConfig
@@ -35,7 +32,7 @@ from videostar.config.fields import SEED_MAX, require
 HEADER = f"""# Configuration reference
 
 Generated from the config dataclasses in `src/videostar/config/` by `make docs`
-(`python -m videostar.config.reference -o docs/config-reference.md`); do not edit it by hand:
+(`videostar config reference -o docs/config-reference.md`); do not edit it by hand:
 `tests/config/test_reference.py` fails when it is stale.
 
 A run configuration is one YAML file (`videostar --config run.yaml ...`); every key is optional and
@@ -273,20 +270,3 @@ def render() -> str:
         title = f"Each item of {', '.join(f'`{p}`' for p in paths)} ({item.__name__})"
         lines += _render_section(title, item, _table(item, stand_in, where, rules))
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m videostar.config.reference",
-                                     description="Write the configuration reference (Markdown).")
-    parser.add_argument("-o", "--out", type=Path, help="the file to write (default: standard output)")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
