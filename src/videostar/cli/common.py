@@ -74,6 +74,17 @@ def report_problems(label: str, items: list[Any]) -> None:
         print(f"{label}: {text}", file=sys.stderr)
 
 
+def report_step(title: str, metrics: dict[str, Any]) -> int:
+    """A model step's result: one line per video it could not read, then its summary; exit 0.
+    Under torchrun only rank 0 reports (every rank returns the same metrics)."""
+    from videostar.training import distributed
+
+    if distributed.is_main():
+        report_problems("video error", metrics["video_errors"])
+        print_metrics(title, metrics)
+    return 0
+
+
 def add_training_outputs(parser: argparse.ArgumentParser) -> None:
     """The outputs of a training step (sft, reward-model): ``--out``, or the two paths a launcher
     hands torchrun's workers."""

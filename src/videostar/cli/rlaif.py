@@ -9,12 +9,10 @@ from videostar.cli.common import (
     Subcommands,
     add_adapter_base,
     add_training_outputs,
-    print_metrics,
-    report_problems,
+    report_step,
     training_outputs,
 )
 from videostar.config import RunConfig
-from videostar.training import distributed
 
 
 def add_parsers(sub: Subcommands) -> None:
@@ -45,9 +43,7 @@ def cmd_preferences(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
     metrics = rlaif.preferences(args.model, args.records, args.out, cfg, adapter_base=args.adapter_base)
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("preferences", metrics)
-    return 0
+    return report_step("preferences", metrics)
 
 
 def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
@@ -56,11 +52,7 @@ def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
     model_out, metrics_out = training_outputs(args)
     metrics = rlaif.run_reward_model_step(args.model, args.preferences, model_out, metrics_out, cfg,
                                           adapter_base=args.adapter_base, parent_run=args.parent_run)
-    if not distributed.is_main():
-        return 0
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("reward model", {k: v for k, v in metrics.items() if k != "loss_history"})
-    return 0
+    return report_step("reward model", metrics)
 
 
 def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
@@ -69,6 +61,4 @@ def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
     out = Path(args.out)
     metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, out / "model", out,
                         cfg, adapter_base=args.adapter_base, fresh=args.fresh)
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("ppo", {k: v for k, v in metrics.items() if k != "history"})
-    return 0
+    return report_step("ppo", metrics)

@@ -13,13 +13,12 @@ from videostar.cli.common import (
     add_training_outputs,
     int_at_least,
     print_metrics,
-    report_problems,
+    report_step,
     training_outputs,
 )
 from videostar.config import RunConfig
 from videostar.data.records import read_rows, write_json
 from videostar.star import steps
-from videostar.training import distributed
 
 
 def add_parsers(sub: Subcommands) -> None:
@@ -77,9 +76,7 @@ def add_parsers(sub: Subcommands) -> None:
 def cmd_generate(args: argparse.Namespace, cfg: RunConfig) -> int:
     metrics = steps.generate(args.model, args.data, args.out, cfg, args.adapter_base, args.shard,
                              args.num_shards, fresh=args.fresh)
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("generate", metrics)
-    return 0
+    return report_step("generate", metrics)
 
 
 def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
@@ -90,20 +87,14 @@ def cmd_verify(args: argparse.Namespace, cfg: RunConfig) -> int:
 def cmd_rationalize(args: argparse.Namespace, cfg: RunConfig) -> int:
     metrics = steps.rationalize(args.model, args.rejected, args.out, cfg, args.adapter_base, args.shard,
                                 args.num_shards, fresh=args.fresh)
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("rationalize", metrics)
-    return 0
+    return report_step("rationalize", metrics)
 
 
 def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
     model_out, metrics_out = training_outputs(args)
     metrics = steps.run_sft_step(args.base_model, args.data, model_out, metrics_out, cfg,
                                  parent_run=args.parent_run, cycle=args.cycle)
-    if not distributed.is_main():
-        return 0
-    report_problems("video error", metrics["video_errors"])
-    print_metrics("sft", metrics)
-    return 0
+    return report_step("sft", metrics)
 
 
 def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
