@@ -36,9 +36,9 @@ LINT := src components pipelines configs tests bench scripts setup.py
 #   make test-fast  ruff and the tests marked `fast` (no model, no server): the loop while developing,
 #                   within 45 s on an idle 2-core machine.
 #   make test       ruff and every test not marked `slow`: the fast tier, the tiny model and data
-#                   built once and shared, each trainer (SFT, reward model, PPO) trained with its
-#                   effect asserted, the fault tests, moto and MLflow servers, the tiny pipeline
-#                   through kfp.local; within 300 s on an idle 2-core machine. The README's command.
+#                   built once and shared, every trainer (SFT, reward model, PPO) run through the
+#                   CLI, SFT's effect asserted over two cycles, the fault tests, moto and MLflow
+#                   servers, the tiny pipeline through kfp.local. The README's command.
 #   make test-ci    the CI tier: the tests marked `slow` (the long end-to-end runs, the shipped wheel,
 #                   the image builds, DeepSpeed, two processes, the families, the benchmarks, the
 #                   MLflow UI), then the tests that train and assert an effect again under a second

@@ -174,6 +174,7 @@ def test_verify_and_sft_fingerprints_cover_every_setting_they_read(tmp_path: Pat
                     cfg, {"sft.lr", "sft.lora.r", "generate.instruction"})
 
 
+@pytest.mark.slow  # builds a reward model for PPO's stamp: the CI tier
 def test_ppo_fingerprint_covers_prompts_tasks_and_instruction(tmp_path: Path, synthetic_data: Path):
     """The settings PPO reads up to loading its models, the ones its trainer is given whole
     (``rlaif.ppo``, through the fingerprint's own reading of it) among them."""

@@ -93,6 +93,7 @@ def test_off_switch(monkeypatch: pytest.MonkeyPatch):
         assert python == sys.executable
 
 
+@pytest.mark.slow  # a kill and a wait for the orphaned server to go: the CI tier
 def test_the_server_goes_when_its_run_is_killed(tmp_path: Path):
     """A run killed by a signal runs no ``finally``: the server notices its parent is gone."""
     import signal

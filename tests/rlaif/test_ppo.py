@@ -163,6 +163,7 @@ def test_value_model_starts_as_the_reward_model_on_one_shared_base(colour_reward
     torch.testing.assert_close(reward.score(*args), before)
 
 
+@pytest.mark.slow  # the effect, in the CI tier; make test runs PPO through the CLI (test_rlaif)
 @pytest.mark.trains
 def test_ppo_against_the_reward_model_raises_held_out_reward(
     tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path

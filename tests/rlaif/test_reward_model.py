@@ -122,6 +122,7 @@ def every_wrong_colour(records: Path, videos: set[str]) -> list[Pair]:
             for wrong in COLOURS if wrong != row["meta"]["colour"]]
 
 
+@pytest.mark.slow  # the effect, in the CI tier; make test trains it through the CLI (test_rlaif)
 @pytest.mark.trains
 def test_trained_reward_model_prefers_true_colour(
     tiny_base: Path, synthetic_data: Path, colour_reward_model, tmp_path: Path
