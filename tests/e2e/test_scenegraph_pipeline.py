@@ -48,11 +48,11 @@ def test_two_cycles_on_synthetic_scene_graph_videos(step_base: Path, tmp_path: P
     for summary in run.cycles:  # yields per question type and per path length, every cycle
         assert summary["per_task"] and set(summary["per_group"]) <= {"path_length=3", "path_length=4"}
         assert sum(g["total"] for g in summary["per_group"].values()) == summary["questions"]
-        assert "eval.step.accuracy" in summary
+        assert "eval.scenegraph.accuracy" in summary
     stages = sorted((s["stage"], s["cycle"]) for s in map(
         lambda p: layout.read_json(p.parent, layout.SCORES), run_dir.rglob(layout.SCORES)))
     assert stages == [("baseline", None), ("cycle", 0), ("cycle", 1)]
-    assert {"eval.step.accuracy_steps_1", "eval.step.accuracy_steps_2"} <= set(run.baseline)
+    assert {"eval.scenegraph.accuracy_steps_1", "eval.scenegraph.accuracy_steps_2"} <= set(run.baseline)
     _check_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", run.cycles)
 
 
@@ -70,6 +70,6 @@ def _check_mlflow(uri: str, cycles: list[dict]) -> None:
             assert child.data.metrics[key] == pytest.approx(counts["total_yield"])
         for task in summary["per_task"]:
             assert f"answer_yield.{task}" in child.data.metrics
-        assert "eval.step.accuracy" in child.data.metrics
-    assert {k for k in parent.data.metrics if k.startswith("baseline.eval.step.accuracy_steps_")} >= {
-        "baseline.eval.step.accuracy_steps_1", "baseline.eval.step.accuracy_steps_2"}
+        assert "eval.scenegraph.accuracy" in child.data.metrics
+    assert {k for k in parent.data.metrics if k.startswith("baseline.eval.scenegraph.accuracy_steps_")} >= {
+        "baseline.eval.scenegraph.accuracy_steps_1", "baseline.eval.scenegraph.accuracy_steps_2"}
