@@ -31,17 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = 1
     try:
         cfg = load_config(args.config)
         if getattr(args, "num_shards", None) is not None:
             steps.shard([], args.shard, args.num_shards)  # refused before any model is loaded
-        return args.func(args, cfg)
+        code = args.func(args, cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except (VideostarError, OSError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         # a missing, unreadable or non-JSON file named on the command line: one line, no traceback
         print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 1
     finally:
-        distributed.shutdown()
+        distributed.shutdown(done=code == 0)
+    return code

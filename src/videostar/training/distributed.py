@@ -55,11 +55,15 @@ def init() -> None:
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def shutdown() -> None:
-    """Leave the process group, if joined: a gloo rank that exits with its group still open can
-    abort in the group's teardown (SIGABRT, "terminate called without an active exception")
-    after its work is done and written."""
+def shutdown(done: bool) -> None:
+    """Leave the process group, if joined. A rank that tears its group down while another still
+    works (rank 0 writing the model) can abort in the teardown (SIGABRT, "terminate called without
+    an active exception") after its own work is done, and torchrun then fails the step: so a rank
+    that ``done`` its work first waits for every rank. A failed rank leaves at once (waiting could
+    hang on ranks that wait for it), and torchrun stops the others."""
     if active():
+        if done:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
