@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from videostar.config import PPOConfig, RunConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
+from videostar.rlaif.policy import PolicyTrainer, run_steps
 from videostar.rlaif.ppo_math import (
     entropy_from_logits,
     gae,
@@ -50,7 +50,6 @@ from videostar.rlaif.ppo_math import (
 from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
 from videostar.training.checkpoints import Checkpoints, trainable
 from videostar.training.loop import decode_batch
-from videostar.training.state import restoring
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
@@ -75,84 +74,33 @@ class Rollout:
     kl: Tensor
 
 
-class PPOTrainer:
+class PPOTrainer(PolicyTrainer):
     """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a separate value model."""
+
+    cfg: PPOConfig
 
     def __init__(
         self, lm: LoadedModel, reward_fn: RewardFn, critic: RewardModel, cfg: PPOConfig | None = None,
     ) -> None:
-        if not hasattr(lm.model, "disable_adapter"):
-            raise ValueError("PPOTrainer needs a LoRA-wrapped policy (videostar.model.add_lora)")
-        self.lm, self.reward_fn, self.critic, self.cfg = lm, reward_fn, critic, cfg or PPOConfig()
-        # The rollout's logprobs and values come from deterministic passes; dropout in the
-        # update passes would move the ratio before any learning (as TRL and OpenRLHF do).
-        disable_dropout(lm.model)
-        disable_dropout(critic)
+        super().__init__(lm, cfg or PPOConfig())
+        self.reward_fn, self.critic = reward_fn, critic
+        disable_dropout(critic)  # the values come from deterministic passes, as the logprobs
         critic.activate()
-        self.params = [p for p in lm.model.parameters() if p.requires_grad]
         self.critic_params = [p for p in critic.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params + self.critic_params, lr=self.cfg.lr,
                                            weight_decay=0.0)
-        self.step_count = 0
-        self.history: list[dict[str, float]] = []
-        self.eos_ids = lm.eos_token_ids
-        self.sampling = lm.generation_config(self.cfg.temperature, self.cfg.max_new_tokens)
 
     # -- model passes
-
-    def _joined(self, prompts: list[str], frames: list[np.ndarray], tokens: Tensor, mask: Tensor
-                ) -> tuple[dict[str, Any], int]:
-        """Left-padded prompts with the responses appended -> ``(inputs, prompt length)``."""
-        inputs = self.lm.encode_prompts(prompts, frames)
-        n_prompt = inputs["input_ids"].shape[1]
-        shape = inputs["input_ids"].shape
-        tails = {"input_ids": tokens, "attention_mask": mask}
-        for key, value in list(inputs.items()):  # e.g. mm_token_type_ids: 0 on text tokens
-            if torch.is_tensor(value) and value.shape == shape:
-                tail = tails.get(key, torch.zeros_like(tokens))
-                inputs[key] = torch.cat([value, tail.to(value.dtype)], dim=1)
-        return inputs, n_prompt
-
-    def _logits(self, inputs: dict[str, Any], n_prompt: int, t_len: int, reference: bool = False
-                ) -> Tensor:
-        """Policy (or reference) logits predicting each response token (position ``i - 1``
-        predicts token ``i``), divided by the sampling temperature: the distribution the
-        responses were drawn from, so the ratio and KL compare like with like."""
-        if reference:
-            with self.lm.model.disable_adapter():
-                out = self.lm.model(**inputs, use_cache=False)
-        else:
-            out = self.lm.model(**inputs, use_cache=False)
-        return out.logits[:, n_prompt - 1:n_prompt - 1 + t_len] / self.cfg.temperature
 
     def _values(self, inputs: dict[str, Any], n_prompt: int, t_len: int) -> Tensor:
         """The value model's estimate at the state before each response token."""
         return self.critic.token_values(inputs, n_prompt - 1, t_len)
 
-    def _response_mask(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """Tokens up to and including the first EOS -> ``(mask, no_eos)``."""
-        is_eos = torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
-        seen_before = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()
-        mask = seen_before == 0
-        return mask, ~is_eos.any(dim=1)
-
-    @torch.no_grad()
-    def sample(self, prompts: list[str], frames: list[np.ndarray]) -> tuple[Tensor, list[str]]:
-        """Sample responses at the configured temperature -> ``(token ids [B, T], texts)``."""
-        inputs = self.lm.encode_prompts(prompts, frames)
-        self.lm.model.eval()
-        out = self.lm.model.generate(**inputs, generation_config=self.sampling)
-        tokens = out[:, inputs["input_ids"].shape[1]:]
-        texts = self.lm.processor.batch_decode(tokens, skip_special_tokens=True)
-        return tokens, [t.strip() for t in texts]
-
     @torch.no_grad()
     def rollout(self, prompts: list[str], frames: list[np.ndarray]) -> Rollout:
         """Sample, score, and compute KL-shaped rewards, GAE advantages and returns."""
         cfg = self.cfg
-        tokens, texts = self.sample(prompts, frames)
-        mask, no_eos = self._response_mask(tokens)
-        tokens = torch.where(mask, tokens, torch.full_like(tokens, self.lm.pad_token_id))
+        tokens, mask, no_eos, texts = self.sampled_tokens(prompts, frames)
         inputs, n_prompt = self._joined(prompts, frames, tokens, mask)
         t_len = tokens.shape[1]
         logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len), tokens)
@@ -226,26 +174,7 @@ class PPOTrainer:
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         """What a checkpoint holds of the models: the policy's adapter, the value model's
         adapter and head."""
-        return {**{f"policy.{k}": p for k, p in trainable(self.lm.model).items()},
-                **{f"value.{k}": p for k, p in trainable(self.critic).items()}}
-
-    def save(self, checkpoints: Checkpoints) -> Path:
-        """A checkpoint of this step: the trainable weights, optimizer, RNG and history."""
-        return checkpoints.save(self.step_count, self.trainable(), self.optimizer, None,
-                                {"history": self.history})
-
-    def resume(self, checkpoints: Checkpoints) -> int | None:
-        """Continue from the newest checkpoint that reads back; returns its step (None: none)."""
-        def load(path: Path) -> dict[str, Any]:
-            meta = checkpoints.load(path, self.trainable(), self.optimizer, None)
-            with restoring(path):
-                return {"step": int(meta["step"]), "history": list(meta["history"])}
-
-        meta = checkpoints.resume(load)
-        if meta is None:
-            return None
-        self.step_count, self.history = meta["step"], meta["history"]
-        return self.step_count
+        return {**super().trainable(), **{f"value.{k}": p for k, p in trainable(self.critic).items()}}
 
 
 def reward_scorer(rm: RewardModel, batch_size: int = 8) -> Callable[..., torch.Tensor]:
@@ -255,18 +184,29 @@ def reward_scorer(rm: RewardModel, batch_size: int = 8) -> Callable[..., torch.T
     return score
 
 
-def heldout_reward(trainer: PPOTrainer, prompts: list[str], frames: list[np.ndarray],
-                   samples: int, seed: int) -> float:
-    """Mean reward of sampled responses on held-out prompts (same seed before and after)."""
+def heldout_reward(trainer: PolicyTrainer, prompts: list[str], frames: list[np.ndarray],
+                   samples: int, seed: int, score: Callable[[slice, list[str]], Tensor] | None = None
+                   ) -> float:
+    """Mean reward of sampled responses on held-out prompts (same seed before and after).
+
+    ``score(rows, texts)`` scores the responses to ``prompts[rows]``; by default the trainer's
+    ``reward_fn`` (GRPO passes its verifier, which needs the records rather than the prompts).
+    """
     if not prompts:
         return float("nan")
+    if score is None:
+        assert isinstance(trainer, PPOTrainer), "a trainer without reward_fn needs a score"
+        reward_fn = trainer.reward_fn
+
+        def score(sl: slice, texts: list[str]) -> Tensor:
+            return reward_fn(prompts[sl], texts, frames[sl])
     torch.manual_seed(seed)
     scores = []
     for _ in range(samples):
         for i in range(0, len(prompts), trainer.cfg.batch_size):
             sl = slice(i, i + trainer.cfg.batch_size)
             _, texts = trainer.sample(prompts[sl], frames[sl])
-            scores.append(trainer.reward_fn(prompts[sl], texts, frames[sl]))
+            scores.append(torch.as_tensor(score(sl, texts), dtype=torch.float32))
     return float(torch.cat(scores).mean())
 
 
@@ -325,30 +265,19 @@ def train_ppo(
                                           sft_adapter_base=adapter_base)
     trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg)
     held_prompts = [prompt(r) for r in heldout]
-    resumed = saved = trainer.resume(checkpoints)  # saved: the step whose checkpoint is on disk
+    resumed = trainer.resume(checkpoints)
     if resumed is not None:
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
         before = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     started = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc="ppo", unit="step",
-               disable=not progress)
-    while trainer.step_count < cfg.steps:
-        k = trainer.step_count
+
+    def step(k: int) -> dict[str, float]:
         idx = step_batch(len(train), cfg.batch_size, cfg.seed, k)
-        record = trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx])
-        if k == 0:
-            record["heldout_reward_before"] = before
-        if on_step is not None:
-            on_step(record)
-        bar.update(1)
-        bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
-        if checkpoints.due(trainer.step_count, cfg.steps):
-            trainer.save(checkpoints)
-            saved = trainer.step_count
-    bar.close()
-    if saved != trainer.step_count:  # the last step's, so a kill in the held-out pass loses none
-        trainer.save(checkpoints)
+        return trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx])
+
+    run_steps(trainer, checkpoints, cfg.steps, step, {"heldout_reward_before": before}, resumed, "ppo",
+              on_step, progress)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     metrics = {
         "steps": trainer.step_count,
