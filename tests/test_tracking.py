@@ -179,7 +179,7 @@ def test_every_model_is_a_logged_model_ranked_and_aliased(mlflow_server: str, tm
     reward_id = tracking.log_reward_model(cfg, parent, {"heldout_accuracy": 0.75, "loss_history": [0.7, 0.6]},
                                           str(_adapter(tmp_path, "reward")))
     ppo = {"heldout_reward_after": 0.3, "history": [{"step": 1, "reward": 0.1, "kl": 0.0}]}
-    tracking.log_ppo(cfg, parent, ppo, str(_adapter(tmp_path, "policy")))
+    tracking.log_policy(cfg, parent, ppo, str(_adapter(tmp_path, "policy")))
     tracking.log_scores(cfg, parent, "rlaif", None, {"eval.suite.accuracy": 0.95})
     reward = client.get_logged_model(reward_id)
     assert reward.model_type == tracking.REWARD_MODEL

@@ -391,33 +391,41 @@ def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_
 
 PPO_CURVES = ("reward", "kl", "entropy", "clipfrac", "value_loss", "policy_loss", "value_clipfrac",
               "response_length")
+RL_CURVES = {"ppo": PPO_CURVES,
+             "grpo": ("reward", "pass_rate", "kl", "entropy", "clipfrac", "policy_loss", "kl_loss",
+                      "response_length", "zero_variance_groups")}
+"""The per-step statistics each RL algorithm logs as ``<algorithm>.<name>``."""
 
 
-def ppo_logger(cfg: RunConfig, run_id: str) -> Any:
-    """A callback for ``train_ppo``: every step's statistics, ``step`` = PPO step."""
+def rl_logger(cfg: RunConfig, run_id: str, algorithm: str = "ppo") -> Any:
+    """A callback for ``train_ppo`` (``train_grpo``): every step's statistics, ``step`` = RL step."""
     from mlflow.entities import Metric
 
     client = _client(cfg.tracking)
 
     def log(record: dict[str, float]) -> None:
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(f"ppo.{k}", float(record[k]), now, int(record["step"]))
-                                          for k in PPO_CURVES if k in record])
+        client.log_batch(run_id, metrics=[
+            Metric(f"{algorithm}.{k}", float(record[k]), now, int(record["step"]))
+            for k in RL_CURVES[algorithm] if k in record])
     return log
 
 
-def log_ppo(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str) -> str:
-    """Reward before/after linked to the PPO policy, a LoggedModel (``rl-policy``) registered
-    as a version of ``tracking.registered_policy`` aliased ``aligned``, the reward and KL curves
-    as a plot; then the RLAIF run and the parent are closed."""
+def log_policy(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str,
+               algorithm: str = "ppo") -> str:
+    """Reward before/after linked to the RL policy (PPO's or GRPO's: ``algorithm``), a
+    LoggedModel (``rl-policy``) registered as a version of ``tracking.registered_policy``
+    aliased ``aligned``, the reward and KL curves as a plot; then the RLAIF run and the parent
+    are closed."""
     client = _client(cfg.tracking)
     run_id = cycle_run(cfg, parent, RLAIF, {"stage": RLAIF})
     model_id = _logged_model(client, run_id, parent, POLICY_MODEL, POLICY_MODEL, model_dir, 0,
-                             {"stage": RLAIF})
-    _log_on_both(client, run_id, parent, _numbers(result, "ppo."), model_id)
+                             {"stage": RLAIF, "algorithm": algorithm})
+    _log_on_both(client, run_id, parent, _numbers(result, f"{algorithm}."), model_id)
     version = _register(client, cfg.tracking.registered_policy, model_id, "aligned", {"stage": RLAIF})
-    _plot_steps(client, parent, "ppo_curves.png", [
-        ("reward per PPO step", "reward", [(h["step"], h["reward"]) for h in result["history"]]),
+    name = algorithm.upper()
+    _plot_steps(client, parent, f"{algorithm}_curves.png", f"{name} step", [
+        (f"reward per {name} step", "reward", [(h["step"], h["reward"]) for h in result["history"]]),
         ("KL to the SFT model", "KL", [(h["step"], h["kl"]) for h in result["history"]]),
     ])
     client.set_terminated(run_id)
@@ -425,8 +433,8 @@ def log_ppo(cfg: RunConfig, parent: str, result: dict[str, Any], model_dir: str)
     return version
 
 
-def _plot_steps(client: Any, run_id: str, name: str, panels: list[tuple[str, str, list[tuple[Any, Any]]]]
-          ) -> None:
+def _plot_steps(client: Any, run_id: str, name: str, xlabel: str,
+                panels: list[tuple[str, str, list[tuple[Any, Any]]]]) -> None:
     """One row of line charts (title, y label, points) as a PNG artifact under ``plots/``."""
     import matplotlib
 
@@ -436,7 +444,7 @@ def _plot_steps(client: Any, run_id: str, name: str, panels: list[tuple[str, str
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (title, ylabel, points) in zip(axes[0], panels, strict=True):
         ax.plot([x for x, _ in points], [y for _, y in points], marker="o")
-        ax.set(xlabel="PPO step", ylabel=ylabel, title=title)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.tight_layout()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -604,12 +612,12 @@ class Tracker:
     def log_reward_model(self, result: dict[str, Any], model_dir: str) -> None:
         log_reward_model(self.cfg, self.parent, result, model_dir)
 
-    def ppo_logger(self, run_id: str | None) -> Any:
-        """``train_ppo``'s per-step callback (None outside an active RLAIF run)."""
-        return ppo_logger(self.cfg, run_id) if run_id else None
+    def rl_logger(self, run_id: str | None, algorithm: str = "ppo") -> Any:
+        """``train_ppo``'s (``train_grpo``'s) per-step callback (None outside an active RLAIF run)."""
+        return rl_logger(self.cfg, run_id, algorithm) if run_id else None
 
-    def log_ppo(self, result: dict[str, Any], model_dir: str) -> None:
-        log_ppo(self.cfg, self.parent, result, model_dir)
+    def log_policy(self, result: dict[str, Any], model_dir: str, algorithm: str = "ppo") -> None:
+        log_policy(self.cfg, self.parent, result, model_dir, algorithm)
 
     def finish(self) -> None:
         finish(self.cfg, self.parent)
@@ -636,7 +644,7 @@ class NullTracker(Tracker):
     def log_reward_model(self, *args: Any) -> None:
         pass
 
-    def log_ppo(self, *args: Any) -> None:
+    def log_policy(self, *args: Any) -> None:
         pass
 
     def finish(self) -> None:

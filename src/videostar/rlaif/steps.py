@@ -166,8 +166,8 @@ def ppo(
             result = train_ppo(model, str(reward_dir), train, heldout, model_out, checkpoints, cfg.rlaif.ppo,
                                cfg.video, answer_prompt(cfg.generate.instruction),
                                adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
-                               on_step=tracker.ppo_logger(run_id), progress=progress)
+                               on_step=tracker.rl_logger(run_id), progress=progress)
     result["input_errors"] = errors
     write_json(out_dir / layout.METRICS, result)
-    tracker.log_ppo(result, str(model_out))
+    tracker.log_policy(result, str(model_out))
     return result
