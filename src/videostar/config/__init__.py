@@ -41,13 +41,14 @@ from videostar.config.recipe import (
     VerifyConfig,
     VideoConfig,
 )
-from videostar.config.rlaif import PPOConfig, RewardModelConfig, RLAIFConfig
+from videostar.config.rlaif import GRPOConfig, PPOConfig, RewardModelConfig, RLAIFConfig
 from videostar.config.scenegraph import ScenegraphConfig
 from videostar.errors import ConfigError, first_line
 from videostar.prompts import DEFAULT_TEMPLATES, TEMPLATE_FIELDS
 
 __all__ = [
-    "EVAL_SUITES", "DecideConfig", "EvaluateConfig", "EvalSuite", "GenerateConfig", "Images", "Launcher",
+    "EVAL_SUITES", "DecideConfig", "EvaluateConfig", "EvalSuite", "GRPOConfig", "GenerateConfig", "Images",
+    "Launcher",
     "LoraConfig", "PPOConfig", "PipelineConfig", "RLAIFConfig", "RationalizeConfig", "RewardModelConfig",
     "RunConfig", "SFTConfig", "ScenegraphConfig", "SecretEnv", "StepResources", "Toleration",
     "TrackingConfig",

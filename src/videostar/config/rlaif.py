@@ -1,5 +1,5 @@
-"""The VLM-RLAIF stage's settings: preferences, reward model, PPO (defaults: the released
-VLM-RLAIF settings where the paper gives them)."""
+"""The VLM-RLAIF stage's settings: preferences, reward model, PPO or GRPO (defaults: the
+released VLM-RLAIF settings where the paper gives them)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,17 @@ class PPOConfig:
     batch_size: int = 16
     lr: float = 1e-5
     kl_coef: float = 0.1
+    """The per-token KL penalty's coefficient (the paper's 0.1, fixed); with ``kl_target`` its
+    starting value."""
+    kl_target: float | None = None
+    """Adapt ``kl_coef`` towards this KL per response (nats, summed over its tokens): Ziegler et
+    al.'s proportional controller, as TRL's ``AdaptiveKLController`` (null: the coefficient stays fixed)."""
+    kl_horizon: int = 10000
+    """The controller's horizon in sampled responses: the coefficient moves by at most 20 %
+    per this many (Ziegler et al.: 10000)."""
+    kl_budget: float | None = None
+    """The KL per response the run must end within: ``metrics.json`` says whether its final KL
+    (the mean of the last 5 steps) is (``kl_within_budget``); null: no budget."""
     gamma: float = 1.0
     lam: float = 1.0
     clip: float = 0.2
@@ -87,6 +98,12 @@ class PPOConfig:
         positive(where, "temperature", self.temperature)
         positive(where, "lr", self.lr)
         non_negative(where, "kl_coef", self.kl_coef)
+        if self.kl_target is not None:
+            positive(where, "kl_target", self.kl_target)
+            positive(where, "kl_coef", self.kl_coef)  # a proportional controller scales it: 0 stays 0
+        at_least(where, "kl_horizon", self.kl_horizon, 1)
+        if self.kl_budget is not None:
+            positive(where, "kl_budget", self.kl_budget)
         fraction(where, "gamma", self.gamma)
         fraction(where, "lam", self.lam)
         positive(where, "clip", self.clip)
@@ -102,6 +119,67 @@ class PPOConfig:
         at_least(where, "heldout_samples", self.heldout_samples, 1)
         at_least(where, "seed", self.seed, 0)
 
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO knobs (the RL step beside PPO, ``rlaif.algorithm: grpo``): the Parser-Verifier is
+    the reward, there is no value model.
+
+    ``steps`` rollouts of ``batch_size`` prompts, each sampled ``group_size`` times; ``epochs``
+    passes of minibatch updates (``minibatch_size`` responses each) over every rollout;
+    checkpoints as PPO's.
+    """
+
+    steps: int = 100
+    batch_size: int = 8
+    group_size: int = 8
+    """Responses sampled per prompt: their mean reward is each one's baseline. A group whose
+    responses all pass (or all fail) teaches nothing, so the group must be large enough for the
+    model's pass rate to vary within it."""
+    lr: float = 1e-5
+    kl_coef: float = 0.04
+    """Weight of the k3 KL estimate to the reference (the SFT model) in the loss (DeepSeekMath's
+    0.04); 0: no KL term (the reference's logprobs are still computed for the reported KL)."""
+    clip: float = 0.2
+    epochs: int = 1
+    """Passes over each rollout; with 1 and one minibatch the ratio is 1 and clipping never acts."""
+    minibatch_size: int = 16
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    eps: float = 1e-4
+    """Added to the group's reward std before dividing, so a group of near-equal rewards does
+    not blow its advantages up."""
+    reward_model_weight: float = 0.0
+    """Adds this times the reward model's score to the verifier's 0/1 reward; 0: the verifier
+    alone, and no reward model is loaded."""
+    max_grad_norm: float = 1.0
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    heldout_samples: int = 2
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def validate(self, where: str) -> None:
+        at_least(where, "steps", self.steps, 1)
+        at_least(where, "batch_size", self.batch_size, 1)
+        at_least(where, "group_size", self.group_size, 2)
+        at_least(where, "minibatch_size", self.minibatch_size, 1)
+        require(where, "minibatch_size", self.minibatch_size <= self.batch_size * self.group_size,
+                f"at most batch_size x group_size ({self.batch_size * self.group_size})")
+        positive(where, "lr", self.lr)
+        non_negative(where, "kl_coef", self.kl_coef)
+        positive(where, "clip", self.clip)
+        at_least(where, "epochs", self.epochs, 1)
+        positive(where, "temperature", self.temperature)
+        at_least(where, "max_new_tokens", self.max_new_tokens, 1)
+        positive(where, "eps", self.eps)
+        non_negative(where, "reward_model_weight", self.reward_model_weight)
+        positive(where, "max_grad_norm", self.max_grad_norm)
+        at_least(where, "save_every", self.save_every, 0)
+        at_least(where, "keep_checkpoints", self.keep_checkpoints, 1)
+        at_least(where, "heldout_samples", self.heldout_samples, 1)
+        at_least(where, "seed", self.seed, 0)
 
 
 @dataclass
@@ -130,7 +208,12 @@ class RLAIFConfig:
     judge: str = "sft"
     quantize: str | None = None
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    algorithm: str = "ppo"
+    """The RL step after the reward model: ``ppo`` (the paper's: against the reward model) or
+    ``grpo`` (the Parser-Verifier's reward, ``rlaif.grpo``; the reward model is still trained,
+    its held-out accuracy reported, and mixed in when ``grpo.reward_model_weight`` > 0)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
 
     def validate(self, where: str) -> None:
         at_least(where, "prompts", self.prompts, 1, optional=True)
@@ -139,6 +222,7 @@ class RLAIFConfig:
         at_least(where, "pairs_per_prompt", self.pairs_per_prompt, 1)
         require(where, "judge", bool(self.judge), "sft, labels, or a model path/URI")
         require(where, "quantize", self.quantize in (None, "4bit"), "null or 4bit")
+        require(where, "algorithm", self.algorithm in ("ppo", "grpo"), "ppo or grpo")
         positive(where, "temperature", self.temperature)
 
 

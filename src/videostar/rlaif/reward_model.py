@@ -351,11 +351,12 @@ def save_reward_model(rm: RewardModel, out: str | Path, extra: dict[str, Any] | 
 
 def load_reward_model(
     path: str | Path, adapter_base: str | None = None, device: str | None = None,
-    dtype: torch.dtype | None = None, quantize: str | None = None,
+    dtype: torch.dtype | None = None, quantize: str | None = None, sft_adapter_base: str | None = None,
 ) -> RewardModel:
     """A saved reward model, frozen: its base (or ``adapter_base``), the adapter unmerged, the
-    head loaded."""
-    lm, head, weight = _load_reward_parts(path, adapter_base, device, dtype, quantize)
+    head loaded; ``sft_adapter_base`` is where a LoRA SFT model's own base is."""
+    lm, head, weight = _load_reward_parts(path, adapter_base, device, dtype, quantize,
+                                          sft_adapter_base=sft_adapter_base)
     return RewardModel(lm, head, trainable=False, likelihood_weight=weight).eval()
 
 
