@@ -68,6 +68,7 @@ demo: $(STAMP)
 	test -f demo/base/videostar_model.json || $(VENV)/bin/videostar model tiny --out demo/base
 	test -f demo/data/records.jsonl || $(VENV)/bin/videostar data synthetic --count 48 --seed 0 --out demo/data
 	test -f demo/heldout/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 24 --seed 1 --out demo/heldout
+	test -f demo/validation/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 48 --seed 1000 --out demo/validation
 	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs
 
 # The demo for seeds 0, 1 and 2 (seed 0 is `make demo`): mean and range per cycle, a plot, MLflow.

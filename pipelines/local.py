@@ -41,6 +41,8 @@ class LocalRun:
     mlflow_url: str = ""
     baseline: dict[str, float] = field(default_factory=dict)
     rlaif: dict[str, Any] = field(default_factory=dict)
+    handed_on: Path | None = None
+    """The model the last cycle handed on (the chosen cycle's: what RLAIF started from)."""
 
 
 def run_local(cfg: RunConfig, pipeline_root: str | Path) -> LocalRun:
@@ -174,8 +176,9 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
     baseline = next((s["scores"] for s in scores if s["stage"] == layout.BASELINE), {})
     rlaif = collect_rlaif(run_dir)
     rlaif |= next(({"scores": s["scores"]} for s in scores if s["stage"] == layout.RLAIF), {})
+    handed_on = cycles[-1][1].get("handed_on") if cycles else None
     return LocalRun(run_dir, seconds, summaries, decisions, models, verified,
-                    baseline=baseline, rlaif=rlaif)
+                    baseline=baseline, rlaif=rlaif, handed_on=Path(handed_on) if handed_on else None)
 
 
 RLAIF_STEPS = ("preferences", "reward_model", "ppo")
@@ -242,7 +245,9 @@ def _print_cycles(run: LocalRun, console: Any) -> None:
                       "continue" if decision["continue"] else "stop")
     console.print(table)
     if run.decisions:
-        console.print(f"stopped after cycle {len(run.decisions) - 1}: {run.decisions[-1]['reason']}")
+        last = run.decisions[-1]
+        chosen = f"; handed on: cycle {last['chosen']}" if "chosen" in last else ""
+        console.print(f"stopped after cycle {len(run.decisions) - 1}: {last['reason']}{chosen}")
 
 
 def _print_rlaif(run: LocalRun, console: Any) -> None:
@@ -262,9 +267,10 @@ def _print_rlaif(run: LocalRun, console: Any) -> None:
     if ppo:
         table.add_row("PPO", f"{ppo['steps']} steps; held-out reward {ppo['heldout_reward_before']:.3f} "
                       f"-> {ppo['heldout_reward_after']:.3f}; final KL {ppo['final_kl']:.3f}")
-    last = run.cycles[-1] if run.cycles else {}
+    chosen = run.decisions[-1].get("chosen", len(run.cycles) - 1) if run.decisions else -1
+    start = run.cycles[chosen] if run.cycles else {}
     for key, value in sorted(r.get("scores", {}).items()):
-        was = f" (last cycle {last[key]:.3f})" if key in last else ""
+        was = f" (cycle {chosen} {start[key]:.3f})" if key in start else ""
         table.add_row(key.removeprefix("eval."), f"{value:.3f}{was}")
     console.print(table)
 

@@ -9,7 +9,7 @@ the KFP compiler copies a sub-pipeline's whole spec into its parent, so cycle k 
 made compiling cubic in the cycles. The KFP UI shows each cycle as one collapsible node.
 Generation and rationalization fan out over ``num_shards`` with ``dsl.ParallelFor`` and are
 gathered with ``dsl.Collected``. Every SFT starts from the base model; a cycle generates with the
-previous cycle's model.
+model the cycle before handed on: the chosen one so far (``decide.select``), by default the last.
 
 No ``from __future__ import annotations`` here: KFP reads the graph's parameter types.
 """
@@ -25,7 +25,8 @@ from videostar.config import RunConfig
 
 
 class CycleOutputs(NamedTuple):
-    """What a cycle hands on: decide's verdict (continue?), the cycle's SFT model, decide's record.
+    """What a cycle hands on: decide's verdict (continue?), the chosen cycle's SFT model (this
+    cycle's, or an earlier one that is better on ``decide.select``), decide's record.
 
     The verdict is named ``Output``: kfp.local (2.17) resolves a condition on a task's output
     only under that name."""
@@ -72,9 +73,9 @@ def star_cycle(k: int, cfg: RunConfig, ops: Components) -> Any:
                                   verification=ver.outputs["out"],
                                   rationales=dsl.Collected(rat.outputs["out"]),
                                   training=sft.outputs["out"], model=sft.outputs["model"],
-                                  previous=previous, **evaluation), p.decide, p)
+                                  handed_on=model, previous=previous, **evaluation), p.decide, p)
         dec.set_display_name(f"cycle-{k}-decide")
-        return CycleOutputs(Output=dec.outputs["Output"], model=sft.outputs["model"],
+        return CycleOutputs(Output=dec.outputs["Output"], model=dec.outputs["chosen"],
                             decision=dec.outputs["out"])
 
     return cycle

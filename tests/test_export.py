@@ -33,6 +33,7 @@ def tracked_run(tiny_base: Path, synthetic_data: Path, mlflow_server: str, moto_
     tiny["decide"] |= {"max_cycles": 2}  # a budget of 2: the plateau test needs two cycles, so both run
     tiny["sft"]["epochs"] = 2
     tiny["evaluate"]["suites"] = []
+    tiny["decide"]["select"] = None  # no validation suite: the last cycle is handed on
     tiny["rlaif"]["enabled"] = False
     tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "export-test",
                         "registered_model": "export-test-sft", "store": "s3://videostar-export"}

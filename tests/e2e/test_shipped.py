@@ -210,6 +210,7 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
                       "--out", "base")
     shipped.videostar("data", "synthetic", "--count", "6", "--seed", "0", "--out", "data")
     shipped.videostar("data", "synthetic", "--kinetics", "--count", "4", "--seed", "1", "--out", "heldout")
+    shipped.videostar("data", "synthetic", "--kinetics", "--count", "4", "--seed", "2", "--out", "validation")
     cfg = yaml.safe_load(shipped.videostar("config", "example", "tiny"))
     cfg["pipeline"] |= {"base_model": "base", "dataset": "data/records.jsonl", "num_shards": 1,
                         "images": IMAGES}
@@ -218,6 +219,7 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     cfg["rlaif"]["reward_model"]["epochs"] = 1
     cfg["rlaif"]["ppo"] |= {"steps": 2, "save_every": 0}
     cfg["evaluate"]["suites"][0]["data"] = {"csv": "heldout/validate.csv", "videos": "heldout/videos"}
+    cfg["evaluate"]["suites"][1]["data"] = {"csv": "validation/validate.csv", "videos": "validation/videos"}
     cfg["tracking"] = {"mlflow_uri": "sqlite:///star/mlflow.db", "experiment": "shipped",
                        "store": "star/store"}
     (w / "star.yaml").write_text(yaml.safe_dump(cfg))

@@ -19,7 +19,7 @@ from videostar.pipelines.submit import compile_pipeline
 from videostar import layout
 from videostar.cli import main
 from videostar.config import load_config
-from videostar.data.records import read_records, write_jsonl
+from videostar.data.records import read_records, write_json, write_jsonl
 from videostar.data.synthetic import write_kinetics_split
 from videostar.model import MODEL_CARD
 
@@ -204,8 +204,12 @@ def _artifact(cls, path: Path):
 
 
 def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_data: Path):
+    """verify then decide twice: the yields join the history, the cycles stop on validation and
+    the better earlier cycle's model is handed on."""
     ops = build_components(load_config(TINY_CONFIG).pipeline.images)
-    config = json.dumps({"decide": {"max_cycles": 3}})
+    suite = {"name": "kinetics700", "role": "validation", "data": {"csv": "v.csv", "videos": "v"}}
+    config = json.dumps({"decide": {"max_cycles": 3, "select": "val.kinetics700.accuracy"},
+                         "evaluate": {"suites": [suite]}})
     start = tmp_path / "start"
     ops.start.python_func(config=config, pipeline_run="r", out=_artifact(dsl.Dataset, start))
     shards = []
@@ -221,28 +225,40 @@ def test_verify_and_decide_components_as_functions(tmp_path: Path, synthetic_dat
     rat = tmp_path / "rat"
     rat.mkdir()
     (rat / "metrics.json").write_text(json.dumps({"passed": 1, "per_label_type": {}}))
-    dec_out = tmp_path / "decide"
     (tmp_path / "sft").mkdir()
     (tmp_path / "sft" / layout.METRICS).write_text(json.dumps({"step": "sft", "train_loss": 1.0}))
-    common = {"parent_run": "", "training": _artifact(dsl.Dataset, tmp_path / "sft"),
-              "model": _artifact(dsl.Model, tmp_path / "model")}
-    go_on = ops.decide.python_func(config=config, cycle=0, verification=_artifact(dsl.Dataset, ver_out),
-                                   rationales=[_artifact(dsl.Dataset, rat)],
-                                   out=_artifact(dsl.Dataset, dec_out),
-                                   metrics=_artifact(dsl.Metrics, tmp_path / "m2"),
-                                   previous=_artifact(dsl.Dataset, start), **common)
-    assert go_on is True
-    history = json.loads((dec_out / "history.json").read_text())
+    models = {}
+    for name in ("base", "model-0", "model-1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "weights").write_text(name)
+        models[name] = _artifact(dsl.Model, tmp_path / name)
+
+    def decide(cycle: int, previous: Path, handed_on: str, accuracy: float) -> bool:
+        evaluation = tmp_path / f"eval-{cycle}"
+        write_json(evaluation / layout.SCORES, {"stage": "cycle", "cycle": cycle,
+                                                "scores": {"val.kinetics700.accuracy": accuracy}})
+        return ops.decide.python_func(
+            config=config, cycle=cycle, parent_run="", verification=_artifact(dsl.Dataset, ver_out),
+            rationales=[_artifact(dsl.Dataset, rat)], training=_artifact(dsl.Dataset, tmp_path / "sft"),
+            model=models[f"model-{cycle}"], handed_on=models[handed_on],
+            previous=_artifact(dsl.Dataset, previous),
+            out=_artifact(dsl.Dataset, tmp_path / f"decide-{cycle}"),
+            chosen=_artifact(dsl.Model, tmp_path / f"chosen-{cycle}"),
+            metrics=_artifact(dsl.Metrics, tmp_path / f"m-{cycle}"),
+            evaluation=_artifact(dsl.Dataset, evaluation))
+
+    assert decide(0, start, "base", 0.5) is True
+    history = json.loads((tmp_path / "decide-0/history.json").read_text())
     assert [h["total_yield"] for h in history] == [0.75]
-    produced = json.loads((dec_out / layout.CYCLE).read_text())
+    produced = json.loads((tmp_path / "decide-0" / layout.CYCLE).read_text())
     assert produced["training_files"] == [str(ver_out / layout.VERIFIED), str(rat / layout.VERIFIED)]
-    go_on = ops.decide.python_func(config=config, cycle=1, verification=_artifact(dsl.Dataset, ver_out),
-                                   rationales=[_artifact(dsl.Dataset, rat)],
-                                   out=_artifact(dsl.Dataset, tmp_path / "decide2"),
-                                   metrics=_artifact(dsl.Metrics, tmp_path / "m3"),
-                                   previous=_artifact(dsl.Dataset, dec_out), **common)
-    assert go_on is False  # same yield again: plateau
-    assert len(json.loads((tmp_path / "decide2/history.json").read_text())) == 2
+    assert (tmp_path / "chosen-0/weights").read_text() == "model-0"
+    models["chosen-0"] = _artifact(dsl.Model, tmp_path / "chosen-0")
+    assert decide(1, tmp_path / "decide-0", "chosen-0", 0.25) is False  # no new best on validation
+    decision = json.loads((tmp_path / "decide-1" / layout.DECISION).read_text())
+    assert decision["chosen"] == 0 and "has not improved" in decision["reason"]
+    assert (tmp_path / "chosen-1/weights").read_text() == "model-0"
+    assert len(json.loads((tmp_path / "decide-1/history.json").read_text())) == 2
 
 
 @pytest.mark.slow  # the CI tier: tests/test_export.py runs the tiny pipeline through kfp.local in `make test`
@@ -267,7 +283,9 @@ def test_pipeline_runs_locally_with_tracking(
                         "registered_model": "pipeline-test-sft", "registered_policy": "pipeline-test-policy",
                         "store": "s3://videostar-runs"}
     heldout = write_kinetics_split(tmp_path / "heldout", 6, seed=1)
-    tiny["evaluate"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
+    validation = write_kinetics_split(tmp_path / "validation", 6, seed=2)
+    for suite, csv in zip(tiny["evaluate"]["suites"], (heldout, validation), strict=True):
+        suite["data"] = {"csv": str(csv), "videos": str(csv.parent / "videos")}
     config.write_text(yaml.safe_dump(tiny))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
@@ -282,13 +300,18 @@ def test_pipeline_runs_locally_with_tracking(
     out = capsys.readouterr().out
     assert "answer yield" in out and str(run_dir) in out and mlflow_server in out
 
-    assert all("eval.kinetics700.accuracy" in c for c in run.cycles)
+    assert all("eval.kinetics700.accuracy" in c and "val.kinetics700.accuracy" in c for c in run.cycles)
+    scores = [c["val.kinetics700.accuracy"] for c in run.cycles]
+    chosen = scores.index(max(scores))  # the best on validation (ties: the earlier) is handed on
+    assert run.decisions[-1]["chosen"] == chosen
+    assert (run.handed_on / "adapter_model.safetensors").read_bytes() == (
+        run.models[chosen] / "adapter_model.safetensors").read_bytes()
     stages = [json.loads(p.read_text()) for p in run_dir.rglob(layout.SCORES)]
     assert sorted((s["stage"], s["cycle"]) for s in stages if s["stage"] != "rlaif") == [
         ("baseline", None), ("cycle", 0), ("cycle", 1)]
     assert "eval.kinetics700.accuracy" in run.baseline
     _check_rlaif(run, tiny_base)
-    _check_mlflow(mlflow_server, run.cycles, run.rlaif)
+    _check_mlflow(mlflow_server, run.cycles, run.rlaif, chosen)
     assert main(["--config", str(config), "compare"]) == 0
     table = capsys.readouterr().out
     assert "rationalized" in table and f"{run.cycles[1]['answer_yield']:.4g}" in table
@@ -305,13 +328,13 @@ def _check_rlaif(run, tiny_base: Path) -> None:
                   if c["kind"] == "reward_model"]
     card = json.loads((Path(r["ppo"]["model"]) / MODEL_CARD).read_text())
     assert rm_card["kind"] == "reward_model" and card["kind"] == "lora"
-    assert card["base"] == rm_card["base"] == str(run.models[-1])  # the last cycle's model
+    assert card["base"] == rm_card["base"] == str(run.handed_on)  # the chosen cycle's model
     assert r["ppo"]["steps"] == 3 and r["reward_model"]["heldout_accuracy"] is not None
     assert "eval.kinetics700.accuracy" in r["scores"] and r["seconds"] > 0
     assert run.baseline and run.baseline != r["scores"]
 
 
-def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict) -> None:
+def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict, chosen: int) -> None:
     """Read the run back: nested runs, metric histories, datasets, model versions, bucket objects."""
     import minio
     from mlflow import MlflowClient
@@ -341,8 +364,7 @@ def _check_mlflow(uri: str, cycles: list[dict], rlaif: dict) -> None:
     assert sorted(int(v.version) for v in versions) == [1, 2]
     assert client.get_model_version_by_alias("pipeline-test-policy", "aligned").tags["stage"] == "rlaif"
     assert client.get_model_version_by_alias("pipeline-test-sft", "candidate").version == "2"
-    best = max(cycles, key=lambda c: c["answer_yield"])["cycle"]
-    assert client.get_model_version_by_alias("pipeline-test-sft", "champion").tags["cycle"] == str(best)
+    assert client.get_model_version_by_alias("pipeline-test-sft", "champion").tags["cycle"] == str(chosen)
     artifacts = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
     assert artifacts == ["plots/ppo_curves.png", "plots/yield_per_cycle.png"]
     s3 = minio.Minio(os.environ["VIDEOSTAR_S3_ENDPOINT"].removeprefix("http://"), access_key="testing",

@@ -7,9 +7,9 @@ import pytest
 from conftest import TINY_CONFIG
 
 from videostar.cli import main
-from videostar.config import DecideConfig, load_config
+from videostar.config import DecideConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_records, read_rows, write_jsonl
-from videostar.errors import VideostarError
+from videostar.errors import ConfigError, VideostarError
 from videostar.prompts import hint_prompt, label_text
 from videostar.star.decide import decide, summarize_cycle
 from videostar.star.rationalize import hint_echo
@@ -145,6 +145,44 @@ def test_summarize_cycle_yields():
 def test_decide(yields, go, why):
     decision = decide([{"total_yield": y} for y in yields], DecideConfig(max_cycles=3, min_delta=0.01))
     assert decision["continue"] is go and why in decision["reason"]
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "patience", "go", "chosen", "why"),
+    [
+        ([0.4], 1, True, 0, "still improving"),
+        ([0.4, 0.6], 1, True, 1, "still improving"),
+        ([0.4, 0.4], 1, False, 0, "has not improved for 1 cycle"),  # a tie hands on the earlier
+        ([0.6, 0.4], 2, True, 0, "still improving"),
+        ([0.6, 0.4, 0.5], 2, False, 0, "has not improved for 2 cycle"),
+        ([0.2, 0.6, 0.4, 0.7, 0.1], 3, False, 3, "budget of 5"),
+    ],
+)
+def test_decide_selects_the_best_cycle_on_validation(accuracies, patience, go, chosen, why):
+    """Yield keeps rising on the training questions; the cycle handed on is the best on
+    validation, and the cycles stop once validation has no new best for ``patience`` cycles."""
+    cfg = DecideConfig(max_cycles=5, metric="answer_yield", select="val.kinetics700.accuracy",
+                       patience=patience)
+    history = [{"answer_yield": 0.1 * (k + 1), "val.kinetics700.accuracy": a}
+               for k, a in enumerate(accuracies)]
+    decision = decide(history, cfg)
+    assert (decision["continue"], decision["chosen"]) == (go, chosen) and why in decision["reason"]
+    assert decision["val.kinetics700.accuracy"] == accuracies[chosen]
+
+
+def test_select_is_a_validation_number_of_a_validation_suite():
+    """Reported held-out numbers never choose; a validation suite must be configured."""
+    suite = {"name": "kinetics700", "data": {"csv": "a.csv", "videos": "v"}}
+    with pytest.raises(ConfigError, match=r"decide.select: .*a validation number \(val\.<suite>\.<metric>\)"):
+        config_from_dict({"decide": {"select": "eval.kinetics700.accuracy"},
+                          "evaluate": {"suites": [suite]}})
+    with pytest.raises(ConfigError, match="decide.select: .*needs the kinetics700 suite with role validation"):
+        config_from_dict({"decide": {"select": "val.kinetics700.accuracy"}, "evaluate": {"suites": [suite]}})
+    with pytest.raises(ConfigError, match=r"suites\[1\]\.name: .*suites\[0\] is already kinetics700"):
+        config_from_dict({"evaluate": {"suites": [suite, suite]}})
+    both = [suite, suite | {"role": "validation"}]
+    cfg = config_from_dict({"decide": {"select": "val.kinetics700.accuracy"}, "evaluate": {"suites": both}})
+    assert [s.prefix for s in cfg.evaluate.suites] == ["eval", "val"]
 
 
 def test_decide_on_another_metric_requires_it():

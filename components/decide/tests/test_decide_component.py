@@ -6,5 +6,5 @@ pytestmark = pytest.mark.fast
 
 def test_decide_interface(interface):
     inputs = {"config", "cycle", "parent_run", "verification", "rationales", "training", "model",
-              "previous", "evaluation"}
-    assert interface(decide) == (inputs, {"out", "metrics", "Output"}, "cpu")
+              "handed_on", "previous", "evaluation"}
+    assert interface(decide) == (inputs, {"out", "chosen", "metrics", "Output"}, "cpu")

@@ -72,7 +72,7 @@ class RunConfig:
     templates: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
     def validate(self, where: str) -> None:
-        self.decide.check_metric("decide", [s.name for s in self.evaluate.suites])
+        self.decide.check_metric("decide", self.evaluate.suites)
         for task, options in self.templates.items():
             require("templates", task, bool(options), "at least one question template")
             for i, text in enumerate(options):

@@ -210,9 +210,14 @@ own task lists), where higher is better: decide continues while its metric rises
 LOWER_IS_BETTER = {"finediving": ("relative_l2_x100", "mean_abs_error")}
 
 
-def decide_metrics(suites: list[str]) -> list[str]:
+def decide_metrics(suites: list[EvalSuite]) -> list[str]:
     """What ``decide.metric`` may name with these evaluation suites configured."""
-    return [*CYCLE_METRICS, *(f"eval.{s}.{m}" for s in suites for m in EVAL_METRICS[s])]
+    return [*CYCLE_METRICS, *(f"{s.prefix}.{s.name}.{m}" for s in suites for m in EVAL_METRICS[s.name])]
+
+
+SUITE_ROLES = {"report": "eval", "validation": "val"}
+"""A suite's role and the prefix of its numbers: reported held-out numbers (``eval.``) are never
+used to choose anything; validation numbers (``val.``) choose the cycle (``decide.select``)."""
 
 
 @dataclass
@@ -225,6 +230,15 @@ class EvalSuite:
     """The benchmark's files, under the names ``EVAL_SUITES`` gives it (the ``videostar eval`` options)."""
     split: str | None = None
     """The benchmark split to evaluate, e.g. Kinetics-700's ``validate``."""
+    role: str = "report"
+    """``report``: the held-out numbers a run reports (``eval.<suite>.<metric>``), never used to
+    choose anything; ``validation``: clips held apart from those, whose numbers
+    (``val.<suite>.<metric>``) ``decide.select`` chooses the cycle by."""
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of this suite's numbers: ``eval`` or ``val``."""
+        return SUITE_ROLES.get(self.role, "eval")
 
 
 @dataclass
@@ -247,6 +261,11 @@ class EvaluateConfig:
         for i, suite in enumerate(self.suites):
             at = f"{where}.suites[{i}]"
             require(at, "name", suite.name in EVAL_SUITES, f"one of {', '.join(EVAL_SUITES)}")
+            require(at, "role", suite.role in SUITE_ROLES, f"one of {', '.join(SUITE_ROLES)}")
+            twin = [j for j, other in enumerate(self.suites[:i]) if (other.prefix, other.name) == (
+                suite.prefix, suite.name)]
+            require(at, "name", not twin, f"suites[{twin[0] if twin else 0}] is already {suite.name} "
+                    f"with role {suite.role} (their numbers would share names)")
             missing = [k for k in EVAL_SUITES[suite.name] if k not in suite.data]
             require(at, "data", not missing, f"missing {', '.join(missing)}")
 
@@ -254,31 +273,55 @@ class EvaluateConfig:
 
 @dataclass
 class DecideConfig:
-    """When the cycle stops: budget reached, or the metric improved by less than ``min_delta``."""
+    """When the cycles stop and which cycle is handed on.
+
+    They stop at the budget, when ``metric`` improved by less than ``min_delta``, or, with
+    ``select`` set, when the validation number has not improved for ``patience`` cycles. The
+    cycle handed on (the model the next cycle generates with, the RLAIF stage starts from and
+    the registry's ``champion`` alias names) is the best on ``select`` (ties: the earlier), else
+    the last: yield is measured on the training questions and keeps rising while accuracy on
+    unseen videos can fall.
+    """
 
     max_cycles: int = 3
     """The cycle budget: the pipeline is unrolled to this many cycles."""
     min_delta: float = 0.01
     metric: str = "total_yield"
-    """A number of the cycle's summary, or ``eval.<suite>.<metric>`` of a configured suite (one that
-    rises as the model improves)."""
+    """A number of the cycle's summary, or ``eval.<suite>.<metric>`` / ``val.<suite>.<metric>`` of a
+    configured suite (one that rises as the model improves)."""
+    select: str | None = None
+    """``val.<suite>.<metric>`` of a suite with ``role: validation``: chooses the cycle handed on
+    and stops the cycles when it stops improving. None: the last cycle is handed on."""
+    patience: int = 1
+    """Cycles without a new best on ``select`` before the cycles stop."""
 
     def validate(self, where: str) -> None:
         at_least(where, "max_cycles", self.max_cycles, 1)
         non_negative(where, "min_delta", self.min_delta)
+        at_least(where, "patience", self.patience, 1)
 
-    def check_metric(self, where: str, suites: list[str]) -> None:
-        """``metric`` is a number the cycles produce with these ``suites`` (checked at load,
-        not at the first decide after a whole cycle)."""
-        suite, _, name = self.metric.removeprefix("eval.").partition(".")
-        if self.metric.startswith("eval.") and name in LOWER_IS_BETTER.get(suite, ()):
-            require(where, "metric", False, f"{self.metric} falls as a model improves; decide "
-                    f"follows a metric that rises (e.g. eval.{suite}.spearman)")
-        if self.metric.startswith("eval.") and suite in EVAL_METRICS and suite not in suites:
-            require(where, "metric", False, f"{self.metric} needs the {suite} suite in evaluate.suites")
+    def check_metric(self, where: str, suites: list[EvalSuite]) -> None:
+        """``metric`` and ``select`` are numbers the cycles produce with these ``suites``
+        (checked at load, not at the first decide after a whole cycle)."""
         allowed = decide_metrics(suites)
-        require(where, "metric", self.metric in allowed,
-                f"one of {', '.join(allowed)}, got {self.metric!r}")
+        for key, value in (("metric", self.metric), ("select", self.select)):
+            if value is None:
+                continue
+            prefix, _, rest = value.partition(".")
+            suite, _, name = rest.partition(".")
+            scored = prefix in SUITE_ROLES.values()
+            if scored and name in LOWER_IS_BETTER.get(suite, ()):
+                require(where, key, False, f"{value} falls as a model improves; decide "
+                        f"follows a metric that rises (e.g. {prefix}.{suite}.spearman)")
+            if scored and suite in EVAL_METRICS and value not in allowed:
+                role = next(r for r, p in SUITE_ROLES.items() if p == prefix)
+                require(where, key, False, f"{value} needs the {suite} suite with role {role} "
+                        f"in evaluate.suites")
+            require(where, key, value in allowed, f"one of {', '.join(allowed)}, got {value!r}")
+        if self.select is not None:
+            require(where, "select", self.select.startswith("val."),
+                    f"a validation number (val.<suite>.<metric>), got {self.select!r}: the "
+                    f"reported held-out numbers (eval.) never choose")
 
 
 

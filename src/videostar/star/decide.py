@@ -35,23 +35,47 @@ def summarize_cycle(
 
 
 def decide(history: list[dict[str, Any]], cfg: DecideConfig) -> dict[str, Any]:
-    """Continue while under the cycle budget and the metric still improves by ``min_delta``."""
+    """Continue while under the cycle budget, ``metric`` still improves by ``min_delta`` and, with
+    ``select`` set, the validation number has had a new best within ``patience`` cycles.
+
+    ``chosen`` is the cycle handed on (:func:`chosen_cycle`).
+    """
     if not history:
         return {"continue": True, "reason": "no cycle has run yet", "cycles": 0}
-    values = [h.get(cfg.metric) for h in history]
-    if any(v is None for v in values):
-        missing = next(i for i, v in enumerate(values) if v is None)
-        raise KeyError(f"cycle {missing} has no metric {cfg.metric!r}")
+    values = _values(history, cfg.metric)
+    chosen = chosen_cycle(history, cfg)
     done = len(history)
+    state = {"cycles": done, cfg.metric: values[-1], "chosen": chosen}
+    if cfg.select is not None:
+        state[cfg.select] = history[chosen][cfg.select]
     if done >= cfg.max_cycles:
-        return {"continue": False, "reason": f"cycle budget of {cfg.max_cycles} reached",
-                "cycles": done, cfg.metric: values[-1]}
+        return {"continue": False, "reason": f"cycle budget of {cfg.max_cycles} reached", **state}
+    if cfg.select is not None and done - 1 - chosen >= cfg.patience:
+        return {"continue": False,
+                "reason": f"{cfg.select} has not improved for {done - 1 - chosen} cycle(s) (best: "
+                          f"cycle {chosen}, {history[chosen][cfg.select]:.4f})", **state}
     if done >= 2 and values[-1] - values[-2] < cfg.min_delta:
         return {"continue": False,
                 "reason": f"{cfg.metric} plateaued ({values[-2]:.4f} -> {values[-1]:.4f}, "
-                          f"min_delta {cfg.min_delta})", "cycles": done, cfg.metric: values[-1]}
-    return {"continue": True, "reason": f"{cfg.metric} {values[-1]:.4f}, still improving",
-            "cycles": done, cfg.metric: values[-1]}
+                          f"min_delta {cfg.min_delta})", **state}
+    return {"continue": True, "reason": f"{cfg.metric} {values[-1]:.4f}, still improving", **state}
+
+
+def chosen_cycle(history: list[dict[str, Any]], cfg: DecideConfig) -> int:
+    """The cycle handed on: the best on ``select`` (ties: the earlier, trained on less of the
+    model's own output), else the last."""
+    if cfg.select is None:
+        return len(history) - 1
+    values = _values(history, cfg.select)
+    return values.index(max(values))
+
+
+def _values(history: list[dict[str, Any]], metric: str) -> list[float]:
+    values = [h.get(metric) for h in history]
+    if any(v is None for v in values):
+        missing = next(i for i, v in enumerate(values) if v is None)
+        raise KeyError(f"cycle {missing} has no metric {metric!r}")
+    return values
 
 
 def _yields(verify: dict[str, Any], rationalize: list[dict[str, Any]], table: str

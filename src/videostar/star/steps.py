@@ -10,6 +10,7 @@ MLflow run (``parent_run``; none when tracking is off).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -147,14 +148,23 @@ def _sft_here(step: launch.SftStep, cfg: RunConfig, progress: bool) -> dict[str,
 def decide(
     cycle: int, verification_dir: str | Path, rationale_dirs: list[str | Path], sft_dir: str | Path,
     model_dir: str | Path, history: list[dict[str, Any]], cfg: RunConfig, parent_run: str = "",
-    evaluation_dir: str | Path | None = None,
+    evaluation_dir: str | Path | None = None, handed_on: str | Path | None = None,
+    chosen_out: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """End a cycle: its summary (with its evaluation scores) and the decision on another cycle,
-    logged to MLflow and the store when tracking is on."""
+    logged to MLflow and the store when tracking is on.
+
+    With ``chosen_out``, the chosen cycle's model is copied there: this cycle's ``model_dir``, or
+    ``handed_on``, the model the cycle before handed on (the chosen one of the earlier cycles).
+    """
     scores = layout.read_json(evaluation_dir, layout.SCORES)["scores"] if evaluation_dir else {}
     shards = [layout.read_json(d, layout.METRICS) for d in rationale_dirs]
     summary = summarize_cycle(cycle, layout.read_json(verification_dir, layout.METRICS), shards) | scores
     decision = decide_next([*history, summary], cfg.decide)
+    if chosen_out is not None:
+        if decision["chosen"] != cycle and handed_on is None:
+            raise ValueError(f"cycle {decision['chosen']} is chosen, but no earlier model was handed on")
+        copy_model(model_dir if decision["chosen"] == cycle else handed_on, chosen_out)
     tracker = tracking.tracker(cfg, parent_run)
     outputs = [("answer", Path(verification_dir)), *(("rationalization", Path(d)) for d in rationale_dirs)]
     tracker.log_examples(cycle, outputs)
@@ -164,6 +174,18 @@ def decide(
     if not decision["continue"] and not cfg.rlaif.enabled:  # else the RLAIF stage closes the run
         tracker.finish()
     return summary, decision
+
+
+def copy_model(source: str | Path, dest: str | Path) -> None:
+    """A model folder copied whole (a retried step's partial copy is replaced): a KFP output is
+    its own artifact, so the chosen model cannot be a reference to another task's output."""
+    dest = Path(dest)
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    if dest.exists():
+        shutil.rmtree(dest)
+    partial.rename(dest)
 
 
 def training_files(verification_dir: str | Path, rationale_dirs: list[str | Path]) -> list[str]:
@@ -206,8 +228,9 @@ def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, stage: str, cycle:
     """Every configured suite on one model: the base model (stage ``baseline``), a cycle's SFT
     model (``cycle``, with its number) or the PPO policy after the cycles (``rlaif``).
 
-    Returns the suites' headline numbers as ``eval.<suite>.<metric>``; they join the cycle's
-    summary, so ``decide.metric`` can use them, and go to MLflow when tracking is on.
+    Returns the suites' headline numbers as ``eval.<suite>.<metric>`` (``val.`` for validation
+    suites); they join the cycle's summary, so ``decide`` can use them, and go to MLflow when
+    tracking is on.
     """
     from videostar.model import load_model
 
@@ -216,8 +239,9 @@ def evaluate(model: str, out_dir: str | Path, cfg: RunConfig, stage: str, cycle:
     lm = load_model(model, adapter_base=adapter_base)
     scores: dict[str, float] = {}
     for suite in cfg.evaluate.suites:
-        report = evaluate_suite(lm, suite, Path(out_dir) / suite.name, cfg, progress)
-        scores |= {f"eval.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
+        folder = suite.name if suite.role == "report" else f"{suite.role}-{suite.name}"
+        report = evaluate_suite(lm, suite, Path(out_dir) / folder, cfg, progress)
+        scores |= {f"{suite.prefix}.{suite.name}.{k}": float(v) for k, v in report["summary"].items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
     write_json(Path(out_dir) / layout.SCORES, {"stage": stage, "cycle": cycle, "scores": scores})
     tracking.tracker(cfg, parent_run).log_scores(stage, cycle, scores)
