@@ -42,6 +42,8 @@ SFT_MODEL, REWARD_MODEL, POLICY_MODEL = "sft-adapter", "reward-model", "rl-polic
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 """MLflow 3's UI opens an experiment without a kind in its GenAI view (traces), which hides the
 cycle runs; this kind opens it on "Model training", i.e. the runs, metrics and tables."""
+SCORE_PREFIXES = ("eval.", "val.")
+"""A model's own scores: reported held-out (``eval.``) and validation (``val.``) suites."""
 UI = "http://127.0.0.1:5000"
 """Where ``mlflow ui`` serves a local (sqlite) store."""
 
@@ -193,14 +195,17 @@ def log_cycle(
                              meta | {CYCLE_TAG: str(cycle), PARENT_TAG: pipeline_run})
     metrics = cycle_metrics(summary, sft)
     # evaluation scores are the model's own; yields and loss are measured on its training data
-    _log_metrics(client, run_id, {k: v for k, v in metrics.items() if k.startswith("eval.")}, cycle, model_id)
-    _log_metrics(client, run_id, {k: v for k, v in metrics.items() if not k.startswith("eval.")}, cycle,
+    scored = {k: v for k, v in metrics.items() if k.startswith(SCORE_PREFIXES)}
+    _log_metrics(client, run_id, scored, cycle, model_id)
+    _log_metrics(client, run_id, {k: v for k, v in metrics.items() if k not in scored}, cycle,
                  model_id, dataset)
     _log_metrics(client, parent, metrics, cycle)
     name = cfg.tracking.registered_model
     version = _register(client, name, model_id, "candidate", {"cycle": str(cycle)})
+    # the champion is the cycle decide hands on: the best on validation (decide.select), else on
+    # decide.metric; never on the reported held-out numbers
     best = ranked_models(client, client.get_run(run_id).info.experiment_id, parent,
-                         metric_key(cfg.decide.metric))
+                         metric_key(cfg.decide.select or cfg.decide.metric))
     if best and (champion := _version_of(best[0], name)):
         client.set_registered_model_alias(name, "champion", champion)
     _log_plots(client, parent, history)
@@ -230,7 +235,7 @@ def cycle_metrics(summary: dict[str, Any], sft: dict[str, Any]) -> dict[str, flo
         for key, counts in summary.get(table, {}).items():
             metrics[f"answer_yield.{key}"] = float(counts["answer_yield"])
             metrics[f"total_yield.{key}"] = float(counts["total_yield"])
-    metrics |= {k: float(v) for k, v in summary.items() if k.startswith("eval.")}
+    metrics |= {k: float(v) for k, v in summary.items() if k.startswith(SCORE_PREFIXES)}
     if sft.get("train_loss") is not None:
         metrics["train_loss"] = float(sft["train_loss"])
     metrics["train_examples"] = float(sft.get("examples", 0))
@@ -389,8 +394,11 @@ def log_reward_model(cfg: RunConfig, parent: str, result: dict[str, Any], model_
     return model_id
 
 
-PPO_CURVES = ("reward", "kl", "entropy", "clipfrac", "value_loss", "policy_loss", "value_clipfrac",
-              "response_length")
+PPO_CURVES = ("reward", "kl", "kl_coef", "response_length", "verifier_pass_rate", "reward_model_auc",
+              "entropy", "clipfrac", "value_loss", "policy_loss", "value_clipfrac")
+"""PPO's per-step statistics: the reward model's score, KL (and its coefficient) and length of the
+samples, the verifier's pass rate on them and the reward model's ranking accuracy on them (reward
+hacking: the score up, these two down), the update's losses."""
 RL_CURVES = {"ppo": PPO_CURVES,
              "grpo": ("reward", "pass_rate", "kl", "entropy", "clipfrac", "policy_loss", "kl_loss",
                       "response_length", "zero_variance_groups")}
@@ -407,7 +415,7 @@ def rl_logger(cfg: RunConfig, run_id: str, algorithm: str = "ppo") -> Any:
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[
             Metric(f"{algorithm}.{k}", float(record[k]), now, int(record["step"]))
-            for k in RL_CURVES[algorithm] if k in record])
+            for k in RL_CURVES[algorithm] if k in record and record[k] == record[k]])  # NaN: none
     return log
 
 
