@@ -17,6 +17,7 @@ from videostar.components import (
     decide,
     evaluate,
     generate,
+    grpo,
     ppo,
     preferences,
     rationalize,
@@ -28,8 +29,8 @@ from videostar.components import (
 
 from videostar.config import Images
 
-STEPS = (start, generate, verify, rationalize, sft, evaluate, decide, preferences, reward_model, ppo)
-"""Every component package, in pipeline order."""
+STEPS = (start, generate, verify, rationalize, sft, evaluate, decide, preferences, reward_model, ppo, grpo)
+"""Every component package, in pipeline order (``ppo`` or ``grpo``: ``rlaif.algorithm``)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Components:
     preferences: Any
     reward_model: Any
     ppo: Any
+    grpo: Any
 
 
 def build_component(step: Any, images: Images) -> Any:

@@ -1,7 +1,10 @@
-"""The VLM-RLAIF stage as a sub-pipeline: preferences -> reward model -> PPO (-> evaluate).
+"""The VLM-RLAIF stage as a sub-pipeline: preferences -> reward model -> PPO or GRPO
+(``rlaif.algorithm``) (-> evaluate).
 
 It aligns the model where the Video-STaR cycles stop (or, stand-alone, a given SFT model); the
-PPO policy is evaluated like a cycle's model.
+policy is evaluated like a cycle's model. With GRPO the reward model is still trained: its
+held-out accuracy is reported, and its score is mixed in when ``rlaif.grpo.reward_model_weight``
+says so.
 
 No ``from __future__ import annotations`` here: KFP reads the graph's parameter types.
 """
@@ -37,13 +40,19 @@ def rlaif_stage(cfg: RunConfig, ops: Components, after: str = "") -> Any:
                                        base_model=base_model, preferences=prefs.outputs["out"]),
                       p.reward_model, p)
         rm.set_display_name("rlaif-reward-model")
-        ppo = schedule(ops.ppo(config=config, parent_run=parent_run, model=sft_model, base_model=base_model,
-                               reward_model=rm.outputs["reward_model"], records=records,
-                               preferences=prefs.outputs["out"]), p.ppo, p)
-        ppo.set_display_name("rlaif-ppo")
+        if cfg.rlaif.algorithm == "grpo":  # ppo's inputs and outputs; the verifier's reward
+            rl = schedule(ops.grpo(config=config, parent_run=parent_run, model=sft_model,
+                                   base_model=base_model, reward_model=rm.outputs["reward_model"],
+                                   records=records, preferences=prefs.outputs["out"]), p.ppo, p)
+            rl.set_display_name("rlaif-grpo")
+        else:
+            rl = schedule(ops.ppo(config=config, parent_run=parent_run, model=sft_model,
+                                  base_model=base_model, reward_model=rm.outputs["reward_model"],
+                                  records=records, preferences=prefs.outputs["out"]), p.ppo, p)
+            rl.set_display_name("rlaif-ppo")
         if cfg.evaluate.suites:
             ev = schedule(ops.evaluate(config=config, stage="rlaif", parent_run=parent_run,
-                                       model=ppo.outputs["policy"], adapter_base=sft_model),
+                                       model=rl.outputs["policy"], adapter_base=sft_model),
                           p.generate, p)
             ev.set_display_name("rlaif-evaluate")
 

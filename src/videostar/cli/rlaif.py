@@ -1,4 +1,4 @@
-"""The RLAIF stage after the cycles: ``preferences``, ``reward-model`` and ``ppo``."""
+"""The RLAIF stage after the cycles: ``preferences``, ``reward-model`` and ``ppo`` (or ``grpo``)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,16 @@ def add_parsers(sub: Subcommands) -> None:
     ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
     ppo.add_argument("--fresh", action="store_true",
                      help="discard checkpoints of other work in --out instead of refusing")
-    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward_model), (ppo, cmd_ppo)):
+    grpo = sub.add_parser("grpo", help="RLAIF: align the SFT model with GRPO, the verifier as the reward")
+    grpo.add_argument("--model", required=True, help="the SFT model")
+    grpo.add_argument("--reward-model", required=True,
+                      help="the reward model folder (read when rlaif.grpo.reward_model_weight > 0)")
+    grpo.add_argument("--records", required=True)
+    grpo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
+    add_training_outputs(grpo)  # checkpoints/ beside the metrics file
+    grpo.add_argument("--fresh", action="store_true",
+                      help="discard checkpoints of other work in --out instead of refusing")
+    for p, func in ((prefs, cmd_preferences), (rew, cmd_reward_model), (ppo, cmd_ppo), (grpo, cmd_grpo)):
         add_adapter_base(p)
         p.set_defaults(func=func)
 
@@ -62,3 +71,13 @@ def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
     metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, out / "model", out,
                         cfg, adapter_base=args.adapter_base, fresh=args.fresh)
     return report_step("ppo", metrics)
+
+
+def cmd_grpo(args: argparse.Namespace, cfg: RunConfig) -> int:
+    from videostar.rlaif import steps as rlaif
+
+    model_out, metrics_out = training_outputs(args)
+    metrics = rlaif.grpo(args.model, args.reward_model, args.records, args.preferences, model_out,
+                         metrics_out, cfg, adapter_base=args.adapter_base, parent_run=args.parent_run,
+                         fresh=args.fresh)
+    return report_step("grpo", metrics)

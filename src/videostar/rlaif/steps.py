@@ -2,8 +2,9 @@
 
 ``preferences`` samples and judges (its folder: ``pairs.jsonl``, ``heldout.jsonl``, the
 video split), ``run_reward_model_step`` trains the reward model on those pairs, ``ppo`` aligns the SFT
-model against it. Prompts and videos are split once, in ``preferences``: the videos held out
-from reward training are the ones PPO's held-out reward is measured on.
+model against it (or ``grpo`` with the Parser-Verifier's reward, ``rlaif.algorithm``). Prompts
+and videos are split once, in ``preferences``: the videos held out from reward training are
+the ones PPO's held-out reward (GRPO's pass rate) is measured on.
 """
 
 from __future__ import annotations
@@ -170,4 +171,47 @@ def ppo(
     result["input_errors"] = errors
     write_json(out_dir / layout.METRICS, result)
     tracker.log_policy(result, str(model_out))
+    return result
+
+
+def grpo(
+    model: str, reward_dir: str | Path, records_path: str | Path, preferences_dir: str | Path,
+    model_out: str | Path, metrics_out: str | Path, cfg: RunConfig, adapter_base: str | None = None,
+    parent_run: str = "", progress: bool = True, fresh: bool = False,
+) -> dict[str, Any]:
+    """GRPO from the SFT model with the Parser-Verifier's reward (``rlaif.algorithm: grpo``),
+    on ppo's inputs and outputs: the policy in ``model_out``, ``metrics_out`` (with every step's
+    statistics) and the checkpoints beside it (``checkpoints/``). The reward model is read only
+    when ``rlaif.grpo.reward_model_weight`` mixes it in; the preferences' held-out videos are
+    where the held-out pass rate is measured, as PPO's held-out reward is.
+
+    Every step's reward, verifier pass rate, KL, response length, entropy, clip fraction, the
+    share of groups with one reward throughout and the losses go to MLflow as they happen.
+    """
+    from videostar.rlaif.grpo import grpo_stamp, train_grpo
+    from videostar.training.checkpoints import Checkpoints
+
+    g = cfg.rlaif.grpo
+    errors: list[str] = []
+    records = rlaif_prompts(read_records(records_path, errors), cfg)
+    held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
+    reward = str(reward_dir) if g.reward_model_weight else None
+    # Checkpoints resume only the same run (grpo_stamp); a policy it saved before a kill is its result.
+    stamp = grpo_stamp(model, adapter_base, reward, [records_path], sorted(held), cfg)
+    checkpoints = Checkpoints(Path(metrics_out).parent / "checkpoints", stamp, g.save_every,
+                              g.keep_checkpoints)
+    checkpoints.claim(fresh)
+    clean_save_debris(model_out)
+    tracker = tracking.tracker(cfg, parent_run)
+    result = published_result(model_out, stamp)
+    if result is None:
+        with tracker.step_run(layout.RLAIF) as run_id:
+            result = train_grpo(
+                model, [r for r in records if r.video not in held], [r for r in records if r.video in held],
+                model_out, checkpoints, g, cfg.video, cfg.verify, answer_prompt(cfg.generate.instruction),
+                reward_model=reward, adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
+                on_step=tracker.rl_logger(run_id, "grpo"), progress=progress)
+    result["input_errors"] = errors
+    write_json(metrics_out, result)
+    tracker.log_policy(result, str(model_out), "grpo")
     return result
