@@ -46,7 +46,8 @@ def rlaif_stage(cfg: RunConfig, ops: Components, after: str = "") -> Any:
                                    records=records, preferences=prefs.outputs["out"]), p.ppo, p)
             rl.set_display_name("rlaif-grpo")
         else:
-            rl = schedule(ops.ppo(config=config, parent_run=parent_run, model=sft_model,
+            rl = schedule(ops.ppo(config=config, parent_run=parent_run,
+                                  pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model=sft_model,
                                   base_model=base_model, reward_model=rm.outputs["reward_model"],
                                   records=records, preferences=prefs.outputs["out"]), p.ppo, p)
             rl.set_display_name("rlaif-ppo")

@@ -185,8 +185,8 @@ def test_ppo_fingerprint_covers_prompts_tasks_and_instruction(tmp_path: Path, sy
     missing = str(tmp_path / "no-model")
 
     def run(c: RunConfig, out: Path) -> None:
-        rlaif_steps.ppo(missing, tmp_path / "no-reward", synthetic_data, prefs, out / "model", out, c,
-                        progress=False)
+        rlaif_steps.ppo(missing, tmp_path / "no-reward", synthetic_data, prefs, out / "model",
+                        out / "metrics.json", c, progress=False)
 
     with pytest.raises(VideostarError):
         run(recorded, tmp_path / "p")

@@ -29,5 +29,5 @@ def test_rules_are_read_from_validate() -> None:
             if line.startswith("| `")}
     assert "an integer from 1 to 1024" in rows["pipeline.num_shards"]
     assert "a number in [0, 1)" in rows["sft.warmup_ratio"]
-    assert "local or torchrun" in rows["pipeline.ppo.launcher.kind"]
+    assert "a ReadWriteMany PVC when a launcher is trainjob" in rows["pipeline.pvc"]
     assert "got" not in rows["pipeline.images.gpu"]

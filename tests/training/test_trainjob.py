@@ -168,7 +168,7 @@ def test_cli_renders_the_example(capsys, tmp_path):
      "pipeline.reward_model.launcher.keep: invalid value"),
     ({"pipeline": {"pvc": "v", "sft": {"launcher": {"kind": "trainjob", "poll_seconds": 0}}}},
      "pipeline.sft.launcher.poll_seconds: invalid value"),
-    ({"pipeline": {"pvc": "v", "ppo": {"launcher": {"kind": "trainjob"}}}}, "pipeline.ppo.launcher.kind"),
+    ({"pipeline": {"ppo": {"launcher": {"kind": "trainjob"}}}}, "pipeline.pvc: invalid value"),
 ])
 def test_bad_launcher_settings_name_the_field(data, error):
     with pytest.raises(ConfigError, match=re.escape(error)):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from videostar.cli.common import (
     Subcommands,
@@ -31,7 +30,7 @@ def add_parsers(sub: Subcommands) -> None:
     ppo.add_argument("--reward-model", required=True, help="the reward model folder")
     ppo.add_argument("--records", required=True)
     ppo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
-    ppo.add_argument("--out", required=True, help="folder for model/, checkpoints/, metrics.json")
+    add_training_outputs(ppo)  # checkpoints/ beside the metrics file
     ppo.add_argument("--fresh", action="store_true",
                      help="discard checkpoints of other work in --out instead of refusing")
     grpo = sub.add_parser("grpo", help="RLAIF: align the SFT model with GRPO, the verifier as the reward")
@@ -67,9 +66,10 @@ def cmd_reward_model(args: argparse.Namespace, cfg: RunConfig) -> int:
 def cmd_ppo(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.rlaif import steps as rlaif
 
-    out = Path(args.out)
-    metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, out / "model", out,
-                        cfg, adapter_base=args.adapter_base, fresh=args.fresh)
+    model_out, metrics_out = training_outputs(args)
+    metrics = rlaif.ppo(args.model, args.reward_model, args.records, args.preferences, model_out,
+                        metrics_out, cfg, adapter_base=args.adapter_base, parent_run=args.parent_run,
+                        fresh=args.fresh)
     return report_step("ppo", metrics)
 
 

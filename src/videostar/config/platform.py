@@ -262,9 +262,7 @@ class PipelineConfig:
         for name in ("generate", "rationalize", "preferences", "verify", "decide"):
             require(f"{where}.{name}.launcher", "kind", getattr(self, name).launcher.kind == "local",
                     f"local (only {', '.join(TRAINING_STEPS)} train)")
-        require(f"{where}.ppo.launcher", "kind", self.ppo.launcher.kind != "trainjob",
-                "local or torchrun (PPO is not distributed across nodes)")
-        if "trainjob" in (self.sft.launcher.kind, self.reward_model.launcher.kind):
+        if "trainjob" in (getattr(self, name).launcher.kind for name in TRAINING_STEPS):
             require(where, "pvc", bool(self.pvc),
                     "a ReadWriteMany PVC when a launcher is trainjob (the job's inputs and outputs "
                     "pass through it)")

@@ -100,7 +100,8 @@ class PPOConfig:
         non_negative(where, "kl_coef", self.kl_coef)
         if self.kl_target is not None:
             positive(where, "kl_target", self.kl_target)
-            positive(where, "kl_coef", self.kl_coef)  # a proportional controller scales it: 0 stays 0
+            require(where, "kl_coef", self.kl_coef > 0,
+                    "> 0 when kl_target is set (the controller scales it: 0 would stay 0)")
         at_least(where, "kl_horizon", self.kl_horizon, 1)
         if self.kl_budget is not None:
             positive(where, "kl_budget", self.kl_budget)

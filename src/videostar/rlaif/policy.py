@@ -6,7 +6,7 @@ resumable checkpoint of the trainable weights, optimizer, history and RNG.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
+from transformers import LogitsProcessorList
 
+from videostar.generation import RowSampler
 from videostar.model import LoadedModel, disable_dropout
 from videostar.training.checkpoints import Checkpoints, trainable
 from videostar.training.state import restoring
@@ -81,21 +83,31 @@ class PolicyTrainer:
         return mask, ~is_eos.any(dim=1)
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], frames: list[np.ndarray]) -> tuple[Tensor, list[str]]:
-        """Sample responses at the configured temperature -> ``(token ids [B, T], texts)``."""
+    def sample(self, prompts: list[str], frames: list[np.ndarray], seeds: Sequence[int] | None = None
+               ) -> tuple[Tensor, list[str]]:
+        """Sample responses at the configured temperature -> ``(token ids [B, T], texts)``.
+
+        With ``seeds`` row ``i`` draws from its own stream (:class:`videostar.generation.RowSampler`):
+        its response depends on its seed alone, not on the rows sampled beside it, so a step's
+        prompts split over several ranks sample what one process samples."""
         inputs = self.lm.encode_prompts(prompts, frames)
         self.lm.model.eval()
-        out = self.lm.model.generate(**inputs, generation_config=self.sampling)
+        if seeds is None:
+            out = self.lm.model.generate(**inputs, generation_config=self.sampling)
+        else:
+            out = self.lm.model.generate(
+                **inputs, generation_config=self.lm.generation_config(0.0, self.cfg.max_new_tokens),
+                logits_processor=LogitsProcessorList([RowSampler(seeds, self.cfg.temperature)]))
         tokens = out[:, inputs["input_ids"].shape[1]:]
         texts = self.lm.processor.batch_decode(tokens, skip_special_tokens=True)
         return tokens, [t.strip() for t in texts]
 
     @torch.no_grad()
-    def sampled_tokens(self, prompts: list[str], frames: list[np.ndarray]
+    def sampled_tokens(self, prompts: list[str], frames: list[np.ndarray], seeds: Sequence[int] | None = None
                        ) -> tuple[Tensor, Tensor, Tensor, list[str]]:
         """Sampled responses cut at their first EOS -> ``(tokens padded after it, mask, no_eos,
         texts)``."""
-        tokens, texts = self.sample(prompts, frames)
+        tokens, texts = self.sample(prompts, frames, seeds)
         mask, no_eos = self._response_mask(tokens)
         tokens = torch.where(mask, tokens, torch.full_like(tokens, self.lm.pad_token_id))
         return tokens, mask, no_eos, texts

@@ -20,7 +20,9 @@ which is the number that says whether PPO helped.
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,25 +33,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from videostar.config import PPOConfig, RunConfig, VideoConfig
+from videostar.config import PPOConfig, RunConfig, VerifyConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
+from videostar.generation import row_seed
 from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
 from videostar.rlaif.policy import PolicyTrainer, run_steps
 from videostar.rlaif.ppo_math import (
+    adaptive_kl_coef,
     entropy_from_logits,
     gae,
     kl_penalty,
     logprobs_from_logits,
     policy_loss,
+    ranking_accuracy,
+    token_count,
     token_rewards,
     value_loss,
     whiten,
 )
 from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
+from videostar.training import distributed as dist
 from videostar.training.checkpoints import Checkpoints, trainable
 from videostar.training.loop import decode_batch
+from videostar.verify import verify_record
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
 """``reward_fn(prompts, responses, frames) -> Tensor[B]``: one scalar score per response."""
@@ -74,6 +82,21 @@ class Rollout:
     kl: Tensor
 
 
+@dataclass(frozen=True)
+class Share:
+    """Which rows of a step's whole batch (of ``total`` prompts, over all ranks) this rank holds:
+    its ``positions`` in that batch. Minibatches are drawn over the whole batch, so W ranks
+    update with the minibatches one process would."""
+
+    positions: tuple[int, ...]
+    total: int
+
+    @staticmethod
+    def of(total: int) -> Share:
+        """This rank's share of a batch of ``total``: rows ``rank, rank + W, ...``."""
+        return Share(tuple(range(dist.rank(), total, dist.world_size())), total)
+
+
 class PPOTrainer(PolicyTrainer):
     """PPO on a LoRA-wrapped video LMM (``add_lora`` first) with a separate value model."""
 
@@ -81,9 +104,11 @@ class PPOTrainer(PolicyTrainer):
 
     def __init__(
         self, lm: LoadedModel, reward_fn: RewardFn, critic: RewardModel, cfg: PPOConfig | None = None,
+        verify: VerifyConfig | None = None,
     ) -> None:
         super().__init__(lm, cfg or PPOConfig())
-        self.reward_fn, self.critic = reward_fn, critic
+        self.reward_fn, self.critic, self.verify = reward_fn, critic, verify
+        self.kl_coef = self.cfg.kl_coef
         disable_dropout(critic)  # the values come from deterministic passes, as the logprobs
         critic.activate()
         self.critic_params = [p for p in critic.parameters() if p.requires_grad]
@@ -97,10 +122,12 @@ class PPOTrainer(PolicyTrainer):
         return self.critic.token_values(inputs, n_prompt - 1, t_len)
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str], frames: list[np.ndarray]) -> Rollout:
-        """Sample, score, and compute KL-shaped rewards, GAE advantages and returns."""
+    def rollout(self, prompts: list[str], frames: list[np.ndarray], seeds: list[int] | None = None
+                ) -> Rollout:
+        """Sample (row ``i`` from ``seeds[i]`` when given), score, and compute KL-shaped rewards,
+        GAE advantages and returns; advantages are whitened over every rank's tokens."""
         cfg = self.cfg
-        tokens, mask, no_eos, texts = self.sampled_tokens(prompts, frames)
+        tokens, mask, no_eos, texts = self.sampled_tokens(prompts, frames, seeds)
         inputs, n_prompt = self._joined(prompts, frames, tokens, mask)
         t_len = tokens.shape[1]
         logprobs = logprobs_from_logits(self._logits(inputs, n_prompt, t_len), tokens)
@@ -109,65 +136,121 @@ class PPOTrainer(PolicyTrainer):
         scores = torch.as_tensor(self.reward_fn(prompts, texts, frames), dtype=torch.float32)
         scores = scores.to(tokens.device)
         kl = kl_penalty(logprobs, ref_logprobs) * mask
-        rewards = token_rewards(scores, kl, mask, cfg.kl_coef, no_eos, cfg.eos_penalty,
+        rewards = token_rewards(scores, kl, mask, self.kl_coef, no_eos, cfg.eos_penalty,
                                 cfg.length_penalty)
         advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            advantages = whiten(advantages, mask)
+            advantages = whiten(advantages, mask, all_ranks=True)
         return Rollout(prompts, frames, texts, tokens, mask, logprobs, ref_logprobs, values * mask,
                        scores, rewards, advantages, returns, kl)
 
-    def step(self, prompts: list[str], frames: list[np.ndarray]) -> dict[str, float]:
-        """One PPO iteration: a rollout, then ``ppo_epochs`` of shuffled minibatch updates."""
+    def step(self, prompts: list[str], frames: list[np.ndarray], records: list[Record] | None = None,
+             seeds: list[int] | None = None, share: Share | None = None) -> dict[str, float]:
+        """One PPO iteration: a rollout, then ``ppo_epochs`` of shuffled minibatch updates.
+
+        ``records`` (the prompts' records) let the Parser-Verifier label the samples (with the
+        trainer's ``verify``): the step then reports their pass rate and the reward model's
+        ranking accuracy on them. On several ranks each calls this with its ``share`` of the
+        step's batch; every statistic is the whole batch's.
+        """
         started = time.perf_counter()
         cfg = self.cfg
-        ro = self.rollout(prompts, frames)
+        share = share or Share(tuple(range(len(prompts))), len(prompts))
+        ro = self.rollout(prompts, frames, seeds)
         self.lm.model.train()
         self.critic.train()
-        n = len(prompts)
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [],
-                                         "value_clipfrac": [], "entropy": []}
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(n).tolist()
-            for start in range(0, n, cfg.minibatch_size):
-                idx = order[start:start + cfg.minibatch_size]
-                mb = torch.tensor(idx, device=ro.tokens.device)
-                mask = ro.mask[mb]
-                t_len = int(mask.sum(dim=1).max())  # drop columns that are padding everywhere
-                mask, tokens = mask[:, :t_len], ro.tokens[mb, :t_len]
-                inputs, n_prompt = self._joined([ro.prompts[i] for i in idx],
-                                                [ro.frames[i] for i in idx], tokens, mask)
-                logits = self._logits(inputs, n_prompt, t_len)
-                values = self._values(inputs, n_prompt, t_len)
-                logprobs = logprobs_from_logits(logits, tokens)
-                pg, clipfrac = policy_loss(logprobs, ro.logprobs[mb, :t_len],
-                                           ro.advantages[mb, :t_len], mask, cfg.clip)
-                vl, vclip = value_loss(values, ro.values[mb, :t_len], ro.returns[mb, :t_len],
-                                       mask, cfg.value_clip)
-                loss = pg + cfg.value_coef * vl
+        mine = {pos: i for i, pos in enumerate(share.positions)}
+        stats = np.zeros(5)  # policy loss, value loss, clip fraction, value clip fraction, entropy
+        updates = 0
+        for epoch in range(cfg.ppo_epochs):
+            # one permutation of the whole batch on every rank: the minibatches of one process
+            gen = torch.Generator().manual_seed(row_seed(cfg.seed, f"ppo/{self.step_count}/{epoch}"))
+            order = torch.randperm(share.total, generator=gen).tolist()
+            for start in range(0, share.total, cfg.minibatch_size):
+                idx = [mine[pos] for pos in order[start:start + cfg.minibatch_size] if pos in mine]
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                count = token_count(ro.mask[idx])  # the minibatch's tokens on all ranks
+                local = [0.0] * 5  # a rank without rows in this minibatch still joins the sums
+                if idx:
+                    pg, vl, clipfrac, vclip, entropy = self._minibatch(ro, idx, count)
+                    (pg + cfg.value_coef * vl).backward()
+                    local = [float(x.detach()) for x in (pg, vl, clipfrac, vclip, entropy)]
+                dist.sum_gradients(self.params + self.critic_params)
                 torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
                 torch.nn.utils.clip_grad_norm_(self.critic_params, cfg.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    stats["entropy"].append(float(entropy_from_logits(logits, mask)))
-                for key, value in (("policy_loss", pg), ("value_loss", vl), ("clipfrac", clipfrac),
-                                   ("value_clipfrac", vclip)):
-                    stats[key].append(float(value.detach()))
+                stats += np.array(dist.all_sum(local))
+                updates += 1
         self.lm.model.eval()
         self.critic.eval()
         self.step_count += 1
+        stats /= max(updates, 1)
+        n_total, score_sum, kl_sum, length_sum = dist.all_sum(
+            [len(prompts), float(ro.scores.sum()), float(ro.kl.sum()), float(ro.mask.sum())])
         record = {
             "step": self.step_count,
-            "reward": float(ro.scores.mean()),
-            "kl": float((ro.kl.sum(dim=1)).mean()),
-            "response_length": float(ro.mask.float().sum(dim=1).mean()),
-            **{k: float(np.mean(v)) for k, v in stats.items()},
+            "reward": score_sum / n_total,
+            "kl": kl_sum / n_total,
+            "kl_coef": self.kl_coef,
+            "response_length": length_sum / n_total,
+            **self._verified(ro, records),
+            **dict(zip(("policy_loss", "value_loss", "clipfrac", "value_clipfrac", "entropy"),
+                       stats.tolist(), strict=True)),
             "seconds": round(time.perf_counter() - started, 3),
         }
         self.history.append(record)
+        self._adapt_kl(record)
         return record
+
+    def _minibatch(self, ro: Rollout, idx: list[int], count: float) -> tuple[Tensor, ...]:
+        """Rows ``idx`` of the rollout through the policy and value model -> their share of the
+        minibatch's policy loss, value loss, clip fractions and entropy: sums over their tokens
+        divided by ``count``, the minibatch's tokens on all ranks (summed over the ranks, the
+        means one process computes)."""
+        cfg = self.cfg
+        mb = torch.tensor(idx, device=ro.tokens.device)
+        mask = ro.mask[mb]
+        t_len = int(mask.sum(dim=1).max())  # drop columns that are padding everywhere
+        mask, tokens = mask[:, :t_len], ro.tokens[mb, :t_len]
+        inputs, n_prompt = self._joined([ro.prompts[i] for i in idx], [ro.frames[i] for i in idx],
+                                        tokens, mask)
+        logits = self._logits(inputs, n_prompt, t_len)
+        values = self._values(inputs, n_prompt, t_len)
+        logprobs = logprobs_from_logits(logits, tokens)
+        pg, clipfrac = policy_loss(logprobs, ro.logprobs[mb, :t_len], ro.advantages[mb, :t_len], mask,
+                                   cfg.clip, count)
+        vl, vclip = value_loss(values, ro.values[mb, :t_len], ro.returns[mb, :t_len], mask,
+                               cfg.value_clip, count)
+        with torch.no_grad():
+            entropy = entropy_from_logits(logits, mask, count)
+        return pg, vl, clipfrac, vclip, entropy
+
+    def _verified(self, ro: Rollout, records: list[Record] | None) -> dict[str, float]:
+        """The Parser-Verifier's pass rate of the step's samples (the true reward) and the reward
+        model's ranking accuracy on them (:func:`ranking_accuracy`), over every rank's samples;
+        none without records or a verifier configuration."""
+        if records is None or self.verify is None:
+            return {}
+        passed = [verify_record(r, text, self.verify).passed for r, text in zip(records, ro.responses,
+                                                                                strict=True)]
+        parts = dist.gather_objects((ro.scores.tolist(), passed))
+        scores = [x for s, _ in parts for x in s]
+        labels = [x for _, p in parts for x in p]
+        return {"verifier_pass_rate": float(np.mean(labels)) if labels else float("nan"),
+                "reward_model_auc": ranking_accuracy(scores, labels)}
+
+    def _adapt_kl(self, record: dict[str, float]) -> None:
+        """The next step's KL coefficient (``kl_target`` set: the adaptive controller)."""
+        if self.cfg.kl_target is not None:
+            self.kl_coef = adaptive_kl_coef(record["kl_coef"], record["kl"], self.cfg.kl_target,
+                                            self.cfg.kl_horizon, self.cfg.batch_size)
+
+    def resume(self, checkpoints: Checkpoints) -> int | None:
+        """As :meth:`PolicyTrainer.resume`, with the KL coefficient the run had reached."""
+        step = super().resume(checkpoints)
+        if self.history:
+            self._adapt_kl(self.history[-1])
+        return step
 
     # -- checkpoints
 
@@ -187,7 +270,9 @@ def reward_scorer(rm: RewardModel, batch_size: int = 8) -> Callable[..., torch.T
 def heldout_reward(trainer: PolicyTrainer, prompts: list[str], frames: list[np.ndarray],
                    samples: int, seed: int, score: Callable[[slice, list[str]], Tensor] | None = None
                    ) -> float:
-    """Mean reward of sampled responses on held-out prompts (same seed before and after).
+    """Mean reward of sampled responses on held-out prompts: the ``k``-th sample of prompt ``i``
+    draws from ``row_seed(seed, "heldout/k/i")``, so before and after see the same random numbers
+    and every rank measures the same (each measures it all: the pass is short beside training).
 
     ``score(rows, texts)`` scores the responses to ``prompts[rows]``; by default the trainer's
     ``reward_fn`` (GRPO passes its verifier, which needs the records rather than the prompts).
@@ -200,12 +285,12 @@ def heldout_reward(trainer: PolicyTrainer, prompts: list[str], frames: list[np.n
 
         def score(sl: slice, texts: list[str]) -> Tensor:
             return reward_fn(prompts[sl], texts, frames[sl])
-    torch.manual_seed(seed)
     scores = []
-    for _ in range(samples):
+    for k in range(samples):
         for i in range(0, len(prompts), trainer.cfg.batch_size):
             sl = slice(i, i + trainer.cfg.batch_size)
-            _, texts = trainer.sample(prompts[sl], frames[sl])
+            seeds = [row_seed(seed, f"heldout/{k}/{j}") for j in range(len(prompts))[sl]]
+            _, texts = trainer.sample(prompts[sl], frames[sl], seeds)
             scores.append(torch.as_tensor(score(sl, texts), dtype=torch.float32))
     return float(torch.cat(scores).mean())
 
@@ -236,14 +321,18 @@ def train_ppo(
     model_out: str | Path, checkpoints: Checkpoints, cfg: PPOConfig, video: VideoConfig,
     prompt: Callable[[Record], str], adapter_base: str | None = None,
     quantize: str | None = None, on_step: Callable[[dict[str, float]], None] | None = None,
-    progress: bool = True,
+    progress: bool = True, verify: VerifyConfig | None = None,
 ) -> dict[str, Any]:
     """PPO from ``sft_model`` against ``reward_model``; the policy is saved to ``model_out``,
     the run resumes from and saves into ``checkpoints`` (every ``cfg.save_every`` steps, the
     newest ``cfg.keep_checkpoints`` kept, the caller claims them).
 
     ``adapter_base`` is where the SFT model's own base is (a pipeline step gets it as an input);
-    ``on_step`` receives every step's statistics (MLflow logging). The checkpoints' stamp
+    ``on_step`` receives every step's statistics (MLflow logging); with ``verify`` each step
+    also reports the Parser-Verifier's pass rate of its samples and the reward model's ranking
+    accuracy on them. Under ``torchrun`` every rank calls this with the same arguments and
+    samples its share of each step's prompts (:class:`Share`); rank 0 alone saves the policy
+    and calls ``on_step``. The checkpoints' stamp
     (:func:`ppo_stamp`) goes into the policy's card with the result, so a retry after a kill
     before ``metrics.json`` completes (:func:`videostar.resume.published_result`).
     """
@@ -263,7 +352,8 @@ def train_ppo(
     policy = add_lora(policy, cfg.lora)
     reward, value = load_reward_and_value(reward_model, adapter_base=sft_model, quantize=quantize,
                                           sft_adapter_base=adapter_base)
-    trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg)
+    trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg, verify)
+    dist.broadcast_parameters(trainer.params + trainer.critic_params)  # rank 0's initial weights
     held_prompts = [prompt(r) for r in heldout]
     resumed = trainer.resume(checkpoints)
     if resumed is not None:
@@ -273,11 +363,15 @@ def train_ppo(
     started = time.perf_counter()
 
     def step(k: int) -> dict[str, float]:
-        idx = step_batch(len(train), cfg.batch_size, cfg.seed, k)
-        return trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx])
+        batch = step_batch(len(train), cfg.batch_size, cfg.seed, k)
+        share = Share.of(len(batch))
+        idx = [batch[j] for j in share.positions]
+        return trainer.step([prompt(train[i]) for i in idx], [train_frames[i] for i in idx],
+                            [train[i] for i in idx], [row_seed(cfg.seed, f"ppo/{k}/{i}") for i in idx], share)
 
+    main = dist.is_main()
     run_steps(trainer, checkpoints, cfg.steps, step, {"heldout_reward_before": before}, resumed, "ppo",
-              on_step, progress)
+              on_step if main else None, progress and main)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
     metrics = {
         "steps": trainer.step_count,
@@ -288,12 +382,41 @@ def train_ppo(
         "reward_gain": after - before,
         "final_kl": trainer.history[-1]["kl"],
         "mean_reward_last": float(np.mean([h["reward"] for h in trainer.history[-5:]])),
+        **step_summary(trainer.history, cfg.kl_budget),
+        "world_size": dist.world_size(),
         "resumed_from": resumed,
         "video_errors": skipped,
         "seconds": round(time.perf_counter() - started, 3),
     }
     result = {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
-    save_model(policy, model_out, "lora", {"stage": "ppo", "reward_model": reward_model,
-                                           "heldout_reward": after,
-                                           "fingerprint": stamp_digest(checkpoints.stamp), "result": result})
+    if main:
+        if metrics["kl_within_budget"] is False:
+            print(f"ppo: the final KL per response, {metrics['kl_last']:.3f}, is over rlaif.ppo.kl_budget "
+                  f"({cfg.kl_budget})", file=sys.stderr)
+        save_model(policy, model_out, "lora", {"stage": "ppo", "reward_model": reward_model,
+                                               "heldout_reward": after, "result": result,
+                                               "fingerprint": stamp_digest(checkpoints.stamp)})
     return result
+
+
+SUMMARY_STEPS = 5
+"""The summary's "last" values are means over this many final steps (one step's are noisy)."""
+SUMMARY_KEYS = ("reward", "kl", "response_length", "verifier_pass_rate", "reward_model_auc")
+
+
+def step_summary(history: list[dict[str, float]], kl_budget: float | None) -> dict[str, Any]:
+    """``<key>_first`` and ``<key>_last`` (the mean of the last :data:`SUMMARY_STEPS` steps,
+    steps without a value left out) of every per-step diagnostic, and whether ``kl_last`` is
+    within ``kl_budget`` (None: no budget). Reward hacking reads as ``reward`` rising while
+    ``verifier_pass_rate`` and ``reward_model_auc`` fall."""
+    out: dict[str, Any] = {}
+    for key in SUMMARY_KEYS:
+        values = [h[key] for h in history if key in h]
+        finite = [v for v in values[-SUMMARY_STEPS:] if math.isfinite(v)]
+        if values:
+            out[f"{key}_first"] = values[0]
+            out[f"{key}_last"] = float(np.mean(finite)) if finite else float("nan")
+    out["kl_budget"] = kl_budget
+    within = None if kl_budget is None or "kl_last" not in out else bool(out["kl_last"] <= kl_budget)
+    out["kl_within_budget"] = within
+    return out

@@ -137,40 +137,57 @@ def _reward_model_here(step: launch.RewardModelStep, cfg: RunConfig, progress: b
 
 def ppo(
     model: str, reward_dir: str | Path, records_path: str | Path, preferences_dir: str | Path,
-    model_out: str | Path, out_dir: str | Path, cfg: RunConfig, adapter_base: str | None = None,
-    parent_run: str = "", progress: bool = True, fresh: bool = False,
+    model_out: str | Path, metrics_out: str | Path, cfg: RunConfig, adapter_base: str | None = None,
+    parent_run: str = "", progress: bool = True, fresh: bool = False, pipeline_run: str = "",
 ) -> dict[str, Any]:
-    """PPO from the SFT model against the reward model: the policy in ``model_out``, the
-    checkpoints and ``metrics.json`` (with every step's statistics) in ``out_dir``.
+    """PPO from the SFT model against the reward model, where ``pipeline.ppo.launcher`` says
+    (:func:`videostar.training.launch.run`: here, under ``torchrun``, or as a TrainJob of
+    ``pipeline_run``): the policy in ``model_out``, ``metrics_out`` (with every step's
+    statistics) and the checkpoints beside it (``checkpoints/``). Under ``torchrun`` each rank
+    samples its share of a step's prompts and rank 0 alone logs and writes.
 
-    Every step's reward, KL, entropy, clip fraction and losses go to MLflow as they happen.
+    Every step's reward, KL, response length, the verifier's pass rate on the samples and the
+    reward model's ranking accuracy on them, entropy, clip fraction and losses go to MLflow as
+    they happen.
     """
+    step = launch.PPOStep(model, reward_dir, records_path, preferences_dir, model_out,
+                          metrics_out, adapter_base, parent_run, fresh)
+    return launch.run(step, cfg, lambda: _ppo_here(step, cfg, progress), pipeline_run)
+
+
+def _ppo_here(step: launch.PPOStep, cfg: RunConfig, progress: bool) -> dict[str, Any]:
+    """PPO in this process (every rank, under torchrun)."""
     from videostar.rlaif.ppo import ppo_stamp, train_ppo
     from videostar.training.checkpoints import Checkpoints
 
-    out_dir = Path(out_dir)
+    main = distributed.is_main()
+    out_dir = Path(step.metrics_out).parent
+    adapter_base = None if step.base is None else str(step.base)
     errors: list[str] = []
-    records = rlaif_prompts(read_records(records_path, errors), cfg)
-    held = set(layout.read_json(preferences_dir, layout.SPLIT)["heldout_videos"])
+    records = rlaif_prompts(read_records(step.records, errors), cfg)
+    held = set(layout.read_json(step.preferences, layout.SPLIT)["heldout_videos"])
     # Checkpoints resume only the same run (ppo_stamp); a policy it saved before a kill is its result.
-    stamp = ppo_stamp(model, adapter_base, reward_dir, [records_path], sorted(held), cfg)
+    stamp = ppo_stamp(str(step.model), adapter_base, step.reward_model, [step.records], sorted(held), cfg)
     checkpoints = Checkpoints(out_dir / "checkpoints", stamp, cfg.rlaif.ppo.save_every,
                               cfg.rlaif.ppo.keep_checkpoints)
-    checkpoints.claim(fresh)
-    clean_save_debris(model_out)
+    checkpoints.claim(step.fresh)
+    if main:
+        clean_save_debris(step.model_out)
     train = [r for r in records if r.video not in held]
     heldout = [r for r in records if r.video in held]
-    tracker = tracking.tracker(cfg, parent_run)
-    result = published_result(model_out, stamp)
+    tracker = tracking.tracker(cfg, step.parent_run if main else "")
+    result = published_result(step.model_out, stamp)
     if result is None:
         with tracker.step_run(layout.RLAIF) as run_id:
-            result = train_ppo(model, str(reward_dir), train, heldout, model_out, checkpoints, cfg.rlaif.ppo,
-                               cfg.video, answer_prompt(cfg.generate.instruction),
+            result = train_ppo(str(step.model), str(step.reward_model), train, heldout, step.model_out,
+                               checkpoints, cfg.rlaif.ppo, cfg.video, answer_prompt(cfg.generate.instruction),
                                adapter_base=adapter_base, quantize=cfg.rlaif.quantize,
-                               on_step=tracker.rl_logger(run_id), progress=progress)
+                               on_step=tracker.rl_logger(run_id), progress=progress, verify=cfg.verify)
+    if not main:
+        return result
     result["input_errors"] = errors
-    write_json(out_dir / layout.METRICS, result)
-    tracker.log_policy(result, str(model_out))
+    write_json(step.metrics_out, result)
+    tracker.log_policy(result, str(step.model_out))
     return result
 
 

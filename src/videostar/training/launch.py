@@ -8,10 +8,10 @@ the same arguments and the run's configuration, a YAML file; rank 0 logs to MLfl
 the model and the metrics where the step's outputs expect them); a ``trainjob`` one runs the
 same command on every node of a Kubeflow Trainer ``TrainJob`` (:mod:`videostar.training.trainjob`).
 
-:class:`SftStep` and :class:`RewardModelStep` are a step's typed inputs; :func:`step_argv` is the one
-place their ``videostar`` command line is written, and :func:`training_command` the one place
-a launcher's command around it is: ``torchrun`` here, ``torchrun`` or ``mpirun`` on a TrainJob's
-nodes.
+:class:`SftStep`, :class:`RewardModelStep` and :class:`PPOStep` are a step's typed inputs;
+:func:`step_argv` is the one place their ``videostar`` command line is written, and
+:func:`training_command` the one place a launcher's command around it is: ``torchrun`` here,
+``torchrun`` or ``mpirun`` on a TrainJob's nodes.
 """
 
 from __future__ import annotations
@@ -76,7 +76,31 @@ class RewardModelStep:
     """Once per pipeline run, not per cycle (its TrainJob's name)."""
 
 
-TrainingStep = SftStep | RewardModelStep
+@dataclass(frozen=True)
+class PPOStep:
+    """``videostar ppo``: PPO of the SFT ``model`` (an adapter on ``base``) against
+    ``reward_model`` on the prompts of ``records`` (``preferences``' split names the held-out
+    videos), the policy into ``model_out``; its checkpoints go beside ``metrics_out`` (a
+    replacement TrainJob finds them on the shared volume), logged under the RLAIF run of
+    ``parent_run``."""
+
+    model: str | Path
+    reward_model: str | Path
+    records: str | Path
+    preferences: str | Path
+    model_out: str | Path
+    metrics_out: str | Path
+    base: str | Path | None = None
+    parent_run: str = ""
+    fresh: bool = False
+    """Discard checkpoints of other work beside ``metrics_out`` instead of refusing."""
+    name: ClassVar[str] = "ppo"
+    section: ClassVar[str] = "ppo"
+    inputs: ClassVar[tuple[str, ...]] = ("model", "reward_model", "records", "preferences", "base")
+    cycle: ClassVar[int | None] = None
+
+
+TrainingStep = SftStep | RewardModelStep | PPOStep
 
 
 def step_argv(step: TrainingStep) -> list[str]:
@@ -89,6 +113,10 @@ def step_argv(step: TrainingStep) -> list[str]:
     elif isinstance(step, RewardModelStep):
         args = ["--model", step.model, "--preferences", step.preferences,
                 *(["--adapter-base", step.base] if step.base else [])]
+    elif isinstance(step, PPOStep):
+        args = ["--model", step.model, "--reward-model", step.reward_model, "--records", step.records,
+                "--preferences", step.preferences, *(["--adapter-base", step.base] if step.base else []),
+                *(["--fresh"] if step.fresh else [])]
     else:
         raise TypeError(f"not a training step: {step!r}")
     args += ["--model-out", step.model_out, "--metrics-out", step.metrics_out]
