@@ -400,8 +400,8 @@ PPO_CURVES = ("reward", "kl", "kl_coef", "response_length", "verifier_pass_rate"
 samples, the verifier's pass rate on them and the reward model's ranking accuracy on them (reward
 hacking: the score up, these two down), the update's losses."""
 RL_CURVES = {"ppo": PPO_CURVES,
-             "grpo": ("reward", "pass_rate", "kl", "entropy", "clipfrac", "policy_loss", "kl_loss",
-                      "response_length", "zero_variance_groups")}
+             "grpo": ("reward", "verifier_pass_rate", "kl", "response_length", "zero_variance_groups",
+                      "entropy", "clipfrac", "policy_loss", "kl_loss")}
 """The per-step statistics each RL algorithm logs as ``<algorithm>.<name>``."""
 
 

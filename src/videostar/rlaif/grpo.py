@@ -35,6 +35,7 @@ from torch import Tensor
 from videostar.config import GRPOConfig, RunConfig, VerifyConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
+from videostar.generation import row_seed
 from videostar.model import LoadedModel, add_lora, load_model, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
 from videostar.rlaif.policy import PolicyTrainer, run_steps
@@ -103,16 +104,20 @@ class GRPOTrainer(PolicyTrainer):
         self.reward_fn, self.passed = reward_fn, verifier_reward(verify)
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0)
 
-    def step(self, records: list[Record], prompts: list[str], frames: list[np.ndarray]) -> dict[str, float]:
+    def step(self, records: list[Record], prompts: list[str], frames: list[np.ndarray],
+             seeds: list[int] | None = None) -> dict[str, float]:
         """One GRPO iteration: ``group_size`` samples per prompt, group-normalised advantages,
-        then ``epochs`` passes of shuffled minibatch updates."""
+        then ``epochs`` passes of shuffled minibatch updates. With ``seeds`` (one per prompt)
+        sample ``j`` of prompt ``i`` draws from ``row_seed(seeds[i], j)``: a prompt's group
+        depends on its seed alone, as PPO's rows."""
         started = time.perf_counter()
         cfg, g = self.cfg, self.cfg.group_size
         records = [r for r in records for _ in range(g)]
         prompts = [p for p in prompts for _ in range(g)]
         frames = [f for f in frames for _ in range(g)]
+        rows = None if seeds is None else [row_seed(s, f"group/{j}") for s in seeds for j in range(g)]
         with torch.no_grad():
-            tokens, mask, _, texts = self.sampled_tokens(prompts, frames)
+            tokens, mask, _, texts = self.sampled_tokens(prompts, frames, rows)
             rewards = torch.as_tensor(self.reward_fn(records, prompts, texts, frames), dtype=torch.float32)
             passed = self.passed(records, texts)
             advantages, flat = group_advantages(rewards, g, cfg.eps)
@@ -124,8 +129,9 @@ class GRPOTrainer(PolicyTrainer):
         self.lm.model.train()
         n = len(prompts)
         stats: dict[str, list[float]] = {"policy_loss": [], "kl_loss": [], "clipfrac": [], "entropy": []}
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n).tolist()
+        for epoch in range(cfg.epochs):
+            gen = torch.Generator().manual_seed(row_seed(cfg.seed, f"grpo/{self.step_count}/{epoch}"))
+            order = torch.randperm(n, generator=gen).tolist()
             for start in range(0, n, cfg.minibatch_size):
                 idx = order[start:start + cfg.minibatch_size]
                 mb = torch.tensor(idx, device=tokens.device)
@@ -153,7 +159,7 @@ class GRPOTrainer(PolicyTrainer):
         record = {
             "step": self.step_count,
             "reward": float(rewards.mean()),
-            "pass_rate": float(passed.mean()),
+            "verifier_pass_rate": float(passed.mean()),
             # as PPO's: the sampled responses' summed log-ratio to the reference, per response
             "kl": float(((old - ref) * mask).sum(dim=1).mean()),
             "response_length": float(mask.float().sum(dim=1).mean()),
@@ -235,7 +241,8 @@ def train_grpo(
     def step(k: int) -> dict[str, float]:
         idx = step_batch(len(train), cfg.batch_size, cfg.seed, k)
         return trainer.step([train[i] for i in idx], [prompt(train[i]) for i in idx],
-                            [train_frames[i] for i in idx])
+                            [train_frames[i] for i in idx],
+                            [row_seed(cfg.seed, f"grpo/{k}/{i}") for i in idx])
 
     run_steps(trainer, checkpoints, cfg.steps, step, {"heldout_reward_before": before}, resumed,
               "grpo", on_step, progress)
@@ -250,7 +257,7 @@ def train_grpo(
         "reward_gain": after - before,
         "final_kl": trainer.history[-1]["kl"],
         "mean_reward_last": float(np.mean([h["reward"] for h in last])),
-        "mean_pass_rate_last": float(np.mean([h["pass_rate"] for h in last])),
+        "mean_pass_rate_last": float(np.mean([h["verifier_pass_rate"] for h in last])),
         "resumed_from": resumed,
         "video_errors": skipped,
         "seconds": round(time.perf_counter() - started, 3),
