@@ -57,9 +57,10 @@ def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-4) -> tup
     about which response is better (the std is the unbiased one, as TRL's and DeepSeekMath's).
     """
     groups = rewards.float().view(-1, group_size)
+    flat = groups.max(dim=1).values == groups.min(dim=1).values
     std = groups.std(dim=1, keepdim=True)
     advantages = (groups - groups.mean(dim=1, keepdim=True)) / (std + eps)
-    return advantages.reshape(-1), (groups.max(dim=1).values == groups.min(dim=1).values)
+    return torch.where(flat.unsqueeze(1), 0.0, advantages).reshape(-1), flat
 
 
 def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
