@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from videostar.rlaif.ppo import step_summary
 from videostar.rlaif.ppo_math import (
+    adaptive_kl_coef,
     entropy_from_logits,
     gae,
     kl_penalty,
     masked_mean,
     policy_loss,
+    ranking_accuracy,
     token_rewards,
     value_loss,
     whiten,
@@ -86,6 +89,63 @@ def test_value_loss_takes_the_larger_of_clipped_and_unclipped() -> None:
 def test_entropy_of_uniform_logits() -> None:
     logits = torch.zeros(1, 3, 8)
     assert entropy_from_logits(logits, torch.ones(1, 3)).item() == pytest.approx(math.log(8))
+
+
+@pytest.mark.fast
+def test_losses_over_a_global_token_count_sum_to_the_whole_batch_mean() -> None:
+    """Two ranks' shares of a minibatch, each divided by the minibatch's tokens on both, sum to
+    the one-process loss (and so do their gradients)."""
+    torch.manual_seed(0)
+    logprobs = torch.randn(4, 5, requires_grad=True)
+    old, adv = torch.randn(4, 5), torch.randn(4, 5)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
+    whole, _ = policy_loss(logprobs, old, adv, mask)
+    whole.backward()
+    grad = logprobs.grad.clone()
+    logprobs.grad = None
+    count = float(mask.sum())
+    parts = [policy_loss(logprobs[rows], old[rows], adv[rows], mask[rows], count=count)[0]
+             for rows in ([0, 2], [1, 3])]
+    total = sum(parts)
+    total.backward()
+    assert float(total.detach()) == pytest.approx(float(whole.detach()))
+    assert torch.allclose(logprobs.grad, grad)
+    assert masked_mean(torch.ones(1, 3), torch.ones(1, 3), count=6.0).item() == pytest.approx(0.5)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("scores, correct, expected", [
+    ([3.0, 1.0, 2.0, 0.0], [True, False, True, False], 1.0),      # every right above every wrong
+    ([0.0, 1.0, 2.0, 3.0], [True, False, True, False], 0.25),     # (2>1) of (0,1),(0,3),(2,1),(2,3)
+    ([1.0, 1.0], [True, False], 0.5),                             # a tie counts half
+    ([1.0, 2.0], [True, True], float("nan")),                     # no (right, wrong) pair
+    ([], [], float("nan")),
+])
+def test_ranking_accuracy_is_the_fraction_of_right_wrong_pairs_ordered(scores, correct, expected) -> None:
+    got = ranking_accuracy(scores, correct)
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
+
+
+@pytest.mark.fast
+def test_adaptive_kl_coefficient_follows_ziegler() -> None:
+    # KL twice the target: error clipped to +0.2, 16 samples of a 1000 horizon -> x (1 + 0.2 * 0.016)
+    assert adaptive_kl_coef(0.1, 2.0, 1.0, 1000, 16) == pytest.approx(0.1 * 1.0032)
+    # KL 10 % under the target: error -0.1 -> x (1 - 0.1 * 0.016)
+    assert adaptive_kl_coef(0.1, 0.9, 1.0, 1000, 16) == pytest.approx(0.1 * (1 - 0.0016))
+    assert adaptive_kl_coef(0.1, 1.0, 1.0, 1000, 16) == pytest.approx(0.1)  # on target: unchanged
+
+
+@pytest.mark.fast
+def test_step_summary_reports_first_last_and_the_kl_budget() -> None:
+    history = [{"reward": float(r), "kl": 0.1 * r, "reward_model_auc": auc}
+               for r, auc in zip(range(1, 9), [0.5, 0.6, 0.7, 0.8, float("nan"), 0.9, 1.0, 0.8], strict=True)]
+    out = step_summary(history, kl_budget=0.6)
+    assert out["reward_first"] == 1.0 and out["reward_last"] == pytest.approx(np.mean([4, 5, 6, 7, 8]))
+    assert out["kl_last"] == pytest.approx(0.6) and out["kl_within_budget"] is True
+    assert out["reward_model_auc_last"] == pytest.approx(np.mean([0.8, 0.9, 1.0, 0.8]))  # NaN left out
+    assert "verifier_pass_rate_first" not in out  # not measured: not reported
+    assert step_summary(history, kl_budget=0.5)["kl_within_budget"] is False
+    assert step_summary(history, kl_budget=None)["kl_within_budget"] is None
 
 
 # ----------------------------------------------------------------------------- tiny model
@@ -220,6 +280,38 @@ def test_ppo_run_resumes_from_its_last_checkpoint(
     # the resumed step 3 drew the prompts (and so the reward) of the uninterrupted run's step 3
     assert [h["reward"] for h in again["history"]] == [h["reward"] for h in straight["history"]]
     assert again["history"][-1]["kl"] == pytest.approx(straight["history"][-1]["kl"], abs=1e-5)
+
+
+def test_a_step_reports_the_verifiers_pass_rate_and_the_reward_models_ranking_of_its_samples(
+    tiny_base: Path, synthetic_data: Path
+) -> None:
+    """With the verifier's own verdict as the reward, the mean reward is the pass rate and the
+    ranking is perfect (or undefined when the samples are all right or all wrong); the negated
+    verdict ranks every pair backwards. The adaptive controller moves the KL coefficient."""
+    from videostar.config import VerifyConfig
+    from videostar.verify import verify_record
+
+    recs, frames = _colour_data(synthetic_data)
+    batch = recs[:8]
+    by_frames = {id(frames[r.id]): r for r in batch}
+    verify = VerifyConfig()
+
+    def verdict(sign: float):
+        def reward(prompts: list[str], responses: list[str], vids: list[np.ndarray]) -> torch.Tensor:
+            return torch.tensor([sign * float(verify_record(by_frames[id(f)], t, verify).passed)
+                                 for t, f in zip(responses, vids, strict=True)])
+        return reward
+
+    prompts, vids = [r.question for r in batch], [frames[r.id] for r in batch]
+    for sign in (1.0, -1.0):
+        trainer = _trainer(tiny_base, verdict(sign), lr=1e-3, ppo_epochs=1, kl_target=0.01, kl_horizon=100)
+        trainer.verify = verify
+        record = trainer.step(prompts, vids, batch, seeds=list(range(8)))
+        assert 0.0 <= record["verifier_pass_rate"] <= 1.0
+        assert record["reward"] == pytest.approx(sign * record["verifier_pass_rate"])
+        auc = record["reward_model_auc"]
+        assert math.isnan(auc) if record["verifier_pass_rate"] in (0.0, 1.0) else auc == (sign > 0)
+        assert record["kl_coef"] == trainer.cfg.kl_coef and trainer.kl_coef != trainer.cfg.kl_coef
 
 
 def test_checkpoint_resumes_at_saved_step(tiny_base: Path, synthetic_data: Path, tmp_path: Path) -> None:

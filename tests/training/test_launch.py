@@ -14,7 +14,14 @@ from videostar.config.platform import Launcher
 from videostar.errors import VideostarError
 from videostar.rlaif.reward_model import bradley_terry_loss, bradley_terry_share
 from videostar.training.checkpoints import Checkpoints, folder_for
-from videostar.training.launch import RewardModelStep, SftStep, delegates, step_argv, training_command
+from videostar.training.launch import (
+    PPOStep,
+    RewardModelStep,
+    SftStep,
+    delegates,
+    step_argv,
+    training_command,
+)
 
 pytestmark = pytest.mark.fast
 
@@ -69,6 +76,16 @@ def test_the_reward_command_line_reads_back_into_the_values_given(base, parent_r
         "command": "reward-model", "model": "/m", "preferences": "/prefs", "adapter_base": base,
         "model_out": "/r/model", "metrics_out": "/r/metrics.json", "parent_run": parent_run,
         "out": None}
+
+
+@pytest.mark.parametrize("base, parent_run, fresh", [("/b", "parent-1", True), (None, "", False)])
+def test_the_ppo_command_line_reads_back_into_the_values_given(base, parent_run, fresh):
+    step = PPOStep("/m", "/rm", Path("/records.jsonl"), "/prefs", "/p/model", "/p/metrics.json", base,
+                   parent_run, fresh)
+    assert parsed(step_argv(step)) == {
+        "command": "ppo", "model": "/m", "reward_model": "/rm", "records": "/records.jsonl",
+        "preferences": "/prefs", "adapter_base": base, "model_out": "/p/model",
+        "metrics_out": "/p/metrics.json", "parent_run": parent_run, "fresh": fresh, "out": None}
 
 
 def test_only_training_steps_have_a_command_line():

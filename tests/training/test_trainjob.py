@@ -25,7 +25,7 @@ from videostar.config import config_from_dict, load_config
 from videostar.errors import ConfigError, VideostarError
 from videostar.training import launch
 from videostar.training import trainjob as tj
-from videostar.training.launch import RewardModelStep, SftStep
+from videostar.training.launch import PPOStep, RewardModelStep, SftStep
 
 pytestmark = pytest.mark.fast  # no model, no server but the loopback stand-in
 
@@ -264,7 +264,7 @@ def scripted(*steps: Any) -> Any:
     return on_get
 
 
-def on_trainjob(step: SftStep | RewardModelStep, cfg: Any, **kw: Any) -> dict[str, Any]:
+def on_trainjob(step: SftStep | RewardModelStep | PPOStep, cfg: Any, **kw: Any) -> dict[str, Any]:
     """``step`` run as the TrainJob of pipeline run ``run-1``: the metrics it handed back."""
     launch.run_trainjob(step, cfg, "run-1", **kw)
     return json.loads(Path(step.metrics_out).read_text())
@@ -467,6 +467,44 @@ def test_reward_model_runs_as_a_trainjob(api, tmp_path):
     assert (tmp_path / "kfp" / "reward" / "adapter_model.safetensors").exists()
 
 
+def test_ppo_runs_as_a_trainjob_with_its_checkpoints_on_the_shared_volume(api, tmp_path):
+    cfg = config_from_dict({"pipeline": {
+        "pvc": "videostar-videos", "pvc_mount": str(tmp_path / "shared"),
+        "ppo": {**GPU_SFT, "launcher": {"kind": "trainjob", "num_nodes": 2, "procs_per_node": 4,
+                                        "poll_seconds": 0.01}}}})
+    model, base, reward, prefs = (tmp_path / n for n in ("sft-model", "base", "reward", "preferences"))
+    for folder in (model, base, reward, prefs):
+        folder.mkdir()
+        (folder / "x.json").write_text("{}")
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"id": 0}\n')
+
+    def complete(api, name):
+        job = api.jobs[name]
+        command = job["spec"]["trainer"]["command"]
+        assert command[:5] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "4"]
+        assert command[command.index("--config") + 2] == "ppo"
+        for flag, staged in (("--model", "model"), ("--reward-model", "reward_model"),
+                             ("--records", "records"), ("--preferences", "preferences"),
+                             ("--adapter-base", "base")):
+            assert command[command.index(flag) + 1].endswith(f"/inputs/{staged}")
+        assert Path(command[command.index("--records") + 1]).read_text() == '{"id": 0}\n'
+        # the checkpoints go beside the metrics, in the job's out/ on the shared volume: a
+        # replacement job resumes from them
+        assert Path(command[command.index("--metrics-out") + 1]).parent == tj.job_folder(cfg, name).out
+        node_writes_outputs(job, {"heldout_reward_after": 0.5, "kl_within_budget": True})
+        api.set_condition(name, "Complete")
+
+    api.on_get = scripted(complete)
+    cluster = tj.Cluster(api.namespace, api.configuration())
+    step = PPOStep(str(model), str(reward), str(records), str(prefs), tmp_path / "kfp" / "policy",
+                   tmp_path / "kfp" / "out" / "metrics.json", str(base))
+    result = on_trainjob(step, cfg, cluster=cluster, log=lambda line: None, sleep=lambda s: None)
+    assert result == {"heldout_reward_after": 0.5, "kl_within_budget": True}
+    assert (tmp_path / "kfp" / "policy" / "adapter_model.safetensors").exists()
+    assert_the_runner_may(api)
+
+
 # ---- one command line for every launcher ------------------------------------------------------
 
 def videostar_args(command: list[str]) -> dict[str, Any]:
@@ -582,6 +620,43 @@ def test_the_reward_job_carries_every_argument_torchrun_does(api, tmp_path, monk
         "config": here[here.index("--config") + 1], "command": "reward-model", "model": str(model),
         "preferences": str(prefs), "adapter_base": str(base), "model_out": str(tmp_path / "t" / "reward"),
         "metrics_out": str(tmp_path / "t" / "metrics.json"), "parent_run": "parent-9", "out": None}
+
+
+def test_the_ppo_job_carries_every_argument_torchrun_does(api, tmp_path, monkeypatch):
+    from videostar.rlaif import steps
+
+    cfg = config_from_dict({"pipeline": {"pvc": "v", "pvc_mount": str(tmp_path / "shared"),
+                                         "ppo": {**GPU_SFT, "launcher": {"kind": "trainjob", "keep": "always",
+                                                                         "poll_seconds": 0.01}}}})
+    model, base, reward, prefs = (tmp_path / n for n in ("sft-model", "base", "reward", "preferences"))
+    for folder in (model, base, reward, prefs):
+        folder.mkdir()
+        (folder / "x.json").write_text("{}")
+    records = tmp_path / "records.jsonl"
+    records.write_text("{}\n")
+    name = tj.job_name("ppo", "run-1")
+    job = run_job(api, name, lambda **kw: on_trainjob(PPOStep(
+        str(model), str(reward), str(records), str(prefs), tmp_path / "kfp" / "policy",
+        tmp_path / "kfp" / "metrics.json", str(base), "parent-9"), cfg, **kw))
+    here = torchrun_command(monkeypatch, "ppo", lambda cfg: steps.ppo(
+        str(model), reward, records, prefs, tmp_path / "t" / "policy", tmp_path / "t" / "metrics.json", cfg,
+        adapter_base=str(base), parent_run="parent-9"))
+
+    assert flags(job[job.index("ppo"):]) == flags(here[here.index("ppo"):])
+    folder = tj.job_folder(cfg, name)
+    staged = folder.staged({"model": model, "reward_model": reward, "records": records, "preferences": prefs,
+                            "base": base})
+    common = {"command": "ppo", "fresh": False, "parent_run": "parent-9", "out": None}
+    assert videostar_args(job) == {
+        **common, "config": str(folder.config), "model": staged["model"],
+        "reward_model": staged["reward_model"], "records": staged["records"],
+        "preferences": staged["preferences"], "adapter_base": staged["base"],
+        "model_out": f"{folder.out}/model", "metrics_out": f"{folder.out}/metrics.json"}
+    assert videostar_args(here) == {
+        **common, "config": here[here.index("--config") + 1], "model": str(model),
+        "reward_model": str(reward), "records": str(records), "preferences": str(prefs),
+        "adapter_base": str(base), "model_out": str(tmp_path / "t" / "policy"),
+        "metrics_out": str(tmp_path / "t" / "metrics.json")}
 
 
 @pytest.mark.parametrize("kind", ["local", "torchrun", "trainjob"])
