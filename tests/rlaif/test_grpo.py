@@ -218,3 +218,41 @@ def test_grpo_rlaif_stage_runs_through_kfp_local(tiny_base: Path, synthetic_data
     assert any(k.startswith("eval.") for k in run.rlaif["scores"])
     card = json.loads((Path(grpo["model"]) / "model_card.json").read_text())
     assert card["stage"] == "grpo"
+
+
+def test_grpo_policy_is_logged_as_ppos(mlflow_server: str, tmp_path: Path, monkeypatch) -> None:
+    """The GRPO policy is the same rl-policy LoggedModel as PPO's, aliased ``aligned``; its
+    numbers are ``grpo.*`` and every step's statistics are a ``grpo.*`` history."""
+    from mlflow import MlflowClient
+
+    from videostar import tracking
+    from videostar.config import RunConfig
+
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    cfg = RunConfig()
+    cfg.tracking.mlflow_uri, cfg.tracking.experiment = mlflow_server, "grpo-tracking"
+    cfg.tracking.registered_policy, cfg.tracking.system_metrics = "grpo-policy", False
+    parent = tracking.start_run(cfg, "grpo-run")
+    tracker = tracking.tracker(cfg, parent)
+    history = [{"step": k, "reward": 0.25 * k, "verifier_pass_rate": 0.25 * k, "kl": 0.1 * k,
+                "zero_variance_groups": 0.5, "seconds": 1.0} for k in (1, 2)]
+    with tracker.step_run("rlaif") as run_id:
+        log = tracker.rl_logger(run_id, "grpo")
+        for record in history:
+            log(record)
+    adapter = tmp_path / "policy"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    tracker.log_policy({"heldout_reward_before": 0.2, "heldout_reward_after": 0.4, "history": history},
+                       str(adapter), "grpo")
+    client = MlflowClient(mlflow_server)
+    assert [m.value for m in client.get_metric_history(run_id, "grpo.verifier_pass_rate")] == [0.25, 0.5]
+    assert client.get_metric_history(run_id, "grpo.seconds") == []  # statistics, not timings
+    version = client.get_model_version_by_alias("grpo-policy", "aligned")
+    model = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert model.model_type == tracking.POLICY_MODEL and model.tags["algorithm"] == "grpo"
+    assert {m.key: m.value for m in model.metrics} == {"grpo.heldout_reward_before": 0.2,
+                                                       "grpo.heldout_reward_after": 0.4}
+    artifacts = [a.path for a in client.list_artifacts(parent, "plots")]
+    assert "plots/grpo_curves.png" in artifacts
