@@ -65,10 +65,13 @@ def test_the_verifier_is_the_reward_and_a_reward_model_is_mixed_in_by_weight() -
     def rm(prompts, responses, frames):
         return torch.tensor([0.5, 2.0, -1.0])
 
-    mixed = mixed_reward(VerifyConfig(), rm, 0.1)(records, ["q"] * 3, answers, [None] * 3)
-    assert mixed.tolist() == pytest.approx([1.05, 0.2, 0.9])
-    alone = mixed_reward(VerifyConfig(), None, 0.0)(records, ["q"] * 3, answers, [None] * 3)
-    assert alone.tolist() == [1.0, 0.0, 1.0]
+    mixed, passed = mixed_reward(VerifyConfig(), rm, 0.1)(records, ["q"] * 3, answers, [None] * 3)
+    assert mixed.tolist() == pytest.approx([1.05, 0.2, 0.9]) and passed.tolist() == [1.0, 0.0, 1.0]
+    def unused(*args):
+        raise AssertionError("the reward model was asked with weight 0")
+
+    alone, passed = mixed_reward(VerifyConfig(), unused, 0.0)(records, ["q"] * 3, answers, [None] * 3)
+    assert alone.tolist() == passed.tolist() == [1.0, 0.0, 1.0]  # weight 0: the score is never asked
 
 
 @pytest.mark.fast

@@ -45,8 +45,8 @@ from videostar.training.checkpoints import Checkpoints
 from videostar.training.loop import decode_batch
 from videostar.verify import verify_record
 
-GroupRewardFn = Callable[[list[Record], list[str], list[str], list[np.ndarray]], Tensor]
-"""``reward_fn(records, prompts, responses, frames) -> Tensor[B]``: one reward per response."""
+GroupRewardFn = Callable[[list[Record], list[str], list[str], list[np.ndarray]], tuple[Tensor, Tensor]]
+"""``reward_fn(records, prompts, responses, frames) -> (rewards [B], verifier passes [B])``."""
 
 
 def group_advantages(rewards: Tensor, group_size: int, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
@@ -81,16 +81,16 @@ def verifier_reward(cfg: VerifyConfig) -> Callable[[list[Record], list[str]], Te
 
 def mixed_reward(verify: VerifyConfig, reward_fn: Callable[..., Tensor] | None, weight: float
                  ) -> GroupRewardFn:
-    """The verifier's reward, plus ``weight`` x ``reward_fn(prompts, responses, frames)`` (a
-    reward model) when one is given."""
-    passed = verifier_reward(verify)
+    """The verifier's 0/1, plus ``weight`` x ``reward_fn(prompts, responses, frames)`` (a reward
+    model) when one is given -> ``(rewards, the verifier's 0/1)``."""
+    verifier = verifier_reward(verify)
 
     def reward(records: list[Record], prompts: list[str], responses: list[str],
-               frames: list[np.ndarray]) -> Tensor:
-        out = passed(records, responses)
-        if reward_fn is not None and weight:
-            out = out + weight * torch.as_tensor(reward_fn(prompts, responses, frames)).float().cpu()
-        return out
+               frames: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+        passed = verifier(records, responses)
+        if reward_fn is None or not weight:
+            return passed, passed
+        return passed + weight * torch.as_tensor(reward_fn(prompts, responses, frames)).float().cpu(), passed
     return reward
 
 
@@ -99,10 +99,9 @@ class GRPOTrainer(PolicyTrainer):
 
     cfg: GRPOConfig
 
-    def __init__(self, lm: LoadedModel, reward_fn: GroupRewardFn, verify: VerifyConfig,
-                 cfg: GRPOConfig | None = None) -> None:
+    def __init__(self, lm: LoadedModel, reward_fn: GroupRewardFn, cfg: GRPOConfig | None = None) -> None:
         super().__init__(lm, cfg or GRPOConfig())
-        self.reward_fn, self.passed = reward_fn, verifier_reward(verify)
+        self.reward_fn = reward_fn
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0)
 
     def step(self, records: list[Record], prompts: list[str], frames: list[np.ndarray],
@@ -119,8 +118,7 @@ class GRPOTrainer(PolicyTrainer):
         rows = None if seeds is None else [row_seed(s, f"group/{j}") for s in seeds for j in range(g)]
         with torch.no_grad():
             tokens, mask, _, texts = self.sampled_tokens(prompts, frames, rows)
-            rewards = torch.as_tensor(self.reward_fn(records, prompts, texts, frames), dtype=torch.float32)
-            passed = self.passed(records, texts)
+            rewards, passed = self.reward_fn(records, prompts, texts, frames)
             advantages, flat = group_advantages(rewards, g, cfg.eps)
             inputs, n_prompt = self._joined(prompts, frames, tokens, mask)
             t_len = tokens.shape[1]
@@ -173,11 +171,12 @@ class GRPOTrainer(PolicyTrainer):
 
 
 def heldout_pass_rate(trainer: GRPOTrainer, records: list[Record], prompts: list[str],
-                      frames: list[np.ndarray], samples: int, seed: int) -> float:
+                      frames: list[np.ndarray], samples: int, seed: int, verify: VerifyConfig) -> float:
     """The verifier's pass rate of sampled responses on held-out prompts (same seed before and
     after): the number that says whether GRPO helped."""
+    passed = verifier_reward(verify)
     return heldout_reward(trainer, prompts, frames, samples, seed,
-                          lambda rows, texts: trainer.passed(records[rows], texts))
+                          lambda rows, texts: passed(records[rows], texts))
 
 
 def grpo_stamp(model: str, adapter_base: str | None, reward_model: str | Path | None,
@@ -229,14 +228,14 @@ def train_grpo(
 
         scorer = reward_scorer(load_reward_model(str(reward_model), adapter_base=sft_model,
                                                  quantize=quantize, sft_adapter_base=adapter_base))
-    trainer = GRPOTrainer(policy, mixed_reward(verify, scorer, cfg.reward_model_weight), verify, cfg)
+    trainer = GRPOTrainer(policy, mixed_reward(verify, scorer, cfg.reward_model_weight), cfg)
     held_prompts = [prompt(r) for r in heldout]
     resumed = trainer.resume(checkpoints)
     if resumed is not None:
         before = float(trainer.history[0]["heldout_reward_before"]) if trainer.history else float("nan")
     else:
         before = heldout_pass_rate(trainer, heldout, held_prompts, heldout_frames, cfg.heldout_samples,
-                                   cfg.seed)
+                                   cfg.seed, verify)
     started = time.perf_counter()
 
     def step(k: int) -> dict[str, float]:
@@ -247,7 +246,8 @@ def train_grpo(
 
     run_steps(trainer, checkpoints, cfg.steps, step, {"heldout_reward_before": before}, resumed,
               "grpo", on_step, progress)
-    after = heldout_pass_rate(trainer, heldout, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
+    after = heldout_pass_rate(trainer, heldout, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed,
+                              verify)
     last = trainer.history[-5:]
     metrics = {
         "steps": trainer.step_count,
