@@ -181,7 +181,7 @@ def collect(run_dir: Path, seconds: float = 0.0) -> LocalRun:
                     baseline=baseline, rlaif=rlaif, handed_on=Path(handed_on) if handed_on else None)
 
 
-RLAIF_STEPS = ("preferences", "reward_model", "ppo")
+RLAIF_STEPS = ("preferences", "reward_model", "ppo", "grpo")
 """The ``step`` named in each RLAIF step's metrics (and its key in :attr:`LocalRun.rlaif`)."""
 
 
@@ -194,8 +194,8 @@ def collect_rlaif(run_dir: Path) -> dict[str, Any]:
     if "preferences" not in found:
         return {}
     out: dict[str, Any] = {step: dict(m) for step, (_, m) in found.items()}
-    if "ppo" in out:
-        out["ppo"].pop("history", None)
+    for rl in ("ppo", "grpo"):
+        out.get(rl, {}).pop("history", None)
     ours = {p.parent.parent for p, _ in found.values()}
     ours |= {p.parent.parent for p, s in _outputs(run_dir, layout.SCORES) if s["stage"] == layout.RLAIF}
     tasks = {p.parent: p.stat().st_mtime for p in run_dir.rglob("executor_output.json")}
@@ -256,7 +256,7 @@ def _print_rlaif(run: LocalRun, console: Any) -> None:
 
     r = run.rlaif
     table = Table(title=f"VLM-RLAIF ({r.get('seconds', 0):.0f} s)", show_header=False)
-    prefs, rm, ppo = r.get("preferences", {}), r.get("reward_model", {}), r.get("ppo", {})
+    prefs, rm = r.get("preferences", {}), r.get("reward_model", {})
     sampled = prefs.get("prompts", 0) * prefs.get("pairs_per_prompt", 1)
     table.add_row("preference pairs", f"{prefs.get('kept', 0)} of {sampled} sampled from "
                   f"{prefs.get('prompts', 0)} prompts (judge: {prefs.get('judge')}; "
@@ -264,9 +264,11 @@ def _print_rlaif(run: LocalRun, console: Any) -> None:
     if rm.get("heldout_accuracy") is not None:
         table.add_row("reward model", f"held-out pairwise accuracy {rm['heldout_accuracy']:.3f} "
                       f"on {rm['heldout_pairs']} pairs")
-    if ppo:
-        table.add_row("PPO", f"{ppo['steps']} steps; held-out reward {ppo['heldout_reward_before']:.3f} "
-                      f"-> {ppo['heldout_reward_after']:.3f}; final KL {ppo['final_kl']:.3f}")
+    for name in ("ppo", "grpo"):
+        if rl := r.get(name):
+            table.add_row(name.upper(), f"{rl['steps']} steps; held-out reward "
+                          f"{rl['heldout_reward_before']:.3f} -> {rl['heldout_reward_after']:.3f}; "
+                          f"final KL {rl['final_kl']:.3f}")
     chosen = run.decisions[-1].get("chosen", len(run.cycles) - 1) if run.decisions else -1
     start = run.cycles[chosen] if run.cycles else {}
     for key, value in sorted(r.get("scores", {}).items()):
