@@ -73,6 +73,10 @@ class RunConfig:
 
     def validate(self, where: str) -> None:
         self.decide.check_metric("decide", self.evaluate.suites)
+        # the RL step is scheduled with pipeline.ppo's resources; GRPO runs in its step's process
+        require("pipeline.ppo.launcher", "kind",
+                self.rlaif.algorithm != "grpo" or self.pipeline.ppo.launcher.kind == "local",
+                "local when rlaif.algorithm is grpo (GRPO runs in one process)")
         for task, options in self.templates.items():
             require("templates", task, bool(options), "at least one question template")
             for i, text in enumerate(options):
