@@ -259,3 +259,11 @@ def test_grpo_policy_is_logged_as_ppos(mlflow_server: str, tmp_path: Path, monke
                                                        "grpo.heldout_reward_after": 0.4}
     artifacts = [a.path for a in client.list_artifacts(parent, "plots")]
     assert "plots/grpo_curves.png" in artifacts
+
+
+@pytest.mark.fast
+def test_grpo_refuses_a_launcher_it_does_not_use() -> None:
+    with pytest.raises(ConfigError, match=r"^pipeline.ppo.launcher.kind: invalid value \(local when"):
+        config_from_dict({"rlaif": {"algorithm": "grpo"},
+                          "pipeline": {"ppo": {"launcher": {"kind": "torchrun", "procs_per_node": 2}}}})
+    config_from_dict({"pipeline": {"ppo": {"launcher": {"kind": "torchrun", "procs_per_node": 2}}}})  # PPO's
