@@ -467,6 +467,17 @@ def test_graph_path_share_of_steps():
     assert not lenient.passed and lenient.reason.startswith("1/3 steps stated, 2 needed; step 1/3")
 
 
+def test_graph_path_a_word_names_one_entity():
+    """The subject's words cannot state the object too: a wrong shape beside the focus is wrong."""
+    steps = [{"subject": "red circle", "predicates": ["touching"], "object": "yellow circle"}]
+    end = "The answer is the yellow circle."
+    for text, passed in [(f"The red circle touches the yellow circle. {end}", True),
+                         (f"The yellow circle touches the red circle. {end}", True),  # either side
+                         (f"The red circle touches the yellow square. {end}", False),
+                         (f"The red square touches the yellow circle. {end}", False)]:
+        assert verify_record(_rec("yellow circle", steps), text, VerifyConfig()).passed is passed, text
+
+
 def test_graph_path_counting_and_malformed_labels():
     steps = [{"subject": "red circle", "predicates": ["touching"], "object": o}
              for o in ("blue square", "green triangle", "yellow circle")]

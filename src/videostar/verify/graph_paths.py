@@ -10,7 +10,7 @@ from typing import Any
 
 from videostar.verify.classes import match_class
 from videostar.verify.registry import MalformedLabel, Verifier, as_text, register
-from videostar.verify.text import final_answer, label_words, stem, tokens, word_matches
+from videostar.verify.text import ITEM_WORD_GAP, final_answer, label_words, stem, tokens, word_matches
 
 _CLAUSE_SPLIT_RE = re.compile(r"[.!?;,\n]+|\bthen\b", re.IGNORECASE)
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -30,7 +30,8 @@ class GraphPathVerifier(Verifier):
     Value: ``{"answer": text or number, "steps": [{"subject", "predicates": [...], "object"}]}``
     (``object`` None for a one-entity step). A step is stated when one clause of the answer
     holds the subject's words, the words of one of its predicates and the object's words
-    (fuzzy, lightly stemmed, as ``class``); a step may leave out its subject when that is the
+    (fuzzy, lightly stemmed, as ``class``; each entity's words near one another and no answer
+    word counted for both entities); a step may leave out its subject when that is the
     previous step's subject or object ("..., then touching the cube"). Step i must sit in a
     later clause than step i-1.
     ``graph_path_steps`` of the steps must be stated; the first one missing is named.
@@ -83,16 +84,39 @@ class GraphPathVerifier(Verifier):
 
     def _states(self, step: tuple[str, list[str], str | None], clause: tuple[str, ...],
                 known: Sequence[str | None]) -> bool:
+        """The subject and the object each stated by their own words: a word of the answer names
+        one entity, so "the blue triangle touching the red square" does not state the blue
+        triangle touching the red *triangle* (a word bag let the subject's "triangle" name the
+        object too, and half the demo's verified paths named a wrong shape)."""
         subject, predicates, obj = step
-        return ((subject in known or self._has(subject, clause))
-                and (obj is None or self._has(obj, clause))
-                and any(self._has(p, clause) for p in predicates))
-
-    def _has(self, phrase: str, clause: tuple[str, ...]) -> bool:
-        words = label_words(phrase, self.cfg.class_min_token_len) or tokens(phrase)
         stems = [stem(t) for t in clause]
-        return all(any(word_matches(stem(w), s, self.cfg.class_ratio) for s in stems)
-                   for w in words)
+        said = self._place(subject, stems, frozenset())
+        if said is None and subject not in known:
+            return False
+        return ((obj is None or self._place(obj, stems, said or frozenset()) is not None)
+                and any(self._place(p, stems, frozenset()) is not None for p in predicates))
+
+    def _place(self, phrase: str, stems: list[str], taken: frozenset[int]) -> frozenset[int] | None:
+        """Positions of the phrase's words in the clause, in order and at most ``ITEM_WORD_GAP``
+        words apart, none of them ``taken``; None where the clause does not state it."""
+        words = [stem(w) for w in label_words(phrase, self.cfg.class_min_token_len) or tokens(phrase)]
+        if not words:
+            return frozenset()
+        ratio = self.cfg.class_ratio
+        for anchor in range(len(stems)):
+            if anchor in taken or not word_matches(words[0], stems[anchor], ratio):
+                continue
+            at = [anchor]
+            for word in words[1:]:
+                window = range(at[-1] + 1, min(at[-1] + 2 + ITEM_WORD_GAP, len(stems)))
+                free = (k for k in window if k not in taken)
+                nxt = next((k for k in free if word_matches(word, stems[k], ratio)), None)
+                if nxt is None:
+                    break
+                at.append(nxt)
+            if len(at) == len(words):
+                return frozenset(at)
+        return None
 
 
 def _step_text(step: tuple[str, list[str], str | None]) -> str:
