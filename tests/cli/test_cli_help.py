@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from videostar.configs import examples
 
-from videostar import export, tiny
+from videostar import export, layout, tiny
 from videostar.cli import build_parser, main
 from videostar.config.scenegraph import RELEASE_SPLITS
 
@@ -27,6 +27,7 @@ REGISTRIES = {
     (("config", "example"), "name"): examples,
     (("data", "action-genome"), "--split"): lambda: RELEASE_SPLITS,
     (("data", "vidor"), "--split"): lambda: RELEASE_SPLITS,
+    (("evaluate",), "--stage"): lambda: layout.STAGES,
 }
 """Each closed option of the CLI -> the registry that is its one source of truth (read lazily)."""
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TINY_CONFIG
 
 from videostar.cli import main
@@ -12,7 +13,11 @@ from videostar.data.records import read_rows
 
 def _cycle(k: int, model: Path, base: Path, data: Path, work: Path, history: list[str]) -> Path:
     c = work / f"cycle-{k}"
-    cfg = ["--config", str(TINY_CONFIG)]
+    # the yields are the point here: no evaluation suites, so decide follows the yield alone
+    tiny = yaml.safe_load(TINY_CONFIG.read_text())
+    tiny["evaluate"]["suites"], tiny["decide"]["select"] = [], None
+    (work / "run.yaml").write_text(yaml.safe_dump(tiny))
+    cfg = ["--config", str(work / "run.yaml")]
     steps = [
         ["generate", "--model", str(model), "--data", str(data), "--out", str(c / "generate")],
         ["verify", "--answers", str(c / "generate/answers.jsonl"), "--out", str(c / "verify")],

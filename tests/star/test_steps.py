@@ -176,7 +176,7 @@ def test_select_is_a_validation_number_of_a_validation_suite():
     with pytest.raises(ConfigError, match=r"decide.select: .*a validation number \(val\.<suite>\.<metric>\)"):
         config_from_dict({"decide": {"select": "eval.kinetics700.accuracy"},
                           "evaluate": {"suites": [suite]}})
-    with pytest.raises(ConfigError, match="decide.select: .*needs the kinetics700 suite with role validation"):
+    with pytest.raises(ConfigError, match="decide.select: .*needs the kinetics700 suite with role valid"):
         config_from_dict({"decide": {"select": "val.kinetics700.accuracy"}, "evaluate": {"suites": [suite]}})
     with pytest.raises(ConfigError, match=r"suites\[1\]\.name: .*suites\[0\] is already kinetics700"):
         config_from_dict({"evaluate": {"suites": [suite, suite]}})

@@ -1,12 +1,14 @@
-"""The Video-STaR cycle, one command per step: generate, verify, rationalize, sft, summarize,
-decide; and ``show`` to read what they wrote."""
+"""The Video-STaR cycle, one command per step: generate, verify, rationalize, sft, evaluate,
+summarize, decide; and ``show`` to read what they wrote."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from videostar import layout
 from videostar.cli.common import (
     Subcommands,
     add_adapter_base,
@@ -55,10 +57,20 @@ def add_parsers(sub: Subcommands) -> None:
     add_training_outputs(sft)
     sft.set_defaults(func=cmd_sft)
 
+    ev = sub.add_parser("evaluate", help="every configured evaluation suite on one model (the pipeline's "
+                                         "evaluate step): scores.json")
+    ev.add_argument("--model", required=True)
+    add_adapter_base(ev)
+    ev.add_argument("--stage", choices=layout.STAGES, default=layout.CYCLE_STAGE)
+    ev.add_argument("--cycle", type=int_at_least(0), default=0, help="the cycle (stage cycle)")
+    ev.add_argument("--out", required=True, help="folder for scores.json and each suite's report")
+    ev.set_defaults(func=cmd_evaluate)
+
     summ = sub.add_parser("summarize", help="a cycle's yields from its verify/rationalize metrics")
     summ.add_argument("--cycle", type=int_at_least(0), required=True)
     summ.add_argument("--verify", required=True)
     summ.add_argument("--rationalize", nargs="*", default=[], help="metrics of every shard")
+    summ.add_argument("--scores", help="evaluate's scores.json: its numbers join the summary, for decide")
     summ.add_argument("--out", required=True)
     summ.set_defaults(func=cmd_summarize)
 
@@ -97,12 +109,21 @@ def cmd_sft(args: argparse.Namespace, cfg: RunConfig) -> int:
     return report_step("sft", metrics)
 
 
+def cmd_evaluate(args: argparse.Namespace, cfg: RunConfig) -> int:
+    cycle = args.cycle if args.stage == layout.CYCLE_STAGE else None
+    print_metrics(f"evaluate ({args.stage})", steps.evaluate(args.model, args.out, cfg, args.stage, cycle,
+                                                              adapter_base=args.adapter_base))
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.star.decide import summarize_cycle
 
     verify = json.loads(Path(args.verify).read_text())
     shards = [json.loads(Path(p).read_text()) for p in args.rationalize]
     summary = summarize_cycle(args.cycle, verify, shards)
+    if args.scores:
+        summary |= json.loads(Path(args.scores).read_text())["scores"]
     write_json(args.out, summary)
     print_metrics(f"cycle {args.cycle}", summary)
     return 0
@@ -112,7 +133,12 @@ def cmd_decide(args: argparse.Namespace, cfg: RunConfig) -> int:
     from videostar.star.decide import decide
 
     history = [json.loads(Path(p).read_text()) for p in args.history]
-    decision = decide(history, cfg.decide)
+    try:
+        decision = decide(history, cfg.decide)
+    except KeyError as e:  # e.g. decide.select's validation number, without summarize --scores
+        print(f"videostar decide: {e.args[0]} (a suite's numbers join a summary through summarize "
+              f"--scores <evaluate's scores.json>)", file=sys.stderr)
+        return 2
     if args.out:
         write_json(args.out, decision)
     print(json.dumps(decision))
