@@ -79,11 +79,13 @@ SEEDS_ROOT ?= demo/seeds
 demo-seeds: $(STAMP)
 	$(PY) bench/demo_seeds.py --seeds $(SEEDS) --root $(SEEDS_ROOT) --compare ppo --json $(SEEDS_ROOT)/seeds.json
 
-# STEP (scene-graph paths) on synthetic scene-graph videos: 2 cycles, tiny model.
+# STEP (scene-graph paths) on synthetic scene-graph videos: up to 3 cycles, tiny model; 48 held-out videos
+# reported, 48 validation videos choose the cycle handed on.
 demo-scenegraph: $(STAMP)
 	test -f demo/scenegraph-base/videostar_model.json || $(VENV)/bin/videostar model tiny --scenegraph-videos 200 --pretrain-steps 3000 --out demo/scenegraph-base
-	test -f demo/scenegraph/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 96 --seed 0 --out demo/scenegraph
+	test -f demo/scenegraph/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 288 --seed 0 --out demo/scenegraph
 	test -f demo/scenegraph-heldout/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 48 --seed 1 --min-steps 1 --out demo/scenegraph-heldout
+	test -f demo/scenegraph-validation/records.jsonl || $(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml data scenegraph-synthetic --count 48 --seed 1000 --min-steps 1 --out demo/scenegraph-validation
 	$(VENV)/bin/videostar --config configs/scenegraph-tiny.yaml run --local --root demo/runs
 
 lint: $(STAMP)
