@@ -237,7 +237,8 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     step["sft"]["epochs"] = 1
     step["verify"]["graph_path_steps"] = 0.34
     step["evaluate"] |= {"max_new_tokens": 32, "limit": 4}
-    step["evaluate"]["suites"][0]["data"]["records"] = "step-heldout/records.jsonl"
+    for suite in step["evaluate"]["suites"]:  # the reported held-out videos and the validation ones
+        suite["data"]["records"] = "step-heldout/records.jsonl"
     step["tracking"] = {"mlflow_uri": "sqlite:///stepruns/mlflow.db", "experiment": "shipped-step",
                         "store": "stepruns/store"}
     (w / "step.yaml").write_text(yaml.safe_dump(step))

@@ -583,8 +583,11 @@ def test_step_config_compiles(tmp_path):
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     config = json.loads(spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"])
     assert config["scenegraph"]["split"] == "training"
-    assert config["scenegraph"]["max_questions"] == 192 and config["verify"]["graph_path_steps"] == 1.0
-    assert [s["name"] for s in config["evaluate"]["suites"]] == ["scenegraph"]  # held-out, by steps
+    assert config["scenegraph"]["max_questions"] == 853 and config["verify"]["graph_path_steps"] == 1.0
+    # held-out videos reported by steps; validation videos choose the cycle handed on
+    assert [(s["name"], s["role"]) for s in config["evaluate"]["suites"]] == [
+        ("scenegraph", "report"), ("scenegraph", "validation")]
+    assert config["decide"]["select"] == "val.scenegraph.accuracy"
     assert "step_relation_chain" in config["templates"]
     names = [t["taskInfo"]["name"] for c in spec["components"].values() if "dag" in c
              for t in c["dag"]["tasks"].values()]
