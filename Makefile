@@ -63,10 +63,11 @@ test-ci: $(STAMP) $(KUSTOMIZE_STAMP) system-deps
 dist: $(STAMP)
 	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir dist .
 
-# The cyclic KFP pipeline on this machine (kfp.local): tiny model, synthetic videos, 3 cycles, 2 shards.
+# The cyclic KFP pipeline on this machine (kfp.local): tiny model, 192 synthetic training videos, 3 cycles,
+# 2 shards; 24 reported held-out clips and 48 validation clips that choose the cycle handed on.
 demo: $(STAMP)
 	test -f demo/base/videostar_model.json || $(VENV)/bin/videostar model tiny --out demo/base
-	test -f demo/data/records.jsonl || $(VENV)/bin/videostar data synthetic --count 48 --seed 0 --out demo/data
+	test -f demo/data/records.jsonl || $(VENV)/bin/videostar data synthetic --count 192 --seed 0 --out demo/data
 	test -f demo/heldout/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 24 --seed 1 --out demo/heldout
 	test -f demo/validation/validate.csv || $(VENV)/bin/videostar data synthetic --kinetics --count 48 --seed 1000 --out demo/validation
 	$(VENV)/bin/videostar --config configs/tiny.yaml run --local --root demo/runs

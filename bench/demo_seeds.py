@@ -1,6 +1,6 @@
 """The demo for several seeds: how much of its result is the method and how much is the seed.
 
-Each seed S builds its own tiny base (``model tiny --seed S``), training videos (seed 2S),
+Each seed S builds its own tiny base (``model tiny --seed S``), 192 training videos (seed 2S),
 reported held-out clips (seed 2S+1, 24) and validation clips (seed 1000+S, 48) — seed 0 is
 exactly ``make demo`` — and runs the same pipeline of ``configs/tiny.yaml`` (generation, SFT,
 reward model and RL seeded with S too) through ``kfp.local``. The validation clips choose the
@@ -38,6 +38,8 @@ from videostar.config import config_from_dict
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 ACCURACY, VALIDATION = "eval.kinetics700.accuracy", "val.kinetics700.accuracy"
+VIDEOS = 192
+"""Training videos per seed, as ``make demo``."""
 
 
 def with_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def run_pipeline(cfg: dict[str, Any], config: Path, runs: Path) -> LocalRun:
     return collect(run_dir, time.perf_counter() - started)
 
 
-def run_seed(seed: int, root: Path, overrides: list[str], compare: str | None
+def run_seed(seed: int, root: Path, overrides: list[str], compare: str | None, videos: int
              ) -> tuple[LocalRun, LocalRun | None]:
     """Base, data and the whole pipeline for ``seed`` under ``root/seed-<seed>``; with ``compare``,
     the stand-alone RLAIF pipeline with that algorithm on the model the cycles handed on."""
@@ -89,7 +91,7 @@ def run_seed(seed: int, root: Path, overrides: list[str], compare: str | None
         (home / "base" / "videostar_model.json",
          ["model", "tiny", "--seed", str(seed), "--out", str(home / "base")]),
         (home / "data" / "records.jsonl",
-         ["data", "synthetic", "--count", "48", "--seed", str(2 * seed), "--out", str(home / "data")]),
+         ["data", "synthetic", "--count", str(videos), "--seed", str(2 * seed), "--out", str(home / "data")]),
         (home / "heldout" / "validate.csv",
          ["data", "synthetic", "--kinetics", "--count", "24", "--seed", str(2 * seed + 1),
           "--out", str(home / "heldout")]),
@@ -258,12 +260,13 @@ def main() -> dict[str, Any]:
                         help="also run this RL algorithm (stand-alone RLAIF on the chosen model)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override configs/tiny.yaml (choose on validation seeds only)")
+    parser.add_argument("--videos", type=int, default=VIDEOS, help="training videos per seed")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    runs = {s: run_seed(s, root, args.overrides, args.compare) for s in args.seeds}
+    runs = {s: run_seed(s, root, args.overrides, args.compare, args.videos) for s in args.seeds}
     result = summarize(runs)
     result |= {"seconds": round(time.perf_counter() - started, 1), "overrides": args.overrides}
     table = print_table(result)

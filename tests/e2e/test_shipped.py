@@ -218,6 +218,7 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     cfg["sft"]["epochs"] = 1
     cfg["rlaif"]["reward_model"]["epochs"] = 1
     cfg["rlaif"]["ppo"] |= {"steps": 2, "save_every": 0}
+    cfg["rlaif"]["grpo"] |= {"steps": 2, "save_every": 0}
     cfg["evaluate"]["suites"][0]["data"] = {"csv": "heldout/validate.csv", "videos": "heldout/videos"}
     cfg["evaluate"]["suites"][1]["data"] = {"csv": "validation/validate.csv", "videos": "validation/videos"}
     cfg["tracking"] = {"mlflow_uri": "sqlite:///star/mlflow.db", "experiment": "shipped",
@@ -228,7 +229,7 @@ def test_compiled_pipeline_runs_every_step_from_the_install(shipped: Shipped):
     run_dir = _check_run(shipped, w / "star/runs", probe)
     functions = {argv[argv.index("--function_to_execute") + 1] for _, argv, _ in _tasks(probe)}
     assert functions == {"start", "generate", "verify", "rationalize", "sft", "evaluate", "decide",
-                         "preferences", "reward_model", "ppo"}
+                         "preferences", "reward_model", "grpo"}  # the shipped tiny config's RL
     assert len(list(run_dir.rglob("scores.json"))) == 3  # baseline, cycle 0, after RLAIF
 
     step = yaml.safe_load(shipped.videostar("config", "example", "scenegraph-tiny"))

@@ -104,14 +104,15 @@ def test_rlaif_follows_whichever_cycle_stops(tmp_path: Path, cycles: int):
     spec, _ = _compile(tmp_path, cycles, 2)
     names = _task_names(spec)
     assert names.count("VLM-RLAIF") == cycles  # the stage's sub-graph, once per stop branch
-    for step in ("preferences", "reward-model", "ppo", "evaluate"):
+    rl = load_config(TINY_CONFIG).rlaif.algorithm  # the demo's RL step: grpo
+    for step in ("preferences", "reward-model", rl, "evaluate"):
         assert names.count(f"rlaif-{step}") == cycles, step
     dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
     for dag in dags:
         tasks = {t["taskInfo"]["name"]: t for t in dag["tasks"].values()}
-        if "rlaif-ppo" in tasks:
-            ppo = tasks["rlaif-ppo"]["inputs"]["artifacts"]
-            assert ppo["reward_model"]["taskOutputArtifact"]["producerTask"].startswith("reward-model")
+        if f"rlaif-{rl}" in tasks:
+            inputs = tasks[f"rlaif-{rl}"]["inputs"]["artifacts"]
+            assert inputs["reward_model"]["taskOutputArtifact"]["producerTask"].startswith("reward-model")
             ev = tasks["rlaif-evaluate"]["inputs"]
             assert ev["parameters"]["stage"]["runtimeValue"]["constant"] == "rlaif"
 
@@ -123,7 +124,7 @@ def test_rlaif_alone_from_a_given_sft_model(tmp_path: Path):
     spec, _ = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     names = _task_names(spec)
     assert sorted(names) == sorted(["base-model", "dataset", "sft-model", "track-start", "VLM-RLAIF",
-                                    "rlaif-preferences", "rlaif-reward-model", "rlaif-ppo",
+                                    "rlaif-preferences", "rlaif-reward-model", f"rlaif-{cfg.rlaif.algorithm}",
                                     "rlaif-evaluate"])
     assert spec["root"]["inputDefinitions"]["parameters"]["sft_model"]["defaultValue"] == (
         "s3://models/sft-cycle-2")
@@ -279,6 +280,7 @@ def test_pipeline_runs_locally_with_tracking(
     tiny["pipeline"] |= {"base_model": str(tiny_base), "dataset": str(synthetic_data), "num_shards": 2}
     tiny["decide"]["max_cycles"] = 2
     tiny["rlaif"]["ppo"] |= {"steps": 3, "save_every": 0}
+    tiny["rlaif"]["algorithm"] = "ppo"  # the paper's; the demo's grpo runs through kfp.local in test_grpo
     tiny["tracking"] = {"mlflow_uri": mlflow_server, "experiment": "pipeline-test",
                         "registered_model": "pipeline-test-sft", "registered_policy": "pipeline-test-policy",
                         "store": "s3://videostar-runs"}

@@ -36,7 +36,7 @@ def add_parsers(sub: Subcommands) -> None:
     grpo = sub.add_parser("grpo", help="RLAIF: align the SFT model with GRPO, the verifier as the reward")
     grpo.add_argument("--model", required=True, help="the SFT model")
     grpo.add_argument("--reward-model", required=True,
-                      help="the reward model folder (read when rlaif.grpo.reward_model_weight > 0)")
+                      help="the reward model folder (read only when GRPO mixes its score into the reward)")
     grpo.add_argument("--records", required=True)
     grpo.add_argument("--preferences", required=True, help="its split.json names the held-out videos")
     add_training_outputs(grpo)  # checkpoints/ beside the metrics file
