@@ -98,3 +98,20 @@ def test_4bit_needs_a_gpu(tiny_base):
 
     with pytest.raises(VideostarError, match="only '4bit', and only on a CUDA GPU"):
         load_model(str(tiny_base), device="cpu", quantize="4bit")
+
+
+def test_sampling_never_says_a_media_placeholder_or_role_marker(tiny_base: Path):
+    """A sampled ``<|video_pad|>`` in a response breaks every later pass over prompt + response
+    (the processor counts one video token more than the video has features): at a temperature
+    that makes every token likely, no special token but EOS is ever sampled."""
+    lm = load_model(str(tiny_base))
+    config = lm.generation_config(50.0, 24)
+    specials = {i for i, tok in lm.tokenizer.added_tokens_decoder.items() if tok.special}
+    assert lm.model.config.video_token_id in config.suppress_tokens
+    assert not set(config.suppress_tokens) & set(lm.eos_token_ids)
+    torch.manual_seed(0)
+    inputs = lm.encode_prompts(["What is happening in this video?"] * 8, [gradient_video()] * 8)
+    out = lm.model.generate(**inputs, generation_config=config)[:, inputs["input_ids"].shape[1]:]
+    said = set(out.flatten().tolist())
+    assert len(said) > 20  # the temperature spreads the samples over the vocabulary
+    assert said & specials <= set(lm.eos_token_ids) | {lm.pad_token_id}  # pad: after EOS only

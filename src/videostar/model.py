@@ -153,7 +153,19 @@ class LoadedModel:
             encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
             num_return_sequences=1, max_new_tokens=max_new_tokens,
             eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id,
+            suppress_tokens=self.unsayable_ids or None,
         )
+
+    @property
+    def unsayable_ids(self) -> list[int]:
+        """The special tokens an answer never holds (media placeholders, role markers), EOS aside.
+
+        Sampled at a high temperature, a ``<|video_pad|>`` in a response breaks every later pass
+        over prompt + response (the processor counts it as one more video token than the video
+        has features: seen in GRPO on the tiny model), and a role marker ends the answer early."""
+        eos = set(self.eos_token_ids)
+        return sorted(i for i, tok in self.tokenizer.added_tokens_decoder.items()
+                      if tok.special and i not in eos)
 
     def _process(self, texts: list[str], videos: list[np.ndarray]) -> Any:
         """The processor on texts + videos, each video with its real timing (see ``frame_metadata``)."""
