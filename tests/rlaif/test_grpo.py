@@ -117,6 +117,7 @@ def _pipeline_tasks(cfg) -> dict:
 def test_the_pipeline_runs_grpo_in_ppos_place() -> None:
     cfg = load_config(TINY_CONFIG)
     cfg.rlaif.sft_model = "s3://models/sft"
+    cfg.rlaif.algorithm = "ppo"
     ppo = _pipeline_tasks(cfg)
     cfg.rlaif.algorithm = "grpo"
     grpo = _pipeline_tasks(cfg)
