@@ -21,7 +21,6 @@ meant to raise; partial credit would pay an answer that names the object but the
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -36,13 +35,12 @@ from videostar.config import GRPOConfig, RunConfig, VerifyConfig, VideoConfig
 from videostar.data.records import Record
 from videostar.errors import VideostarError
 from videostar.generation import row_seed
-from videostar.model import LoadedModel, add_lora, load_model, save_model
+from videostar.model import LoadedModel, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
-from videostar.rlaif.policy import PolicyTrainer, run_steps
+from videostar.rlaif.policy import PolicyTrainer, run_steps, start_policy
 from videostar.rlaif.ppo import heldout_reward, reward_scorer, step_batch
 from videostar.rlaif.ppo_math import entropy_from_logits, logprobs_from_logits, masked_mean, policy_loss
 from videostar.training.checkpoints import Checkpoints
-from videostar.training.loop import decode_batch
 from videostar.verify import verify_record
 
 GroupRewardFn = Callable[[list[Record], list[str], list[str], list[np.ndarray]], tuple[Tensor, Tensor]]
@@ -207,21 +205,10 @@ def train_grpo(
     ``reward_model``'s score; with weight 0 no reward model is loaded); the policy is saved to
     ``model_out``, the run resumes from and saves into ``checkpoints`` as :func:`train_ppo`'s."""
     model_out = Path(model_out)
-    if model_out.exists():
-        raise VideostarError(f"{model_out}: already exists; refusing to overwrite a saved model")
     if cfg.reward_model_weight and not reward_model:
         raise VideostarError("rlaif.grpo.reward_model_weight is set but no reward model was given")
-    skipped: list[dict[str, str]] = []
-    train, train_frames = decode_batch(train, video, skipped)
-    heldout, heldout_frames = decode_batch(heldout, video, skipped)
-    if not train:
-        raise VideostarError("no readable training prompts for GRPO")
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    policy: LoadedModel = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
-    policy.tuned_from = sft_model  # the GRPO adapter sits on exactly this model
-    policy = add_lora(policy, cfg.lora)
+    policy, (train, train_frames), (heldout, heldout_frames), skipped = start_policy(
+        sft_model, train, heldout, model_out, video, cfg.lora, cfg.seed, adapter_base, quantize, "GRPO")
     scorer = None
     if cfg.reward_model_weight:
         from videostar.rlaif.reward_model import load_reward_model

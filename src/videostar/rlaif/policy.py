@@ -6,6 +6,7 @@ resumable checkpoint of the trainable weights, optimizer, history and RNG.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,10 +17,17 @@ from torch import Tensor
 from tqdm import tqdm
 from transformers import LogitsProcessorList
 
+from videostar.config import LoraConfig, VideoConfig
+from videostar.data.records import Record
+from videostar.errors import VideostarError
 from videostar.generation import RowSampler
-from videostar.model import LoadedModel, disable_dropout
+from videostar.model import LoadedModel, add_lora, disable_dropout, load_model
 from videostar.training.checkpoints import Checkpoints, trainable
+from videostar.training.loop import decode_batch
 from videostar.training.state import restoring
+
+Decoded = tuple[list[Record], list[np.ndarray]]
+"""Records whose videos decoded, and their frames."""
 
 
 class SamplingConfig(Protocol):
@@ -161,3 +169,25 @@ def run_steps(trainer: PolicyTrainer, checkpoints: Checkpoints, steps: int,
     bar.close()
     if saved != trainer.step_count:
         trainer.save(checkpoints)
+
+
+def start_policy(
+    sft_model: str, train: list[Record], heldout: list[Record], model_out: Path, video: VideoConfig,
+    lora: LoraConfig, seed: int, adapter_base: str | None, quantize: str | None, algorithm: str,
+) -> tuple[LoadedModel, Decoded, Decoded, list[dict[str, str]]]:
+    """What every RL run starts from: ``model_out`` not yet written, the prompts' videos decoded
+    (an unreadable one is skipped and reported), the seeds set, and ``sft_model`` folded with a
+    fresh LoRA adapter on top -> ``(policy, (train, frames), (heldout, frames), skipped)``."""
+    if model_out.exists():
+        raise VideostarError(f"{model_out}: already exists; refusing to overwrite a saved model")
+    skipped: list[dict[str, str]] = []
+    decoded_train = decode_batch(train, video, skipped)
+    decoded_heldout = decode_batch(heldout, video, skipped)
+    if not decoded_train[0]:
+        raise VideostarError(f"no readable training prompts for {algorithm}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    policy = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
+    policy.tuned_from = sft_model  # the RL adapter sits on exactly this model
+    return add_lora(policy, lora), decoded_train, decoded_heldout, skipped

@@ -35,11 +35,10 @@ from torch import Tensor
 
 from videostar.config import PPOConfig, RunConfig, VerifyConfig, VideoConfig
 from videostar.data.records import Record
-from videostar.errors import VideostarError
 from videostar.generation import row_seed
-from videostar.model import LoadedModel, add_lora, disable_dropout, load_model, save_model
+from videostar.model import LoadedModel, disable_dropout, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
-from videostar.rlaif.policy import PolicyTrainer, run_steps
+from videostar.rlaif.policy import PolicyTrainer, run_steps, start_policy
 from videostar.rlaif.ppo_math import (
     adaptive_kl_coef,
     entropy_from_logits,
@@ -56,7 +55,6 @@ from videostar.rlaif.ppo_math import (
 from videostar.rlaif.reward_model import RewardModel, load_reward_and_value
 from videostar.training import distributed as dist
 from videostar.training.checkpoints import Checkpoints, trainable
-from videostar.training.loop import decode_batch
 from videostar.verify import verify_record
 
 RewardFn = Callable[[list[str], list[str], list[np.ndarray]], Tensor]
@@ -337,19 +335,8 @@ def train_ppo(
     before ``metrics.json`` completes (:func:`videostar.resume.published_result`).
     """
     model_out = Path(model_out)
-    if model_out.exists():
-        raise VideostarError(f"{model_out}: already exists; refusing to overwrite a saved model")
-    skipped: list[dict[str, str]] = []
-    train, train_frames = decode_batch(train, video, skipped)
-    heldout, heldout_frames = decode_batch(heldout, video, skipped)
-    if not train:
-        raise VideostarError("no readable training prompts for PPO")
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    policy: LoadedModel = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
-    policy.tuned_from = sft_model  # the PPO adapter sits on exactly this model
-    policy = add_lora(policy, cfg.lora)
+    policy, (train, train_frames), (heldout, heldout_frames), skipped = start_policy(
+        sft_model, train, heldout, model_out, video, cfg.lora, cfg.seed, adapter_base, quantize, "PPO")
     reward, value = load_reward_and_value(reward_model, adapter_base=sft_model, quantize=quantize,
                                           sft_adapter_base=adapter_base)
     trainer = PPOTrainer(policy, reward_scorer(reward), value, cfg, verify)
