@@ -194,7 +194,9 @@ def test_one_cycle_of_the_local_pipeline(arch: str, synthetic_data: Path, tmp_pa
     cfg["pipeline"] |= {"base_model": str(base), "dataset": str(data), "num_shards": 1}
     cfg["decide"]["max_cycles"] = 1
     cfg["rlaif"]["enabled"] = False
-    cfg["evaluate"]["suites"][0]["data"] = {"csv": str(heldout), "videos": str(heldout.parent / "videos")}
+    validation = write_kinetics_split(tmp_path / "validation", 4, seed=2)
+    for suite, csv in zip(cfg["evaluate"]["suites"], (heldout, validation), strict=True):
+        suite["data"] = {"csv": str(csv), "videos": str(csv.parent / "videos")}
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cfg))
     assert main(["--config", str(config), "run", "--local", "--root", str(tmp_path / "runs")]) == 0

@@ -14,7 +14,9 @@ from conftest import TINY_CONFIG
 
 from videostar.config import GRPOConfig, LoraConfig, VerifyConfig, VideoConfig, config_from_dict, load_config
 from videostar.data.records import Record, read_rows
+from videostar.data.synthetic import write_kinetics_split
 from videostar.errors import ConfigError
+from videostar.model import read_card
 from videostar.rlaif.grpo import group_advantages, kl_k3, mixed_reward, verifier_reward
 
 
@@ -220,13 +222,15 @@ def test_grpo_rlaif_stage_runs_through_kfp_local(tiny_base: Path, synthetic_data
     raw["rlaif"]["reward_model"]["epochs"] = 1
     raw["rlaif"]["grpo"] = {"steps": 2, "batch_size": 4, "group_size": 2, "max_new_tokens": 8,
                             "minibatch_size": 8, "heldout_samples": 1}
+    for suite, seed in zip(raw["evaluate"]["suites"], (1, 2), strict=True):  # reported, validation
+        csv = write_kinetics_split(tmp_path / f"clips-{seed}", 4, seed=seed)
+        suite["data"] = {"csv": str(csv), "videos": str(csv.parent / "videos")}
     run = run_local(config_from_dict(raw), tmp_path / "run")
     grpo = run.rlaif["grpo"]
     assert grpo["steps"] == 2 and "ppo" not in run.rlaif
     assert run.rlaif["reward_model"]["heldout_accuracy"] is not None  # still trained and reported
     assert any(k.startswith("eval.") for k in run.rlaif["scores"])
-    card = json.loads((Path(grpo["model"]) / "model_card.json").read_text())
-    assert card["stage"] == "grpo"
+    assert read_card(Path(grpo["model"]))["stage"] == "grpo"
 
 
 def test_grpo_policy_is_logged_as_ppos(mlflow_server: str, tmp_path: Path, monkeypatch) -> None:
