@@ -37,7 +37,7 @@ from videostar.errors import VideostarError
 from videostar.generation import row_seed
 from videostar.model import LoadedModel, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
-from videostar.rlaif.policy import PolicyTrainer, run_steps, start_policy
+from videostar.rlaif.policy import PolicyTrainer, run_metrics, run_steps, start_policy
 from videostar.rlaif.ppo import heldout_reward, reward_scorer, step_batch
 from videostar.rlaif.ppo_math import entropy_from_logits, logprobs_from_logits, masked_mean, policy_loss
 from videostar.training.checkpoints import Checkpoints
@@ -235,21 +235,8 @@ def train_grpo(
               "grpo", on_step, progress)
     after = heldout_pass_rate(trainer, heldout, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed,
                               verify)
-    last = trainer.history[-5:]
-    metrics = {
-        "steps": trainer.step_count,
-        "prompts": len(train),
-        "heldout_prompts": len(heldout),
-        "heldout_reward_before": before,
-        "heldout_reward_after": after,
-        "reward_gain": after - before,
-        "final_kl": trainer.history[-1]["kl"],
-        "mean_reward_last": float(np.mean([h["reward"] for h in last])),
-        "mean_pass_rate_last": float(np.mean([h["verifier_pass_rate"] for h in last])),
-        "resumed_from": resumed,
-        "video_errors": skipped,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    metrics = run_metrics(trainer, len(train), len(heldout), before, after, resumed, skipped, started)
+    metrics["mean_pass_rate_last"] = float(np.mean([h["verifier_pass_rate"] for h in trainer.history[-5:]]))
     result = {"step": "grpo", "model": str(model_out), **metrics, "history": trainer.history}
     save_model(policy, model_out, "lora", {"stage": "grpo", "reward_model": reward_model,
                                            "heldout_reward": after,

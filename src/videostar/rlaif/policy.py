@@ -7,6 +7,7 @@ resumable checkpoint of the trainable weights, optimizer, history and RNG.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -191,3 +192,22 @@ def start_policy(
     policy = load_model(sft_model, adapter_base=adapter_base, quantize=quantize, fold=True)
     policy.tuned_from = sft_model  # the RL adapter sits on exactly this model
     return add_lora(policy, lora), decoded_train, decoded_heldout, skipped
+
+
+def run_metrics(trainer: PolicyTrainer, prompts: int, heldout: int, before: float, after: float,
+                resumed: int | None, skipped: list[dict[str, str]], started: float) -> dict[str, Any]:
+    """The numbers every RL run reports: its steps and prompts, the held-out reward before and
+    after (the measure of whether it helped), the last KL and reward, what it resumed from."""
+    return {
+        "steps": trainer.step_count,
+        "prompts": prompts,
+        "heldout_prompts": heldout,
+        "heldout_reward_before": before,
+        "heldout_reward_after": after,
+        "reward_gain": after - before,
+        "final_kl": trainer.history[-1]["kl"],
+        "mean_reward_last": float(np.mean([h["reward"] for h in trainer.history[-5:]])),
+        "resumed_from": resumed,
+        "video_errors": skipped,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

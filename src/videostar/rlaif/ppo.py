@@ -38,7 +38,7 @@ from videostar.data.records import Record
 from videostar.generation import row_seed
 from videostar.model import LoadedModel, disable_dropout, save_model
 from videostar.resume import file_hash, model_content, stamp_digest
-from videostar.rlaif.policy import PolicyTrainer, run_steps, start_policy
+from videostar.rlaif.policy import PolicyTrainer, run_metrics, run_steps, start_policy
 from videostar.rlaif.ppo_math import (
     adaptive_kl_coef,
     entropy_from_logits,
@@ -360,21 +360,8 @@ def train_ppo(
     run_steps(trainer, checkpoints, cfg.steps, step, {"heldout_reward_before": before}, resumed, "ppo",
               on_step if main else None, progress and main)
     after = heldout_reward(trainer, held_prompts, heldout_frames, cfg.heldout_samples, cfg.seed)
-    metrics = {
-        "steps": trainer.step_count,
-        "prompts": len(train),
-        "heldout_prompts": len(heldout),
-        "heldout_reward_before": before,
-        "heldout_reward_after": after,
-        "reward_gain": after - before,
-        "final_kl": trainer.history[-1]["kl"],
-        "mean_reward_last": float(np.mean([h["reward"] for h in trainer.history[-5:]])),
-        **step_summary(trainer.history, cfg.kl_budget),
-        "world_size": dist.world_size(),
-        "resumed_from": resumed,
-        "video_errors": skipped,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    metrics = {**run_metrics(trainer, len(train), len(heldout), before, after, resumed, skipped, started),
+               **step_summary(trainer.history, cfg.kl_budget), "world_size": dist.world_size()}
     result = {"step": "ppo", "model": str(model_out), **metrics, "history": trainer.history}
     if main:
         if metrics["kl_within_budget"] is False:
